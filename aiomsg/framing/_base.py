@@ -1,0 +1,336 @@
+"""The codec contract: a :class:`Framing` describes a wire format, a :class:`Decoder`
+holds one connection's leftover bytes.
+
+No sockets and no event loop here: bytes go in, complete messages come out, and
+whatever follows the last complete message is kept for the next ``feed()``.
+
+Why the decoders look the way they do (this is the hot path of the library):
+
+* They parse by offset over the chunk they were given. The only bytes they
+  keep between calls are a partial header (a few bytes) or the parts of an
+  unfinished body, kept as a list and joined once when the body is complete.
+  So a 64 MiB message fed in 4 KiB chunks costs O(size), never O(size²).
+* A complete message costs one slice of the received chunk: one copy.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import TypeAlias
+
+from ..errors import FramingError, IncompleteMessageError, MessageTooLarge
+
+__all__ = ["DEFAULT_MAX_SIZE", "Buffer", "Decoder", "Framing"]
+
+#: The default ``max_size`` of every framing: 16 MiB.
+DEFAULT_MAX_SIZE = 16 * 1024 * 1024
+
+#: What ``feed()`` and ``encode()`` accept.
+Buffer: TypeAlias = bytes | bytearray | memoryview
+
+
+def _as_bytes(data: Buffer) -> bytes:
+    # bytes are immutable, so a decoder may keep slices of them; a bytearray or a
+    # memoryview may be reused by the caller (a BufferedProtocol's buffer is), so
+    # it is copied once here.
+    return data if type(data) is bytes else bytes(data)
+
+
+def _check_max_size(max_size: int) -> int:
+    if not isinstance(max_size, int) or max_size < 0:
+        raise ValueError(f"max_size must be a non-negative int, not {max_size!r}")
+    return max_size
+
+
+class Framing(ABC):
+    """A message-boundary strategy: how messages are laid out on a byte stream.
+
+    A framing is immutable and can be shared by any number of connections; it
+    makes a fresh :class:`Decoder` for each one with :meth:`decoder`.
+    """
+
+    __slots__ = ("max_size",)
+
+    #: The largest message, in bytes, that this framing encodes or decodes.
+    max_size: int
+
+    def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        self.max_size = _check_max_size(max_size)
+
+    @abstractmethod
+    def decoder(self) -> Decoder:
+        """Return a new decoder, with an empty buffer, for one connection."""
+
+    @abstractmethod
+    def encode(self, message: Buffer) -> bytes:
+        """Return the wire bytes of one message.
+
+        Raises:
+            MessageTooLarge: the message is longer than ``max_size`` or than the
+                header can express.
+            FramingError: the format cannot carry this message (it contains the
+                delimiter, has the wrong size...).
+        """
+
+    def encode_parts(self, message: Buffer) -> list[Buffer]:
+        """Return buffers whose concatenation is ``encode(message)``.
+
+        Hand them to ``writelines()`` to send a large message without copying
+        it into a new bytes object. Raises what :meth:`encode` raises.
+        """
+        return [self.encode(message)]
+
+    def encode_many(self, messages: Iterable[Buffer]) -> bytes:
+        """Return the wire bytes of several messages, in order, as one object.
+
+        Writing a batch with one call costs one system call instead of one per
+        message. Raises what :meth:`encode` raises; nothing is returned then.
+        """
+        return b"".join([part for m in messages for part in self.encode_parts(m)])
+
+    def _too_large(self, size: int) -> MessageTooLarge:
+        return MessageTooLarge(
+            f"message of {size} bytes is over max_size={self.max_size}",
+            size=size,
+            max_size=self.max_size,
+        )
+
+    def _check_size(self, message: Buffer) -> int:
+        size = len(message) if not isinstance(message, memoryview) else message.nbytes
+        if size > self.max_size:
+            raise self._too_large(size)
+        return size
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_size={self.max_size})"
+
+
+class Decoder(ABC):
+    """One connection's decoding state: bytes in, complete messages out.
+
+    Call :meth:`feed` with every chunk read from the connection, in order, and
+    handle the messages it returns. When the peer closes its side (a read of 0
+    bytes), call :meth:`feed_eof` once.
+
+    Error contract: a :class:`~aiomsg.FramingError` from ``feed()`` carries, in
+    ``.messages``, the good messages that came before the bad bytes in that call.
+    The decoder is then *failed*: the stream has lost its boundaries, and every
+    later call raises :class:`~aiomsg.FramingError`. Close the connection. After
+    ``feed_eof()`` the decoder is *finished*: later calls raise
+    :class:`~aiomsg.FramingError` too.
+    """
+
+    __slots__ = ("_error", "_finished")
+
+    def __init__(self) -> None:
+        self._error: FramingError | None = None
+        self._finished = False
+
+    def feed(self, data: Buffer) -> list[bytes]:
+        """Add bytes received from the peer; return the messages they complete.
+
+        Returns every message completed by ``data``, in order (often none, often
+        many). The bytes after the last complete message are kept.
+
+        Raises:
+            MessageTooLarge: a header announced, or the bytes without a delimiter
+                reached, more than ``max_size``. Raised at once, before the body.
+            FramingError: the bytes are malformed, or the decoder had failed or
+                finished earlier.
+        """
+        self._check_usable()
+        out: list[bytes] = []
+        if data:
+            try:
+                self._feed(_as_bytes(data), out)
+            except FramingError as exc:
+                exc.messages = out
+                self._error = exc
+                raise
+        return out
+
+    def feed_eof(self) -> list[bytes]:
+        """Tell the decoder that the peer closed its side; return the last messages.
+
+        Returns the messages that only the end of the stream completes (the one
+        message of :class:`~aiomsg.EndOfStream`; nothing for the other framings).
+
+        Raises:
+            IncompleteMessageError: the stream ended inside a message; its
+                ``partial`` attribute holds the bytes that had arrived.
+            FramingError: the decoder had failed or finished earlier.
+        """
+        self._check_usable()
+        self._finished = True
+        try:
+            return self._feed_eof()
+        except FramingError as exc:
+            self._error = exc
+            raise
+
+    @property
+    @abstractmethod
+    def buffered(self) -> int:
+        """How many received bytes are held that are not yet part of a returned message."""
+
+    def _check_usable(self) -> None:
+        if self._error is not None:
+            raise FramingError(f"decoder failed earlier: {self._error}") from self._error
+        if self._finished:
+            raise FramingError("decoder already saw the end of the stream")
+
+    @abstractmethod
+    def _feed(self, data: bytes, out: list[bytes]) -> None:
+        """Decode ``data`` (non-empty), appending complete messages to ``out``."""
+
+    @abstractmethod
+    def _feed_eof(self) -> list[bytes]:
+        """Finish the stream (see :meth:`feed_eof`)."""
+
+
+class HeaderFraming(Framing):
+    """A framing whose header tells the body's length: the body is then counted, not searched.
+
+    Subclasses implement :meth:`_header_at`; the shared :class:`HeaderDecoder`
+    does the rest. :class:`~aiomsg.TypePrefixed` nests any of them.
+    """
+
+    __slots__ = ()
+
+    #: Bytes that must follow every body (the ``,`` of a netstring).
+    _trailer: bytes = b""
+
+    @abstractmethod
+    def _header_at(self, buf: bytes, pos: int) -> tuple[int, int] | None:
+        """Parse the header starting at ``buf[pos]``.
+
+        Returns ``(body_start, body_length)``, or ``None`` when ``buf`` ends inside
+        the header (and what is there so far is valid). Raises
+        :class:`MessageTooLarge` for a length over ``max_size`` and
+        :class:`FramingError` for a malformed header, as early as the bytes allow.
+        """
+
+    def decoder(self) -> HeaderDecoder:
+        return HeaderDecoder(self)
+
+
+class BodyCollector:
+    """The parts of a body that spans several chunks; joined once, when complete."""
+
+    __slots__ = ("header", "need", "parts", "size", "trailer")
+
+    def __init__(self) -> None:
+        self.header = b""  # kept only to report it in IncompleteMessageError
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.need = 0
+        self.trailer = b""
+
+    def start(self, header: bytes, first: list[bytes], total: int, trailer: bytes = b"") -> None:
+        """Begin a body of ``total`` bytes (trailer included); ``first`` is what has arrived."""
+        self.header = header
+        self.parts = first
+        self.size = sum(map(len, first))
+        self.need = total - self.size
+        self.trailer = trailer
+
+    def fill(self, data: bytes, pos: int) -> int:
+        """Take what the body still needs from ``data[pos:]``; return the new position.
+
+        The body is complete when ``need`` is 0 afterwards.
+        """
+        available = len(data) - pos
+        take = self.need if self.need < available else available
+        self.parts.append(data[pos : pos + take] if (pos or take != len(data)) else data)
+        self.size += take
+        self.need -= take
+        return pos + take
+
+    def finish(self) -> bytes:
+        """Return the complete message, the trailer checked and removed."""
+        parts, trailer = self.parts, self.trailer
+        self.header, self.parts, self.size = b"", [], 0
+        if trailer:
+            tl = len(trailer)
+            if len(parts[-1]) < tl:  # the trailer is split across chunks: rare
+                parts = [b"".join(parts)]
+            last = parts[-1]
+            if last[-tl:] != trailer:
+                raise FramingError(f"message is not followed by {trailer!r}")
+            parts[-1] = last[:-tl]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def partial(self) -> bytes:
+        """The header and the body bytes received so far."""
+        return self.header + b"".join(self.parts)
+
+
+class HeaderDecoder(Decoder):
+    """Decoder for every :class:`HeaderFraming`: parse a header, count the body, repeat."""
+
+    __slots__ = ("_body", "_framing", "_head")
+
+    def __init__(self, framing: HeaderFraming) -> None:
+        super().__init__()
+        self._framing = framing
+        self._head = b""  # an incomplete header, kept until the rest arrives
+        self._body = BodyCollector()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._head) + self._body.size
+
+    def _feed(self, data: bytes, out: list[bytes]) -> None:
+        pos = 0
+        body = self._body
+        if body.need:
+            pos = body.fill(data, 0)
+            if body.need:
+                return
+            out.append(body.finish())
+        if self._head:
+            data = self._head + data[pos:]
+            pos = 0
+            self._head = b""
+        pos = self._scan(data, pos, out)
+        if pos < len(data):
+            self._head = data[pos:]
+
+    def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> int:
+        """Append the complete messages in ``buf[pos:]`` to ``out``; return where the rest starts.
+
+        A message whose header is complete but whose body is not moves into the
+        body collector, and the whole buffer counts as consumed.
+        """
+        header_at = self._framing._header_at
+        trailer = self._framing._trailer
+        tl = len(trailer)
+        end = len(buf)
+        append = out.append
+        while pos < end:
+            header = header_at(buf, pos)
+            if header is None:
+                break
+            start, size = header
+            stop = start + size
+            if stop + tl > end:
+                self._body.start(buf[pos:start], [buf[start:]], size + tl, trailer)
+                return end
+            if tl and buf[stop : stop + tl] != trailer:
+                raise FramingError(f"message is not followed by {trailer!r}")
+            append(buf[start:stop])
+            pos = stop + tl
+        return pos
+
+    def _feed_eof(self) -> list[bytes]:
+        if self._body.need:
+            raise IncompleteMessageError(
+                f"stream ended inside a message ({self._body.need} bytes missing)",
+                partial=self._body.partial(),
+            )
+        if self._head:
+            raise IncompleteMessageError(
+                f"stream ended inside a header ({len(self._head)} bytes)", partial=self._head
+            )
+        return []

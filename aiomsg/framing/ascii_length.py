@@ -1,0 +1,50 @@
+"""ASCII length prefix: the length as exactly N decimal digits (the HOWTO's ``00042``)."""
+
+from __future__ import annotations
+
+from ..errors import FramingError
+from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderFraming
+
+__all__ = ["AsciiLengthPrefixed"]
+
+
+class AsciiLengthPrefixed(HeaderFraming):
+    """Each message is preceded by its length as ``digits`` zero-padded decimal digits.
+
+    ``AsciiLengthPrefixed(5).encode(b"hello") == b"00005hello"``. Only the ASCII
+    digits 0-9 are accepted in a header: a sign, a space or an underscore (which
+    ``int()`` would take) raises :class:`~aiomsg.FramingError`. ``max_size``
+    defaults to 16 MiB, or ``10**digits - 1`` if that is smaller.
+    """
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int = 5, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        if not isinstance(digits, int) or not 1 <= digits <= 20:
+            raise ValueError(f"digits must be an int from 1 to 20, not {digits!r}")
+        super().__init__(min(max_size, 10**digits - 1))
+        self.digits = digits
+
+    def _header_at(self, buf: bytes, pos: int) -> tuple[int, int] | None:
+        start = pos + self.digits
+        header = buf[pos:start]
+        # Check what has arrived even when the header is incomplete, so that
+        # garbage is refused at once rather than after `digits` bytes.
+        if header and not header.isdigit():
+            raise FramingError(f"length header {header!r} is not {self.digits} ASCII digits")
+        if start > len(buf):
+            return None
+        size = int(header)
+        if size > self.max_size:
+            raise self._too_large(size)
+        return start, size
+
+    def encode(self, message: Buffer) -> bytes:
+        size = self._check_size(message)
+        return b"%0*d" % (self.digits, size) + message
+
+    def encode_parts(self, message: Buffer) -> list[Buffer]:
+        return [b"%0*d" % (self.digits, self._check_size(message)), message]
+
+    def __repr__(self) -> str:
+        return f"AsciiLengthPrefixed({self.digits}, max_size={self.max_size})"

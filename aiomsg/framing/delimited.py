@@ -1,0 +1,191 @@
+"""Delimited messages: each message ends with a delimiter (``\\n``, ``\\r\\n``, ``\\0``...)."""
+
+from __future__ import annotations
+
+from ..errors import FramingError, IncompleteMessageError
+from ._base import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing
+
+__all__ = ["Delimited", "Lines"]
+
+
+class Delimited(Framing):
+    """Each message is followed by ``delimiter`` (one or more bytes), which it may not contain.
+
+    A delimiter split across two reads is found. The search resumes where the last
+    one stopped, so a long message fed in small chunks costs O(size). As soon as
+    more than ``max_size`` bytes have arrived without a delimiter, the decoder
+    raises :class:`~aiomsg.MessageTooLarge`: a peer that never sends one cannot
+    make it buffer without bound. ``encode()`` refuses a message that contains
+    the delimiter.
+    """
+
+    __slots__ = ("delimiter",)
+
+    def __init__(self, delimiter: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        if not isinstance(delimiter, bytes) or not delimiter:
+            raise ValueError(f"delimiter must be non-empty bytes, not {delimiter!r}")
+        super().__init__(max_size)
+        self.delimiter = delimiter
+
+    def decoder(self) -> DelimitedDecoder:
+        return DelimitedDecoder(self.delimiter, self.max_size, strip_cr=False, framing=self)
+
+    def encode(self, message: Buffer) -> bytes:
+        self._check_message(message)
+        return bytes(message) + self.delimiter
+
+    def encode_parts(self, message: Buffer) -> list[Buffer]:
+        self._check_message(message)
+        return [message, self.delimiter]
+
+    def _check_message(self, message: Buffer) -> None:
+        self._check_size(message)
+        if self.delimiter in message:
+            raise FramingError(f"message contains the delimiter {self.delimiter!r}")
+        # A delimiter could also straddle the end of the message and the
+        # delimiter appended to it (b"a\r" + b"\r\n" contains no "\r\n" at the
+        # join, but b"\r" + b"\n\r" would): decode would cut it early.
+        dl = len(self.delimiter)
+        if dl > 1 and self.delimiter in bytes(message[-dl:]) + self.delimiter[:-1]:
+            raise FramingError(f"message ends with a prefix of the delimiter {self.delimiter!r}")
+
+    def __repr__(self) -> str:
+        return f"Delimited({self.delimiter!r}, max_size={self.max_size})"
+
+
+class Lines(Delimited):
+    """Text lines: each message ends with ``\\n``; a ``\\r`` before it is removed too.
+
+    Decoding accepts both ``\\n`` and ``\\r\\n`` endings (what ``nc`` and
+    ``telnet`` send) and returns the line without them. ``encode()`` appends
+    ``newline`` (``b"\\n"`` by default, or ``b"\\r\\n"``) and refuses a message
+    that contains ``\\n`` or ends with ``\\r``. ``max_size`` counts the line
+    without its ending. Messages are bytes: decode them as UTF-8 yourself, so that
+    invalid text is your decision, not a framing error.
+    """
+
+    __slots__ = ("newline",)
+
+    def __init__(self, *, newline: bytes = b"\n", max_size: int = DEFAULT_MAX_SIZE) -> None:
+        if newline not in (b"\n", b"\r\n"):
+            raise ValueError(f"newline must be b'\\n' or b'\\r\\n', not {newline!r}")
+        super().__init__(b"\n", max_size=max_size)
+        self.newline = newline
+
+    def decoder(self) -> DelimitedDecoder:
+        return DelimitedDecoder(b"\n", self.max_size, strip_cr=True, framing=self)
+
+    def encode(self, message: Buffer) -> bytes:
+        self._check_message(message)
+        return bytes(message) + self.newline
+
+    def encode_parts(self, message: Buffer) -> list[Buffer]:
+        self._check_message(message)
+        return [message, self.newline]
+
+    def _check_message(self, message: Buffer) -> None:
+        self._check_size(message)
+        if b"\n" in message:
+            raise FramingError("a line cannot contain b'\\n'")
+        if message[-1:] == b"\r":
+            raise FramingError(
+                "a line cannot end with b'\\r' (it would be read as part of its end)"
+            )
+
+    def __repr__(self) -> str:
+        return f"Lines(newline={self.newline!r}, max_size={self.max_size})"
+
+
+class DelimitedDecoder(Decoder):
+    """Decoder for :class:`Delimited` and :class:`Lines`."""
+
+    __slots__ = (
+        "_delimiter",
+        "_framing",
+        "_limit",
+        "_max_size",
+        "_pending",
+        "_resume",
+        "_strip_cr",
+    )
+
+    def __init__(
+        self, delimiter: bytes, max_size: int, *, strip_cr: bool, framing: Framing
+    ) -> None:
+        super().__init__()
+        self._framing = framing
+        self._delimiter = delimiter
+        self._max_size = max_size
+        self._strip_cr = strip_cr
+        # The bytes of an unfinished message, grown in place (amortised O(1) per
+        # byte, where `bytes + bytes` would copy everything again each time).
+        self._pending = bytearray()
+        # Where the next search in _pending starts: a delimiter cannot begin
+        # before the last len(delimiter) - 1 bytes already searched.
+        self._resume = 0
+        # Unterminated bytes allowed before the message is surely too large:
+        # max_size, plus a partial delimiter (or the "\r" of a "\r\n" line end).
+        self._limit = max_size + (1 if strip_cr else len(delimiter) - 1)
+
+    @property
+    def buffered(self) -> int:
+        return len(self._pending)
+
+    def _feed(self, data: bytes, out: list[bytes]) -> None:
+        pos = 0
+        pending = self._pending
+        if pending:
+            # Finish the unfinished message first; the delimiter may straddle the join.
+            before = len(pending)
+            pending += data
+            idx = pending.find(self._delimiter, self._resume)
+            if idx < 0:
+                self._resume = max(0, len(pending) - len(self._delimiter) + 1)
+                self._check_pending()
+                return
+            stop = idx
+            if self._strip_cr and idx and pending[idx - 1] == 13:
+                stop -= 1
+            if stop > self._max_size:
+                raise self._framing._too_large(stop)
+            with memoryview(pending) as view:
+                out.append(bytes(view[:stop]))
+            pos = idx + len(self._delimiter) - before
+            pending.clear()
+            self._resume = 0
+        self._scan(data, pos, out)
+
+    def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> None:
+        delimiter = self._delimiter
+        dl = len(delimiter)
+        max_size = self._max_size
+        strip_cr = self._strip_cr
+        find = buf.find
+        append = out.append
+        while True:
+            idx = find(delimiter, pos)
+            if idx < 0:
+                break
+            stop = idx
+            if strip_cr and stop > pos and buf[stop - 1] == 13:
+                stop -= 1
+            if stop - pos > max_size:
+                raise self._framing._too_large(stop - pos)
+            append(buf[pos:stop])
+            pos = idx + dl
+        if pos < len(buf):
+            self._pending += memoryview(buf)[pos:]
+            self._resume = max(0, len(self._pending) - dl + 1)
+            self._check_pending()
+
+    def _check_pending(self) -> None:
+        if len(self._pending) > self._limit:
+            raise self._framing._too_large(len(self._pending))
+
+    def _feed_eof(self) -> list[bytes]:
+        if self._pending:
+            raise IncompleteMessageError(
+                f"stream ended inside a message ({len(self._pending)} bytes, no delimiter)",
+                partial=bytes(self._pending),
+            )
+        return []

@@ -1,0 +1,163 @@
+"""Benchmark of the sans-I/O codecs (no sockets): ``python3 dev.py bench codecs``.
+
+(a) 200,000 messages of 100 bytes, fed in 64 KiB chunks: messages per second for
+    every framing, next to the loop people write by hand (bytearray, slice the
+    header, copy the body, ``del buf[:n]``), measured in the same run.
+(b) One 8 MiB and one 16 MiB message fed in 4 KiB chunks: the time ratio
+    16 MiB / 8 MiB. Linear cost gives about 2; quadratic cost gives about 4.
+
+Each figure is the best of several repeats, to cut the noise of a shared machine.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiomsg
+from aiomsg.framing import Framing
+
+COUNT = 200_000
+SIZE = 100
+CHUNK = 64 * 1024
+REPEATS = 5
+BIG_CHUNK = 4096
+MiB = 1024 * 1024
+
+
+def naive_length_prefixed(chunks: list[bytes]) -> list[bytes]:
+    """The hand-written decoder most people write for a 4-byte big-endian prefix."""
+    buf = bytearray()
+    out: list[bytes] = []
+    for chunk in chunks:
+        buf += chunk
+        while len(buf) >= 4:
+            size = int.from_bytes(buf[:4], "big")
+            if len(buf) < 4 + size:
+                break
+            out.append(bytes(buf[4 : 4 + size]))
+            del buf[: 4 + size]
+    return out
+
+
+def decode_all(framing: Framing, chunks: list[bytes]) -> list[bytes]:
+    decoder = framing.decoder()
+    out: list[bytes] = []
+    for chunk in chunks:
+        out += decoder.feed(chunk)
+    out += decoder.feed_eof()
+    return out
+
+
+def split(wire: bytes, size: int) -> list[bytes]:
+    return [wire[i : i + size] for i in range(0, len(wire), size)]
+
+
+def best_time(fn: Callable[[], object], repeats: int = REPEATS) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def small_framings() -> list[Framing]:
+    return [
+        aiomsg.LengthPrefixed(4),
+        aiomsg.LengthPrefixed(2, "little"),
+        aiomsg.FixedLength(SIZE),
+        aiomsg.Lines(),
+        aiomsg.Delimited(b"\r\n"),
+        aiomsg.AsciiLengthPrefixed(5),
+        aiomsg.Netstring(),
+        aiomsg.Varint(),
+        aiomsg.TypePrefixed({1: aiomsg.LengthPrefixed(2)}),
+        aiomsg.TypePrefixed({1: SIZE - 1}),
+    ]
+
+
+def big_framings() -> list[Framing]:
+    limit = 16 * MiB + 1
+    return [
+        aiomsg.LengthPrefixed(4, max_size=limit),
+        aiomsg.FixedLength(8 * MiB, max_size=limit),  # replaced per size below
+        aiomsg.Lines(max_size=limit),
+        aiomsg.Delimited(b"\r\n", max_size=limit),
+        aiomsg.AsciiLengthPrefixed(8, max_size=limit),
+        aiomsg.Netstring(max_size=limit),
+        aiomsg.Varint(max_size=limit),
+        aiomsg.TypePrefixed({1: aiomsg.LengthPrefixed(4, max_size=limit)}, max_size=limit),
+        aiomsg.EndOfStream(max_size=limit),
+    ]
+
+
+def message_for(framing: Framing, size: int) -> bytes:
+    body = b"m" * size
+    return b"\x01" + body[1:] if isinstance(framing, aiomsg.TypePrefixed) else body
+
+
+def bench_small() -> list[dict[str, object]]:
+    payload = bytes(range(32, 32 + SIZE))  # printable: no delimiter inside
+    naive_wire = aiomsg.LengthPrefixed(4).encode_many([payload] * COUNT)
+    naive_chunks = split(naive_wire, CHUNK)
+    assert naive_length_prefixed(naive_chunks) == [payload] * COUNT
+    naive_s = best_time(lambda: naive_length_prefixed(naive_chunks))
+    rows: list[dict[str, object]] = [
+        {"framing": "hand-written loop (4-byte prefix)", "msgs_per_s": COUNT / naive_s, "ratio": 1.0}
+    ]
+    for framing in small_framings():
+        message = message_for(framing, SIZE)
+        chunks = split(framing.encode_many([message] * COUNT), CHUNK)
+        assert decode_all(framing, chunks) == [message] * COUNT
+        seconds = best_time(lambda f=framing, c=chunks: decode_all(f, c))  # type: ignore[misc]
+        rows.append({"framing": repr(framing), "msgs_per_s": COUNT / seconds, "ratio": naive_s / seconds})
+    return rows
+
+
+def bench_big() -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for framing in big_framings():
+        times = {}
+        for size in (8 * MiB, 16 * MiB):
+            f = aiomsg.FixedLength(size, max_size=size) if isinstance(framing, aiomsg.FixedLength) else framing
+            message = message_for(f, size)
+            chunks = split(f.encode(message), BIG_CHUNK)
+            result = decode_all(f, chunks)
+            assert result == [message]
+            del result
+            times[size] = best_time(lambda f=f, c=chunks: decode_all(f, c), repeats=3)  # type: ignore[misc]
+        name = "FixedLength(size)" if isinstance(framing, aiomsg.FixedLength) else repr(framing)
+        rows.append(
+            {
+                "framing": name,
+                "8MiB_s": times[8 * MiB],
+                "16MiB_s": times[16 * MiB],
+                "ratio": times[16 * MiB] / times[8 * MiB],
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    print(f"(a) {COUNT:,} messages of {SIZE} bytes in {CHUNK // 1024} KiB chunks, best of {REPEATS}")
+    small = bench_small()
+    print(f"{'framing':<62} {'msgs/s':>12} {'vs hand-written':>16}")
+    for row in small:
+        print(f"{row['framing']!s:<62} {row['msgs_per_s']:>12,.0f} {row['ratio']:>15.2f}x")
+    print()
+    print(f"(b) one message of 8 MiB and of 16 MiB in {BIG_CHUNK} B chunks (linear: ratio ~2)")
+    big = bench_big()
+    print(f"{'framing':<62} {'8 MiB s':>9} {'16 MiB s':>9} {'ratio':>6}")
+    for row in big:
+        print(f"{row['framing']!s:<62} {row['8MiB_s']:>9.4f} {row['16MiB_s']:>9.4f} {row['ratio']:>6.2f}")
+    out = Path(__file__).parent / "results" / "codecs.json"
+    out.write_text(json.dumps({"python": sys.version, "small": small, "big": big}, indent=2))
+    print(f"\nsaved {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Set up and run everything with nothing but python3: ``python3 dev.py demo|test|lint|bench``.
+
+The first run creates ``.venv`` and installs aiomsg (editable) with its test,
+lint and benchmark extras; later runs reinstall only when pyproject.toml changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".aiomsg-installed"
+
+COMMANDS = {
+    "demo": [str(PYTHON), "-m", "aiomsg", "demo"],
+    "test": [str(PYTHON), "-m", "pytest"],
+    "lint": None,  # see lint()
+    "bench": [str(PYTHON), "benchmarks/run.py"],
+}
+
+
+def ensure_venv() -> None:
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
+        return
+    if not PYTHON.exists():
+        print("dev.py: creating .venv", flush=True)
+        venv.create(VENV, with_pip=True)
+    print("dev.py: installing aiomsg and its test tools into .venv", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "-e", f"{ROOT}[test,lint,bench]"], check=True)
+    STAMP.write_text(wanted)
+
+
+def lint() -> int:
+    for cmd in (
+        [str(PYTHON), "-m", "ruff", "check", "aiomsg", "tests", "examples", "benchmarks", "dev.py"],
+        [str(PYTHON), "-m", "mypy", "--strict", "aiomsg"],
+    ):
+        print("+", " ".join(cmd[2:]), flush=True)
+        code = subprocess.run(cmd, cwd=ROOT).returncode
+        if code:
+            return code
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__)
+        return 2
+    ensure_venv()
+    if argv[0] == "lint":
+        return lint()
+    cmd = COMMANDS[argv[0]]
+    assert cmd is not None
+    return subprocess.run([*cmd, *argv[1:]], cwd=ROOT).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
