@@ -43,7 +43,7 @@ def ensure_venv() -> None:
 
 def lint() -> int:
     for cmd in (
-        [str(PYTHON), "-m", "ruff", "check", "aiomsg", "tests", "examples", "benchmarks", "dev.py"],
+        [str(PYTHON), "-m", "ruff", "check", "."],
         [str(PYTHON), "-m", "mypy", "--strict", "aiomsg"],
     ):
         print("+", " ".join(cmd[2:]), flush=True)

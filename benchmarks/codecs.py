@@ -107,14 +107,20 @@ def bench_small() -> list[dict[str, object]]:
     assert naive_length_prefixed(naive_chunks) == [payload] * COUNT
     naive_s = best_time(lambda: naive_length_prefixed(naive_chunks))
     rows: list[dict[str, object]] = [
-        {"framing": "hand-written loop (4-byte prefix)", "msgs_per_s": COUNT / naive_s, "ratio": 1.0}
+        {
+            "framing": "hand-written loop (4-byte prefix)",
+            "msgs_per_s": COUNT / naive_s,
+            "ratio": 1.0,
+        }
     ]
     for framing in small_framings():
         message = message_for(framing, SIZE)
         chunks = split(framing.encode_many([message] * COUNT), CHUNK)
         assert decode_all(framing, chunks) == [message] * COUNT
         seconds = best_time(lambda f=framing, c=chunks: decode_all(f, c))  # type: ignore[misc]
-        rows.append({"framing": repr(framing), "msgs_per_s": COUNT / seconds, "ratio": naive_s / seconds})
+        rows.append(
+            {"framing": repr(framing), "msgs_per_s": COUNT / seconds, "ratio": naive_s / seconds}
+        )
     return rows
 
 
@@ -123,7 +129,11 @@ def bench_big() -> list[dict[str, object]]:
     for framing in big_framings():
         times = {}
         for size in (8 * MiB, 16 * MiB):
-            f = aiomsg.FixedLength(size, max_size=size) if isinstance(framing, aiomsg.FixedLength) else framing
+            f = (
+                aiomsg.FixedLength(size, max_size=size)
+                if isinstance(framing, aiomsg.FixedLength)
+                else framing
+            )
             message = message_for(f, size)
             chunks = split(f.encode(message), BIG_CHUNK)
             result = decode_all(f, chunks)
@@ -143,7 +153,9 @@ def bench_big() -> list[dict[str, object]]:
 
 
 def main() -> None:
-    print(f"(a) {COUNT:,} messages of {SIZE} bytes in {CHUNK // 1024} KiB chunks, best of {REPEATS}")
+    print(
+        f"(a) {COUNT:,} messages of {SIZE} bytes in {CHUNK // 1024} KiB chunks, best of {REPEATS}"
+    )
     small = bench_small()
     print(f"{'framing':<62} {'msgs/s':>12} {'vs hand-written':>16}")
     for row in small:
@@ -153,7 +165,10 @@ def main() -> None:
     big = bench_big()
     print(f"{'framing':<62} {'8 MiB s':>9} {'16 MiB s':>9} {'ratio':>6}")
     for row in big:
-        print(f"{row['framing']!s:<62} {row['8MiB_s']:>9.4f} {row['16MiB_s']:>9.4f} {row['ratio']:>6.2f}")
+        print(
+            f"{row['framing']!s:<62} {row['8MiB_s']:>9.4f} {row['16MiB_s']:>9.4f}"
+            f" {row['ratio']:>6.2f}"
+        )
     out = Path(__file__).parent / "results" / "codecs.json"
     out.write_text(json.dumps({"python": sys.version, "small": small, "big": big}, indent=2))
     print(f"\nsaved {out}")
