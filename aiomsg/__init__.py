@@ -27,12 +27,17 @@ from .framing import (
     Varint,
 )
 
+from .loops import loop_factory, loop_name, new_event_loop, run
+from .protocol import MessageProtocol
+from .streams import Connection, Server, connect, connect_unix, serve, serve_unix
+
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
     "AiomsgError",
     "AsciiLengthPrefixed",
+    "Connection",
     "ConnectionClosed",
     "Decoder",
     "Delimited",
@@ -43,8 +48,18 @@ __all__ = [
     "IncompleteMessageError",
     "LengthPrefixed",
     "Lines",
+    "MessageProtocol",
     "MessageTooLarge",
     "Netstring",
+    "Server",
     "TypePrefixed",
     "Varint",
+    "connect",
+    "connect_unix",
+    "loop_factory",
+    "loop_name",
+    "new_event_loop",
+    "run",
+    "serve",
+    "serve_unix",
 ]

@@ -1,0 +1,236 @@
+"""The asyncio Protocol front: subclass :class:`MessageProtocol`, get ``message_received(msg)``.
+
+Built on :class:`asyncio.BufferedProtocol`: the event loop reads straight into
+one reusable buffer, and each read is decoded in one call. This is the fastest
+front, for applications happy with callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any, ClassVar, cast
+
+from .errors import ConnectionClosed, FramingError
+from .framing import Buffer, Framing
+from .streams import _COPY_LIMIT, DEFAULT_READ_SIZE, DEFAULT_WRITE_HIGH_WATER
+
+__all__ = ["MessageProtocol"]
+
+logger = logging.getLogger("aiomsg")
+
+
+class MessageProtocol(asyncio.BufferedProtocol):
+    """A protocol that speaks in messages. Subclass it and override :meth:`message_received`.
+
+    Give the framing as a class attribute (``framing = aiomsg.Lines()``) or to the
+    constructor. Use it like any protocol: ``loop.create_server(Chat, host, port)``
+    or ``loop.create_connection(lambda: Chat(framing=...), host, port)``.
+
+    Callbacks you may override:
+
+    * :meth:`message_received` - one complete message (required).
+    * :meth:`peer_closed` - the peer half-closed after its last message.
+    * :meth:`framing_error` - the peer broke the framing; the connection is then aborted.
+    * ``connection_made`` / ``connection_lost`` - as in asyncio; call ``super()``.
+
+    Flow control: :meth:`send` never blocks; ``await`` :meth:`drain` to wait while
+    the write buffer is over its high-water mark. Call :meth:`pause_reading`
+    while the application is behind, and :meth:`resume_reading` after.
+    """
+
+    framing: ClassVar[Framing | None] = None
+    read_size: ClassVar[int] = DEFAULT_READ_SIZE
+    write_high_water: ClassVar[int] = DEFAULT_WRITE_HIGH_WATER
+
+    transport: asyncio.Transport | None
+
+    def __init__(self, *, framing: Framing | None = None) -> None:
+        chosen = framing if framing is not None else type(self).framing
+        if chosen is None:
+            raise TypeError(f"{type(self).__name__} needs a framing (class attribute or argument)")
+        self._framing: Framing = chosen
+        self._decoder = chosen.decoder()
+        self._buffer = memoryview(bytearray(self.read_size))
+        self.transport = None
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._reading_paused = False
+        self._lost: BaseException | None = None
+        self._closed = False
+
+    # --- asyncio callbacks: override the user-facing ones, not these ---------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Remember the transport and set the write limit. Call ``super()`` if you override it."""
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=self.write_high_water)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            messages = self._decoder.feed(self._buffer[:nbytes])
+        except FramingError as exc:
+            self._deliver(exc.messages)
+            self._fail(exc)
+            return
+        self._deliver(messages)
+
+    def eof_received(self) -> bool:
+        try:
+            messages = self._decoder.feed_eof()
+        except FramingError as exc:
+            self._fail(exc)
+            return False
+        self._deliver(messages)
+        return bool(self.peer_closed())
+
+    def _deliver(self, messages: list[bytes]) -> None:
+        received = self.message_received
+        for message in messages:
+            if self._closed:  # the application closed: drop what it no longer wants
+                return
+            received(message)
+
+    def _fail(self, exc: FramingError) -> None:
+        try:
+            self.framing_error(exc)
+        finally:
+            if self.transport is not None:
+                self._closed = True
+                self.transport.abort()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_drainers(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Wake every :meth:`drain` waiter. Call ``super()`` if you override it."""
+        self._closed = True
+        self._lost = ConnectionClosed(f"connection lost: {exc}" if exc else "connection closed")
+        self._lost.__cause__ = exc
+        self._wake_drainers(self._lost)
+
+    def _wake_drainers(self, exc: BaseException | None) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                if exc is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(exc)
+
+    # --- what subclasses override ------------------------------------------------
+
+    def message_received(self, message: bytes) -> None:
+        """Called with each complete message, in order. Override it."""
+        raise NotImplementedError(f"{type(self).__name__} must define message_received()")
+
+    def peer_closed(self) -> bool:
+        """Called when the peer half-closed, after its last message was delivered.
+
+        Return ``True`` to keep the connection open for sending (a request/response
+        server answers now, then calls :meth:`close`); the default ``False`` lets
+        asyncio close the connection.
+        """
+        return False
+
+    def framing_error(self, exc: FramingError) -> None:
+        """Called when the peer broke the framing (``MessageTooLarge``, a bad header...).
+
+        The messages before the bad bytes have already been delivered. After this
+        returns, the connection is aborted: the stream cannot be resynchronised.
+        The default logs a warning.
+        """
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        logger.warning("closing connection from %r: %s", peer, exc)
+
+    # --- what the application calls -----------------------------------------------
+
+    def send(self, message: Buffer) -> None:
+        """Queue one message for sending; never blocks (``await drain()`` for back-pressure).
+
+        Raises:
+            MessageTooLarge, FramingError: the framing cannot carry it; nothing sent.
+            ConnectionClosed: the connection is closed or not yet made.
+        """
+        transport = self._writable()
+        if len(message) < _COPY_LIMIT:
+            transport.write(self._framing.encode(message))
+        else:
+            transport.writelines(self._framing.encode_parts(message))
+
+    def send_many(self, messages: Iterable[Buffer]) -> None:
+        """Queue several messages with one write. Raises what :meth:`send` raises."""
+        self._writable().write(self._framing.encode_many(messages))
+
+    def send_eof(self) -> None:
+        """Half-close after what was queued: ``shutdown(SHUT_WR)``, "done sending, still listening".
+
+        Raises:
+            ConnectionClosed: the connection is closed.
+            NotImplementedError: the transport cannot half-close (TLS cannot);
+                nothing is sent.
+        """
+        transport = self._writable()
+        if not transport.can_write_eof():
+            raise NotImplementedError(
+                "this transport cannot half-close (TLS cannot: closing TLS closes both "
+                "directions); frame the end of the message instead of using send_eof()"
+            )
+        transport.write_eof()
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below its high-water mark.
+
+        Raises:
+            ConnectionClosed: the connection was lost; unsent data may be lost.
+        """
+        if self._lost is not None:
+            raise self._lost
+        if not self._write_paused:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def pause_reading(self) -> None:
+        """Stop reading from the peer until :meth:`resume_reading`; calls may repeat."""
+        if not self._reading_paused and self.transport is not None and not self._closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read from the peer again after :meth:`pause_reading`; calls may repeat."""
+        if self._reading_paused and self.transport is not None and not self._closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        """Close after sending what was queued; no more messages are delivered."""
+        self._closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Close at once, dropping queued data; the peer sees a reset."""
+        self._closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _writable(self) -> asyncio.Transport:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionClosed("cannot send: connection is closed")
+        return transport
+
+    @property
+    def remote_address(self) -> Any:
+        """The peer's address, or ``None`` before the connection is made."""
+        return self.transport.get_extra_info("peername") if self.transport else None

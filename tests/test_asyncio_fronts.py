@@ -1,0 +1,485 @@
+"""The asyncio fronts (Streams and Protocol), every strategy, on asyncio and uvloop,
+over loopback TCP and Unix sockets, against plain blocking-socket peers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import aiomsg
+from aiomsg.framing import Framing
+
+from .peers import EchoServer, connect_blocking, exchange, messages_for, recv_all, reset
+from .strategies import CASES
+
+pytestmark = pytest.mark.asyncio
+
+ALL_FRAMINGS = [pytest.param(c.framing, id=c.name) for c in CASES]
+SIZES = (0, 1, 64 * 1024, 4 * 1024 * 1024)
+PIPELINED = 10_000
+
+
+def workload(framing: Framing) -> list[bytes]:
+    """Messages of 0 B, 1 B, 64 KiB and 4 MiB (those the framing carries), then 10,000 small ones."""
+    return messages_for(framing, SIZES) + messages_for(framing, (10,) * PIPELINED)
+
+
+@contextlib.contextmanager
+def unix_path() -> Any:
+    # A short path: Unix socket paths are limited to about 100 bytes.
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:
+        yield str(Path(folder) / "s")
+
+
+@contextlib.asynccontextmanager
+async def echo_server(front: str, framing: Framing, transport: str) -> AsyncIterator[Any]:
+    """An aiomsg echo server on ``front``; yields the address to connect to."""
+    with unix_path() as path:
+        if front == "streams":
+
+            async def handler(conn: aiomsg.Connection) -> None:
+                async for message in conn:
+                    await conn.send(message)
+
+            if transport == "tcp":
+                async with aiomsg.serve(handler, "127.0.0.1", 0, framing=framing) as server:
+                    yield ("127.0.0.1", server.port)
+            else:
+                async with aiomsg.serve_unix(handler, path, framing=framing):
+                    yield path
+        else:
+
+            class Echo(aiomsg.MessageProtocol):
+                def message_received(self, message: bytes) -> None:
+                    self.send(message)
+
+            loop = asyncio.get_running_loop()
+            if transport == "tcp":
+                srv = await loop.create_server(lambda: Echo(framing=framing), "127.0.0.1", 0)
+                address: Any = srv.sockets[0].getsockname()
+            else:
+                srv = await loop.create_unix_server(lambda: Echo(framing=framing), path)
+                address = path
+            async with srv:
+                yield address
+
+
+def decode(framing: Framing, wire: bytes) -> list[bytes]:
+    decoder = framing.decoder()
+    return decoder.feed(wire) + decoder.feed_eof()
+
+
+# --- every strategy through every front -------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+@pytest.mark.parametrize("front", ["streams", "protocol"])
+@pytest.mark.parametrize("framing", ALL_FRAMINGS)
+async def test_server_echoes_to_blocking_client(framing: Framing, front: str, transport: str) -> None:
+    messages = workload(framing)
+    async with echo_server(front, framing, transport) as address:
+        wire = await asyncio.to_thread(exchange, address, framing.encode_many(messages))
+    assert decode(framing, wire) == messages
+
+
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+@pytest.mark.parametrize("front", ["streams", "protocol"])
+async def test_end_of_stream_request_echoed(front: str, transport: str) -> None:
+    framing = aiomsg.EndOfStream()
+    for payload in (b"", b"x", b"4 MiB " * 700_000):
+        async with echo_server(front, framing, transport) as address:
+            assert await asyncio.to_thread(exchange, address, payload) == payload
+
+
+async def _stream_client(framing: Framing, address: Any, messages: list[bytes]) -> list[bytes]:
+    conn = await aiomsg.connect(*address, framing=framing)
+    received: list[bytes] = []
+
+    async def send() -> None:
+        await conn.send_many(messages[:3])  # one write
+        for message in messages[3:]:
+            await conn.send(message)
+        await conn.send_eof()
+
+    async def receive() -> None:
+        async for message in conn:  # ends at the server's clean EOF
+            received.append(message)
+
+    async with conn, asyncio.TaskGroup() as tg:  # both directions at once
+        tg.create_task(send())
+        tg.create_task(receive())
+    return received
+
+
+async def _protocol_client(framing: Framing, address: Any, messages: list[bytes]) -> list[bytes]:
+    received: list[bytes] = []
+    done = asyncio.get_running_loop().create_future()
+
+    class Client(aiomsg.MessageProtocol):
+        def message_received(self, message: bytes) -> None:
+            received.append(message)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            done.set_result(exc)
+
+    loop = asyncio.get_running_loop()
+    _, client = await loop.create_connection(lambda: Client(framing=framing), *address)
+    client.send_many(messages[:3])
+    for message in messages[3:]:
+        client.send(message)
+        await client.drain()
+    client.send_eof()
+    assert await done is None
+    return received
+
+
+@pytest.mark.parametrize("front", ["streams", "protocol"])
+@pytest.mark.parametrize("framing", ALL_FRAMINGS)
+async def test_client_front_against_blocking_echo_server(framing: Framing, front: str) -> None:
+    messages = workload(framing)
+    peer = EchoServer()
+    try:
+        client = _stream_client if front == "streams" else _protocol_client
+        assert await client(framing, peer.address, messages) == messages
+    finally:
+        await asyncio.to_thread(peer.close)
+
+
+# --- endings: clean, inside a message, abortive -------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def blocking_server(script: Any) -> AsyncIterator[tuple[str, int]]:
+    """A one-connection blocking server running ``script(conn)`` in a thread."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def run() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            script(conn)
+
+    task = asyncio.create_task(asyncio.to_thread(run))
+    try:
+        yield listener.getsockname()
+    finally:
+        await task
+        listener.close()
+
+
+async def test_clean_close_ends_iteration_then_receive_raises_connection_closed() -> None:
+    framing = aiomsg.LengthPrefixed(4)
+    async with blocking_server(lambda c: c.sendall(framing.encode_many([b"a", b"b"]))) as addr:
+        async with await aiomsg.connect(*addr, framing=framing) as conn:
+            assert [m async for m in conn] == [b"a", b"b"]
+            with pytest.raises(aiomsg.ConnectionClosed):
+                await conn.receive()
+
+
+async def test_eof_inside_a_message_raises_incomplete() -> None:
+    framing = aiomsg.LengthPrefixed(4)
+    wire = framing.encode(b"whole") + framing.encode(b"cut short")[:7]
+    async with blocking_server(lambda c: c.sendall(wire)) as addr:
+        async with await aiomsg.connect(*addr, framing=framing) as conn:
+            assert await conn.receive() == b"whole"
+            with pytest.raises(aiomsg.IncompleteMessageError) as info:
+                await conn.receive()
+            assert info.value.partial == wire[9:]
+
+
+async def test_reset_by_peer_raises_connection_closed() -> None:
+    framing = aiomsg.LengthPrefixed(4)
+
+    def script(conn: socket.socket) -> None:
+        conn.sendall(framing.encode(b"first") + b"\x00\x00\x00\x10half")
+        recv_all(conn)  # until the client half-closes
+        reset(conn)
+
+    async with blocking_server(script) as addr:
+        async with await aiomsg.connect(*addr, framing=framing) as conn:
+            assert await conn.receive() == b"first"
+            await conn.send_eof()
+            with pytest.raises(aiomsg.ConnectionClosed) as info:
+                await conn.receive()
+            assert isinstance(info.value.__cause__, ConnectionResetError)
+
+
+class Recorder:
+    """What the server side saw from each connection."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+        self.errors: list[BaseException] = []
+        self.ended = asyncio.Event()
+
+
+@contextlib.asynccontextmanager
+async def recording_server(front: str, framing: Framing, rec: Recorder) -> AsyncIterator[Any]:
+    if front == "streams":
+
+        async def handler(conn: aiomsg.Connection) -> None:
+            try:
+                async for message in conn:
+                    rec.messages.append(message)
+                    await conn.send(message)
+            except Exception as exc:
+                rec.errors.append(exc)
+                raise
+            finally:
+                rec.ended.set()
+
+        async with aiomsg.serve(handler, "127.0.0.1", 0, framing=framing) as server:
+            yield ("127.0.0.1", server.port)
+    else:
+
+        class Proto(aiomsg.MessageProtocol):
+            def message_received(self, message: bytes) -> None:
+                rec.messages.append(message)
+                self.send(message)
+
+            def framing_error(self, exc: aiomsg.FramingError) -> None:
+                rec.errors.append(exc)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                super().connection_lost(exc)
+                if exc is not None:
+                    rec.errors.append(exc)
+                rec.ended.set()
+
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(lambda: Proto(framing=framing), "127.0.0.1", 0)
+        async with srv:
+            yield srv.sockets[0].getsockname()
+
+
+@pytest.mark.parametrize("front", ["streams", "protocol"])
+async def test_abortive_close_mid_message_does_not_stop_the_server(
+    front: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    framing = aiomsg.LengthPrefixed(4)
+    rec = Recorder()
+    async with recording_server(front, framing, rec) as addr:
+
+        def abort_mid_message() -> None:
+            sock = connect_blocking(addr)
+            sock.sendall(framing.encode(b"complete") + b"\x00\x00\x10\x00partial")
+            assert sock.recv(100) == framing.encode(b"complete")
+            reset(sock)
+
+        await asyncio.to_thread(abort_mid_message)
+        await asyncio.wait_for(rec.ended.wait(), 10)
+        assert rec.messages == [b"complete"]
+        # The next client is served as usual.
+        wire = await asyncio.to_thread(exchange, addr, framing.encode(b"next"))
+        assert decode(framing, wire) == [b"next"]
+
+
+@pytest.mark.parametrize("front", ["streams", "protocol"])
+async def test_oversized_message_disconnects_that_client_only(front: str) -> None:
+    framing = aiomsg.LengthPrefixed(4, max_size=1024)
+    rec = Recorder()
+    async with recording_server(front, framing, rec) as addr:
+        good = connect_blocking(addr)
+        try:
+
+            def hostile() -> bytes:
+                sock = connect_blocking(addr)
+                # Announces 1 GiB: refused at the header, before any body is sent.
+                sock.sendall(framing.encode(b"ok") + struct.pack(">I", 1 << 30))
+                try:
+                    return recv_all(sock)
+                except ConnectionResetError:
+                    return b"<reset>"
+                finally:
+                    sock.close()
+
+            answer = await asyncio.to_thread(hostile)
+            assert answer in (framing.encode(b"ok"), b"<reset>")
+            await asyncio.wait_for(rec.ended.wait(), 10)
+            assert any(isinstance(e, aiomsg.MessageTooLarge) for e in rec.errors)
+            # A client connected before, and one connected after, are both served.
+            good.sendall(framing.encode(b"still here"))
+            assert await asyncio.to_thread(good.recv, 100) == framing.encode(b"still here")
+            wire = await asyncio.to_thread(exchange, addr, framing.encode(b"new"))
+            assert decode(framing, wire) == [b"new"]
+        finally:
+            good.close()
+
+
+async def test_handler_exception_is_logged_and_server_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    framing = aiomsg.Lines()
+    calls = 0
+
+    async def handler(conn: aiomsg.Connection) -> None:
+        nonlocal calls
+        calls += 1
+        message = await conn.receive()
+        if calls == 1:
+            raise RuntimeError("handler bug")
+        await conn.send(message.upper())
+
+    async with aiomsg.serve(handler, "127.0.0.1", 0, framing=framing) as server:
+        address = ("127.0.0.1", server.port)
+        with caplog.at_level(logging.ERROR, logger="aiomsg"):
+            assert await asyncio.to_thread(exchange, address, b"first\n") == b""
+        assert "handler bug" in caplog.text
+        assert await asyncio.to_thread(exchange, address, b"second\n") == b"SECOND\n"
+
+
+# --- contracts ------------------------------------------------------------------------
+
+
+async def test_concurrent_receivers_raise_busy() -> None:
+    framing = aiomsg.Lines()
+    release = asyncio.Event()
+
+    async def handler(conn: aiomsg.Connection) -> None:
+        await release.wait()
+        await conn.send(b"one")
+
+    async with aiomsg.serve(handler, "127.0.0.1", 0, framing=framing) as server:
+        async with await aiomsg.connect("127.0.0.1", server.port, framing=framing) as conn:
+            first = asyncio.create_task(conn.receive())
+            await asyncio.sleep(0.01)
+            with pytest.raises(anyio.BusyResourceError):
+                await conn.receive()
+            release.set()
+            assert await first == b"one"
+
+
+async def test_receive_batches_are_served_without_suspending() -> None:
+    framing = aiomsg.LengthPrefixed(4)
+    wire = framing.encode_many([b"%d" % i for i in range(100)])
+    async with blocking_server(lambda c: c.sendall(wire)) as addr:
+        async with await aiomsg.connect(*addr, framing=framing) as conn:
+            assert await conn.receive() == b"0"
+            # The rest of the batch is already decoded: receive() completes
+            # without yielding to the loop, so a zero timeout is enough.
+            for i in range(1, 10):
+                coro = conn.receive()
+                try:
+                    coro.send(None)
+                except StopIteration as done:
+                    assert done.value == b"%d" % i
+                else:  # pragma: no cover - it suspended
+                    coro.close()
+                    pytest.fail("receive() suspended although a message was ready")
+
+
+async def test_send_after_close_raises_connection_closed() -> None:
+    framing = aiomsg.Lines()
+    async with blocking_server(recv_all) as addr:
+        conn = await aiomsg.connect(*addr, framing=framing)
+        conn.close()
+        with pytest.raises(aiomsg.ConnectionClosed):
+            await conn.send(b"late")
+        with pytest.raises(aiomsg.ConnectionClosed):
+            await conn.receive()
+        await conn.wait_closed()
+
+
+async def test_encode_error_sends_nothing() -> None:
+    framing = aiomsg.Lines()
+    async with blocking_server(recv_all) as addr:
+        async with await aiomsg.connect(*addr, framing=framing) as conn:
+            with pytest.raises(aiomsg.FramingError):
+                await conn.send(b"two\nlines")
+            with pytest.raises(aiomsg.FramingError):
+                await conn.send_many([b"fine", b"not\nfine"])
+            assert conn.local_address[0] == "127.0.0.1"
+            assert conn.remote_address == addr
+
+
+async def test_wraps_an_existing_stream_pair() -> None:
+    framing = aiomsg.Netstring()
+    async with blocking_server(lambda c: c.sendall(b"5:hello,")) as addr:
+        reader, writer = await asyncio.open_connection(*addr)
+        async with aiomsg.Connection(reader, writer, framing) as conn:
+            assert await conn.receive() == b"hello"
+
+
+async def test_protocol_drain_waits_while_peer_does_not_read() -> None:
+    framing = aiomsg.LengthPrefixed(4)
+    start_reading = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def script(conn: socket.socket) -> None:
+        asyncio.run_coroutine_threadsafe(start_reading.wait(), loop).result(30)
+        recv_all(conn)
+
+    class Client(aiomsg.MessageProtocol):
+        def message_received(self, message: bytes) -> None:  # pragma: no cover
+            pass
+
+    async with blocking_server(script) as addr:
+        _, client = await loop.create_connection(lambda: Client(framing=framing), *addr)
+        chunk = b"x" * (1 << 20)
+        for _ in range(64):  # far more than socket buffers and the high-water mark hold
+            client.send(chunk)
+        drain = asyncio.create_task(client.drain())
+        await asyncio.sleep(0.1)
+        assert not drain.done()  # back-pressure: the peer is not reading
+        start_reading.set()
+        await asyncio.wait_for(drain, 30)
+        client.close()
+
+
+async def test_protocol_pause_reading_holds_messages_back() -> None:
+    framing = aiomsg.Lines()
+    got: list[bytes] = []
+    proceed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def script(conn: socket.socket) -> None:
+        conn.sendall(b"one\n")
+        asyncio.run_coroutine_threadsafe(proceed.wait(), loop).result(30)
+        conn.sendall(b"two\n")
+
+    class Client(aiomsg.MessageProtocol):
+        def message_received(self, message: bytes) -> None:
+            got.append(message)
+            self.pause_reading()
+            self.pause_reading()  # repeated calls are harmless
+
+    async with blocking_server(script) as addr:
+        _, client = await loop.create_connection(lambda: Client(framing=framing), *addr)
+        while not got:
+            await asyncio.sleep(0.01)
+        proceed.set()
+        await asyncio.sleep(0.1)
+        assert got == [b"one"]  # paused: "two" is not delivered
+        client.resume_reading()
+        while len(got) < 2:
+            await asyncio.sleep(0.01)
+        assert got == [b"one", b"two"]
+        client.close()
+
+
+async def test_protocol_needs_a_framing() -> None:
+    class NoFraming(aiomsg.MessageProtocol):
+        pass
+
+    with pytest.raises(TypeError, match="needs a framing"):
+        NoFraming()
+
+    class WithFraming(aiomsg.MessageProtocol):
+        framing = aiomsg.Lines()
+
+    assert WithFraming()._framing is WithFraming.framing
+
+
+async def test_loop_name_reports_the_running_loop(request: pytest.FixtureRequest) -> None:
+    expected = "uvloop" if "uvloop" in request.node.name else "asyncio"
+    assert aiomsg.loop_name() == expected
