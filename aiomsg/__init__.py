@@ -26,7 +26,6 @@ from .framing import (
     TypePrefixed,
     Varint,
 )
-
 from .loops import loop_factory, loop_name, new_event_loop, run
 from .protocol import MessageProtocol
 from .streams import Connection, Server, connect, connect_unix, serve, serve_unix

@@ -14,11 +14,17 @@ from typing import Any, ClassVar, cast
 
 from .errors import ConnectionClosed, FramingError
 from .framing import Buffer, Framing
-from .streams import _COPY_LIMIT, DEFAULT_READ_SIZE, DEFAULT_WRITE_HIGH_WATER
 
-__all__ = ["MessageProtocol"]
+__all__ = ["DEFAULT_READ_SIZE", "DEFAULT_WRITE_HIGH_WATER", "MessageProtocol"]
 
 logger = logging.getLogger("aiomsg")
+
+#: Bytes read per system call: large reads amortise the per-read cost over many messages.
+DEFAULT_READ_SIZE = 256 * 1024
+#: Unsent bytes above which ``drain()`` (and the Streams ``send()``) wait for the peer.
+DEFAULT_WRITE_HIGH_WATER = 256 * 1024
+# Messages this large go to writelines() as header + body, not copied into one object.
+_COPY_LIMIT = 64 * 1024
 
 
 class MessageProtocol(asyncio.BufferedProtocol):
@@ -46,33 +52,44 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
     transport: asyncio.Transport | None
 
-    def __init__(self, *, framing: Framing | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        framing: Framing | None = None,
+        read_size: int | None = None,
+        write_high_water: int | None = None,
+    ) -> None:
         chosen = framing if framing is not None else type(self).framing
         if chosen is None:
             raise TypeError(f"{type(self).__name__} needs a framing (class attribute or argument)")
         self._framing: Framing = chosen
         self._decoder = chosen.decoder()
-        self._buffer = memoryview(bytearray(self.read_size))
+        self._buffer = memoryview(bytearray(read_size or self.read_size))
+        self._write_high_water = write_high_water or self.write_high_water
         self.transport = None
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._reading_paused = False
         self._lost: BaseException | None = None
         self._closed = False
+        self._closed_waiter: asyncio.Future[None] | None = None
 
     # --- asyncio callbacks: override the user-facing ones, not these ---------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Remember the transport and set the write limit. Call ``super()`` if you override it."""
         self.transport = cast(asyncio.Transport, transport)
-        self.transport.set_write_buffer_limits(high=self.write_high_water)
+        self.transport.set_write_buffer_limits(high=self._write_high_water)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
+        self._deliver_bytes(self._buffer[:nbytes])
+
+    def _deliver_bytes(self, data: Buffer) -> None:
         try:
-            messages = self._decoder.feed(self._buffer[:nbytes])
+            messages = self._decoder.feed(data)
         except FramingError as exc:
             self._deliver(exc.messages)
             self._fail(exc)
@@ -96,6 +113,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
             received(message)
 
     def _fail(self, exc: FramingError) -> None:
+        """The peer broke the framing: tell the application, then abort the connection."""
         try:
             self.framing_error(exc)
         finally:
@@ -116,6 +134,8 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._lost = ConnectionClosed(f"connection lost: {exc}" if exc else "connection closed")
         self._lost.__cause__ = exc
         self._wake_drainers(self._lost)
+        if self._closed_waiter is not None and not self._closed_waiter.done():
+            self._closed_waiter.set_result(None)
 
     def _wake_drainers(self, exc: BaseException | None) -> None:
         waiters, self._drain_waiters = self._drain_waiters, []
@@ -211,6 +231,14 @@ class MessageProtocol(asyncio.BufferedProtocol):
         if self._reading_paused and self.transport is not None and not self._closed:
             self._reading_paused = False
             self.transport.resume_reading()
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed (``connection_lost`` has run)."""
+        if self._lost is not None or self.transport is None:
+            return
+        if self._closed_waiter is None:
+            self._closed_waiter = asyncio.get_running_loop().create_future()
+        await self._closed_waiter
 
     def close(self) -> None:
         """Close after sending what was queued; no more messages are delivered."""

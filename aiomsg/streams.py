@@ -1,11 +1,12 @@
 """The asyncio Streams front: ``await conn.receive()`` and ``await conn.send(msg)``.
 
-A :class:`Connection` reads large chunks from a :class:`asyncio.StreamReader`,
-decodes them with its framing, and serves ``receive()`` from the decoded batch
-without suspending until the batch is used up. ``send()`` writes header and body
-in one call. :func:`connect` and :func:`serve` (and their Unix-socket twins) make
-connections for you; :class:`Connection` also wraps a ``(reader, writer)`` pair
-you already have.
+A :class:`Connection` is driven by a small :class:`~aiomsg.MessageProtocol`
+that decodes each read as it arrives and queues the messages; ``receive()``
+serves them from that queue without suspending while it is not empty. So the
+Streams front costs little more than the Protocol front, and much less than a
+``StreamReader.readexactly()`` loop. :func:`connect` and :func:`serve` (and
+their Unix-socket twins) make connections; :meth:`Connection.wrap` adopts a
+``(reader, writer)`` pair from :func:`asyncio.open_connection`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ from anyio import BusyResourceError
 
 from .errors import ConnectionClosed, FramingError
 from .framing import Buffer, Framing
+from .protocol import DEFAULT_READ_SIZE, DEFAULT_WRITE_HIGH_WATER, MessageProtocol
 
 __all__ = [
-    "DEFAULT_READ_SIZE",
-    "DEFAULT_WRITE_HIGH_WATER",
     "Connection",
     "Handler",
     "Server",
@@ -40,61 +40,125 @@ __all__ = [
 
 logger = logging.getLogger("aiomsg")
 
-#: Bytes asked for per read: large reads amortise the per-read cost over many messages.
-DEFAULT_READ_SIZE = 256 * 1024
-#: Unsent bytes above which ``send()`` waits for the peer to catch up.
-DEFAULT_WRITE_HIGH_WATER = 256 * 1024
-# Messages this large go to writelines() as header + body, not copied into one object.
-_COPY_LIMIT = 64 * 1024
-
 Handler = Callable[["Connection"], Awaitable[None]]
 
 
-class Connection:
-    """A framed connection over an asyncio stream pair.
-
-    Make one with :func:`connect` or :func:`serve`, or wrap a pair from
-    :func:`asyncio.open_connection` with ``Connection(reader, writer, framing)``.
-    Use it as an async context manager (closes on exit) and iterate it with
-    ``async for message in conn`` (ends when the peer closes cleanly).
-
-    Only one task may receive at a time: a second concurrent ``receive()``
-    raises :class:`anyio.BusyResourceError`. Sending from several tasks is safe
-    (each message is written whole).
-    """
+class _QueueProtocol(MessageProtocol):
+    """Decodes into a queue that a :class:`Connection` reads; wakes the waiting receiver."""
 
     def __init__(
         self,
+        framing: Framing,
+        read_size: int,
+        write_high_water: int,
+        on_connected: Callable[[_QueueProtocol], None] | None = None,
+    ) -> None:
+        super().__init__(framing=framing, read_size=read_size, write_high_water=write_high_water)
+        self.ready: deque[bytes] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.error: BaseException | None = None  # raised once `ready` is drained
+        self.at_eof = False
+        self._on_connected = on_connected
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._on_connected is not None:
+            self._on_connected(self)
+
+    def _deliver(self, messages: list[bytes]) -> None:
+        if self.ready:
+            # The application is a batch behind: stop reading until it catches up,
+            # so decoded messages never pile up without bound.
+            self.pause_reading()
+        self.ready.extend(messages)
+        self._wake()
+
+    def peer_closed(self) -> bool:
+        self.at_eof = True
+        self._wake()
+        return True  # keep the connection open: the application may still send
+
+    def _fail(self, exc: FramingError) -> None:
+        # The good messages are queued already; the error comes after them, and
+        # nothing more is read. The application closes when it meets the error.
+        self.error = exc
+        self.pause_reading()
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.error is None and (exc is not None or not self.at_eof):
+            self.error = self._lost
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Connection:
+    """A framed connection: send and receive whole messages.
+
+    Make one with :func:`connect` or :func:`serve` (or :meth:`wrap`). Use it as an
+    async context manager (closes on exit) and iterate it with
+    ``async for message in conn``, which ends when the peer closes cleanly.
+
+    Only one task may receive at a time: a second concurrent ``receive()``
+    raises :class:`anyio.BusyResourceError`. Several tasks may send (each
+    message is written whole). A cancelled ``receive()`` loses no message.
+    """
+
+    def __init__(self, protocol: _QueueProtocol) -> None:
+        """Internal: use :func:`connect`, :func:`serve` or :meth:`wrap`."""
+        self._protocol = protocol
+        self._ready = protocol.ready
+        self.framing: Framing = protocol._framing
+        self._receiving = False
+        self._closed = False
+
+    @classmethod
+    def wrap(
+        cls,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         framing: Framing,
         *,
         read_size: int = DEFAULT_READ_SIZE,
         write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
-        self.framing = framing
-        self._decoder = framing.decoder()
-        self._ready: deque[bytes] = deque()
-        self._read_size = read_size
-        self._receiving = False
-        self._at_eof = False
-        self._error: BaseException | None = None  # raised once _ready is drained
-        self._closed = False
-        writer.transport.set_write_buffer_limits(high=write_high_water)
+    ) -> Connection:
+        """Adopt a connection made by :func:`asyncio.open_connection` (or a server callback).
+
+        The transport is handed to aiomsg; bytes the reader had already buffered
+        are decoded first. Do not use ``reader`` or ``writer`` afterwards.
+        """
+        protocol = _QueueProtocol(framing, read_size, write_high_water)
+        transport = writer.transport
+        # StreamReader keeps what it read but nobody asked for yet in `_buffer`;
+        # there is no public way to take it, and it must not be lost.
+        pending = bytes(getattr(reader, "_buffer", b""))
+        reached_eof = reader.at_eof() or bool(getattr(reader, "_eof", False))
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if pending:
+            protocol._deliver_bytes(pending)
+        if reached_eof:
+            protocol.eof_received()
+        elif isinstance(transport, asyncio.ReadTransport) and not transport.is_reading():
+            transport.resume_reading()  # StreamReader paused it when its buffer filled
+        return cls(protocol)
 
     # --- receiving ---------------------------------------------------------------
 
     async def receive(self) -> bytes:
         """Return the next message.
 
-        Served from the batch decoded by the last read when there is one, without
-        suspending; otherwise reads until a message is complete.
+        Served from the messages already decoded when there are some, without
+        suspending; otherwise waits until the next one is complete.
 
         Raises:
             ConnectionClosed: the peer closed cleanly after its last message (or
-                the connection was closed locally, or reset: then ``__cause__`` is
+                the connection was closed locally, or lost: then ``__cause__`` is
                 the :class:`OSError`). Stop receiving; close the connection.
             IncompleteMessageError: the peer closed in the middle of a message.
             MessageTooLarge, FramingError: the peer broke the framing. Messages
@@ -109,51 +173,42 @@ class Connection:
     async def _receive_slow(self) -> bytes:
         if self._receiving:
             raise BusyResourceError("receiving")
+        protocol = self._protocol
         self._receiving = True
         try:
             while not self._ready:
-                if self._error is not None:
-                    raise self._error
+                if protocol.error is not None:
+                    raise protocol.error
+                if protocol.at_eof:
+                    raise ConnectionClosed("the peer closed the connection")
                 if self._closed:
                     raise ConnectionClosed("connection is closed")
-                await self._read()
+                protocol.resume_reading()  # caught up: read again if paused
+                protocol.waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await protocol.waiter
+                finally:
+                    protocol.waiter = None
             return self._ready.popleft()
         finally:
             self._receiving = False
-
-    async def _read(self) -> None:
-        try:
-            chunk = await self._reader.read(self._read_size)
-        except OSError as exc:  # reset by the peer, or a socket error
-            self._error = ConnectionClosed(f"connection lost: {exc}")
-            self._error.__cause__ = exc
-            return
-        try:
-            if chunk:
-                self._ready.extend(self._decoder.feed(chunk))
-            else:
-                self._ready.extend(self._decoder.feed_eof())
-                self._error = ConnectionClosed("the peer closed the connection")
-        except FramingError as exc:
-            # Deliver the good messages first; the error comes after them. Nothing
-            # more is read, so the peer is held back until the connection closes.
-            self._ready.extend(exc.messages)
-            self._error = exc
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[bytes]:
         ready = self._ready
+        protocol = self._protocol
         while True:
             while ready:
                 yield ready.popleft()
             try:
-                yield await self._receive_slow()
+                message = await self._receive_slow()
             except ConnectionClosed:
-                if self._closed or self._error is None or self._error.__cause__ is not None:
-                    raise
-                return  # clean EOF ends the loop
+                if protocol.at_eof and protocol.error is None:
+                    return  # a clean end of stream ends the loop
+                raise
+            yield message
 
     # --- sending -----------------------------------------------------------------
 
@@ -166,34 +221,21 @@ class Connection:
             ConnectionClosed: the connection is closed or was lost; the message may
                 not have been delivered.
         """
-        writer = self._writer
-        if writer.transport.is_closing():
-            raise ConnectionClosed("cannot send: connection is closed")
-        if len(message) < _COPY_LIMIT:
-            writer.write(self.framing.encode(message))
-        else:
-            writer.writelines(self.framing.encode_parts(message))
-        await self._drain()
+        self._protocol.send(message)
+        await self._protocol.drain()
 
     async def send_many(self, messages: Iterable[Buffer]) -> None:
         """Send several messages with one write; wait while the peer is behind.
 
         Raises what :meth:`send` raises; if a message cannot be encoded, none is sent.
         """
-        if self._writer.transport.is_closing():
-            raise ConnectionClosed("cannot send: connection is closed")
-        self._writer.write(self.framing.encode_many(messages))
-        await self._drain()
-
-    async def _drain(self) -> None:
-        try:
-            await self._writer.drain()
-        except (ConnectionError, RuntimeError) as exc:
-            raise ConnectionClosed(f"connection lost while sending: {exc}") from exc
+        self._protocol.send_many(messages)
+        await self._protocol.drain()
 
     def can_send_eof(self) -> bool:
         """Return whether :meth:`send_eof` is possible (False over TLS)."""
-        return self._writer.can_write_eof()
+        transport = self._protocol.transport
+        return transport is not None and transport.can_write_eof()
 
     async def send_eof(self) -> None:
         """Half-close: say "done sending, still listening" (``shutdown(SHUT_WR)``).
@@ -207,36 +249,32 @@ class Connection:
                 close_notify alert closes both directions. Nothing is sent; use a
                 framing that marks the end of a message instead.
         """
-        if self._writer.transport.is_closing():
-            raise ConnectionClosed("cannot send EOF: connection is closed")
-        if not self._writer.can_write_eof():
-            raise NotImplementedError(
-                "this transport cannot half-close (TLS cannot: closing TLS closes both "
-                "directions); frame the end of the message instead of using send_eof()"
-            )
-        await self._drain()
-        self._writer.write_eof()
+        self._protocol.send_eof()
+        await self._protocol.drain()
 
     # --- closing -----------------------------------------------------------------
 
     def close(self) -> None:
         """Close the connection; unsent data is still flushed. Then call :meth:`wait_closed`."""
         self._closed = True
-        self._writer.close()
+        self._protocol.close()
+        self._protocol._wake()
 
     def abort(self) -> None:
         """Close at once, dropping unsent data; the peer sees a reset."""
         self._closed = True
-        self._writer.transport.abort()
+        self._protocol.abort()
+        self._protocol._wake()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed. Never raises for connection errors."""
         with contextlib.suppress(ConnectionError, _ssl.SSLError):
-            await self._writer.wait_closed()
+            await self._protocol.wait_closed()
 
     def is_closing(self) -> bool:
         """Return whether the connection is closed or closing."""
-        return self._closed or self._writer.transport.is_closing()
+        transport = self._protocol.transport
+        return self._closed or transport is None or transport.is_closing()
 
     async def __aenter__(self) -> Connection:
         return self
@@ -255,16 +293,17 @@ class Connection:
     @property
     def local_address(self) -> Any:
         """This end's address (``(host, port)`` for TCP, a path for Unix sockets)."""
-        return self._writer.get_extra_info("sockname")
+        return self.get_extra_info("sockname")
 
     @property
     def remote_address(self) -> Any:
         """The peer's address (``(host, port)`` for TCP; often ``""`` for Unix sockets)."""
-        return self._writer.get_extra_info("peername")
+        return self.get_extra_info("peername")
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """Return transport information, as :meth:`asyncio.BaseTransport.get_extra_info`."""
-        return self._writer.get_extra_info(name, default)
+        transport = self._protocol.transport
+        return transport.get_extra_info(name, default) if transport else default
 
     def __repr__(self) -> str:
         return f"<Connection {self.remote_address!r} {self.framing!r}>"
@@ -274,8 +313,8 @@ class Connection:
 
 
 async def connect(
-    host: str | None,
-    port: int | str | None,
+    host: str,
+    port: int,
     *,
     framing: Framing,
     ssl: _ssl.SSLContext | bool | None = None,
@@ -285,14 +324,14 @@ async def connect(
 ) -> Connection:
     """Open a TCP connection and return it framed with ``framing``.
 
-    ``ssl`` and other keyword arguments go to :func:`asyncio.open_connection`.
+    ``ssl`` and other keyword arguments go to :meth:`asyncio.loop.create_connection`.
     Raises :class:`OSError` if the connection cannot be made.
     """
-    reader, writer = await asyncio.open_connection(host, port, ssl=ssl, limit=read_size, **kwargs)
-    _nodelay(writer)
-    return Connection(
-        reader, writer, framing, read_size=read_size, write_high_water=write_high_water
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_connection(
+        lambda: _QueueProtocol(framing, read_size, write_high_water), host, port, ssl=ssl, **kwargs
     )
+    return Connection(protocol)
 
 
 async def connect_unix(
@@ -304,24 +343,18 @@ async def connect_unix(
     **kwargs: Any,
 ) -> Connection:
     """Open a Unix-socket connection and return it framed with ``framing``."""
-    reader, writer = await asyncio.open_unix_connection(path, limit=read_size, **kwargs)
-    return Connection(
-        reader, writer, framing, read_size=read_size, write_high_water=write_high_water
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_unix_connection(
+        lambda: _QueueProtocol(framing, read_size, write_high_water), os.fspath(path), **kwargs
     )
-
-
-def _nodelay(writer: asyncio.StreamWriter) -> None:
-    # Messages are written whole, so Nagle's algorithm only adds latency.
-    sock = writer.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return Connection(protocol)
 
 
 # --- servers ---------------------------------------------------------------------------
 
 
 class Server:
-    """A listening server that runs ``handler(connection)`` for every client.
+    """A listening server that runs ``handler(connection)`` in a task for every client.
 
     Returned by :func:`serve`; ``await`` it to start listening, or use
     ``async with`` (which also closes it). An exception in a handler is logged
@@ -329,16 +362,18 @@ class Server:
     handler returns, its connection is closed for it.
     """
 
-    def __init__(self, start: Callable[[], Awaitable[asyncio.Server]]) -> None:
-        self._start = start
+    def __init__(
+        self, handler: Handler, listen: Callable[[Server], Awaitable[asyncio.Server]]
+    ) -> None:
+        self._handler = handler
+        self._listen = listen
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
-        self._connections: set[Connection] = set()
 
     async def start(self) -> Server:
         """Start listening (done for you by ``await`` and ``async with``)."""
         if self._server is None:
-            self._server = await self._start()
+            self._server = await self._listen(self)
         return self
 
     def __await__(self) -> Generator[Any, None, Server]:
@@ -362,37 +397,38 @@ class Server:
         return int(self.sockets[0].getsockname()[1])
 
     async def serve_forever(self) -> None:
-        """Serve until cancelled or closed."""
+        """Serve until cancelled; closes the server (and its connections) on the way out."""
         await self.start()
         assert self._server is not None
         try:
             await self._server.serve_forever()
-        except asyncio.CancelledError:
+        finally:
             self.close()
             await self.wait_closed()
-            raise
 
     def close(self) -> None:
-        """Stop listening and close every client connection."""
+        """Stop listening and cancel every handler (their connections are then closed)."""
         if self._server is not None:
             self._server.close()
-        for conn in list(self._connections):
-            conn.close()
+        for task in self._handlers:
+            task.cancel()
 
     async def wait_closed(self) -> None:
         """Wait until the listener is closed and every handler has finished."""
-        if self._server is not None:
-            await self._server.wait_closed()
         if self._handlers:
             await asyncio.wait(list(self._handlers))
+        if self._server is not None:
+            await self._server.wait_closed()
 
-    async def _run_handler(self, handler: Handler, conn: Connection) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def _accept(self, protocol: _QueueProtocol) -> None:
+        conn = Connection(protocol)
+        task = asyncio.get_running_loop().create_task(self._run_handler(conn))
         self._handlers.add(task)
-        self._connections.add(conn)
+        task.add_done_callback(self._handlers.discard)
+
+    async def _run_handler(self, conn: Connection) -> None:
         try:
-            await handler(conn)
+            await self._handler(conn)
         except (ConnectionClosed, ConnectionError) as exc:
             logger.debug("connection %r ended: %r", conn.remote_address, exc)
         except FramingError as exc:
@@ -400,8 +436,6 @@ class Server:
         except Exception:
             logger.exception("handler failed for %r; closing that connection", conn.remote_address)
         finally:
-            self._handlers.discard(task)
-            self._connections.discard(conn)
             conn.close()
             await conn.wait_closed()
 
@@ -422,20 +456,19 @@ def serve(
     ``handler(conn)`` runs in its own task for each client; the connection is
     closed when it returns or raises (exceptions are logged, the server goes on).
     Port 0 picks a free port: read it from ``server.port``. ``ssl`` and other
-    keyword arguments go to :func:`asyncio.start_server`.
+    keyword arguments go to :meth:`asyncio.loop.create_server`.
     """
-    server = Server(
-        lambda: asyncio.start_server(accept, host, port, ssl=ssl, limit=read_size, **kwargs)
-    )
 
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        _nodelay(writer)
-        conn = Connection(
-            reader, writer, framing, read_size=read_size, write_high_water=write_high_water
+    async def listen(server: Server) -> asyncio.Server:
+        return await asyncio.get_running_loop().create_server(
+            lambda: _QueueProtocol(framing, read_size, write_high_water, server._accept),
+            host,
+            port,
+            ssl=ssl,
+            **kwargs,
         )
-        await server._run_handler(handler, conn)
 
-    return server
+    return Server(handler, listen)
 
 
 def serve_unix(
@@ -448,12 +481,12 @@ def serve_unix(
     **kwargs: Any,
 ) -> Server:
     """Serve framed connections on a Unix socket at ``path``; otherwise as :func:`serve`."""
-    server = Server(lambda: asyncio.start_unix_server(accept, path, limit=read_size, **kwargs))
 
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Connection(
-            reader, writer, framing, read_size=read_size, write_high_water=write_high_water
+    async def listen(server: Server) -> asyncio.Server:
+        return await asyncio.get_running_loop().create_unix_server(
+            lambda: _QueueProtocol(framing, read_size, write_high_water, server._accept),
+            os.fspath(path),
+            **kwargs,
         )
-        await server._run_handler(handler, conn)
 
-    return server
+    return Server(handler, listen)

@@ -7,9 +7,8 @@ import struct
 import threading
 from typing import Any
 
-from aiomsg.framing import Framing
-
 import aiomsg
+from aiomsg.framing import Framing
 
 
 def pattern(size: int, seed: int = 0) -> bytes:

@@ -30,7 +30,7 @@ PIPELINED = 10_000
 
 
 def workload(framing: Framing) -> list[bytes]:
-    """Messages of 0 B, 1 B, 64 KiB and 4 MiB (those the framing carries), then 10,000 small ones."""
+    """0 B, 1 B, 64 KiB and 4 MiB messages (those the framing carries), then 10,000 small ones."""
     return messages_for(framing, SIZES) + messages_for(framing, (10,) * PIPELINED)
 
 
@@ -85,7 +85,9 @@ def decode(framing: Framing, wire: bytes) -> list[bytes]:
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
 @pytest.mark.parametrize("front", ["streams", "protocol"])
 @pytest.mark.parametrize("framing", ALL_FRAMINGS)
-async def test_server_echoes_to_blocking_client(framing: Framing, front: str, transport: str) -> None:
+async def test_server_echoes_to_blocking_client(
+    framing: Framing, front: str, transport: str
+) -> None:
     messages = workload(framing)
     async with echo_server(front, framing, transport) as address:
         wire = await asyncio.to_thread(exchange, address, framing.encode_many(messages))
@@ -406,7 +408,7 @@ async def test_wraps_an_existing_stream_pair() -> None:
     framing = aiomsg.Netstring()
     async with blocking_server(lambda c: c.sendall(b"5:hello,")) as addr:
         reader, writer = await asyncio.open_connection(*addr)
-        async with aiomsg.Connection(reader, writer, framing) as conn:
+        async with aiomsg.Connection.wrap(reader, writer, framing) as conn:
             assert await conn.receive() == b"hello"
 
 

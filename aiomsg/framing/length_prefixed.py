@@ -75,18 +75,35 @@ class _LengthPrefixedDecoder(HeaderDecoder):
         framing: LengthPrefixed = self._framing  # type: ignore[assignment]
         width = framing.width
         unpack_from = framing._unpack_from
-        max_size = framing.max_size
         append = out.append
-        end = len(buf)
-        while end - pos >= width:
+        last = len(buf) - width  # the last position where a whole header fits
+        if len(buf) <= framing.max_size:
+            # A body that fits in `buf` cannot be over max_size: only a message
+            # that runs past the end needs the size check (about 10% faster).
+            while pos <= last:
+                start = pos + width
+                stop = start + unpack_from(buf, pos)[0]
+                if stop > len(buf):
+                    return self._begin_body(buf, pos, start, stop - start)
+                append(buf[start:stop])
+                pos = stop
+            return pos
+        max_size = framing.max_size
+        while pos <= last:
             start = pos + width
-            (size,) = unpack_from(buf, pos)
-            stop = start + size
+            size = unpack_from(buf, pos)[0]
             if size > max_size:
                 raise framing._too_large(size)
-            if stop > end:
-                self._body.start(buf[pos:start], [buf[start:]], size)
-                return end
+            stop = start + size
+            if stop > len(buf):
+                return self._begin_body(buf, pos, start, size)
             append(buf[start:stop])
             pos = stop
         return pos
+
+    def _begin_body(self, buf: bytes, pos: int, start: int, size: int) -> int:
+        framing = self._framing
+        if size > framing.max_size:
+            raise framing._too_large(size)
+        self._body.start(buf[pos:start], [buf[start:]], size)
+        return len(buf)

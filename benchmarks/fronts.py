@@ -1,0 +1,360 @@
+"""Benchmark of the I/O fronts against what people write by hand: ``python3 dev.py bench fronts``.
+
+Each server implementation runs in its own process (so the client never shares
+its core) on each event loop; the client is a plain blocking socket in this
+process. Workloads, all ``LengthPrefixed(4)`` (a 4-byte big-endian length):
+
+* ``small``: 200,000 pipelined 100-byte messages; the server counts them.
+* ``large``: 2,000 pipelined 1 MiB messages; the server counts them.
+* ``echo``: round trips of one 100-byte message, one in flight at a time.
+
+The server measures from its first received byte to its last message. Every
+figure is the best of ``--repeats`` runs; ratios compare implementations within
+this one run. Prints a table and saves ``benchmarks/results/fronts.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HEADER = struct.Struct(">I")
+WORKLOADS = {"small": (200_000, 100), "large": (2_000, 1 << 20), "echo": (20_000, 100)}
+
+
+# --- servers: each counts `count` messages (or echoes them) and reports its time ---------
+
+
+class Meter:
+    """Start on the first byte, stop on the last message, print the result as JSON."""
+
+    def __init__(self, count: int, size: int, done: asyncio.Future[None] | None) -> None:
+        self.count, self.size, self.done = count, size, done
+        self.seen = 0
+        self.start = 0.0
+
+    def first(self) -> None:
+        if not self.start:
+            self.start = time.perf_counter()
+
+    def add(self, n: int = 1) -> None:
+        self.seen += n
+        if self.seen >= self.count and self.done is not None and not self.done.done():
+            print(json.dumps({"seconds": time.perf_counter() - self.start}), flush=True)
+            self.done.set_result(None)
+
+
+def raw_protocol(meter: Meter, echo: bool) -> asyncio.Protocol:
+    """The ceiling: unframed bytes, counted (or echoed) as they arrive."""
+    total = meter.count * (meter.size + 4)
+
+    class Raw(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.bytes = 0
+
+        def data_received(self, data: bytes) -> None:
+            meter.first()
+            if echo:
+                self.transport.write(data)
+            self.bytes += len(data)
+            meter.add((self.bytes * meter.count // total) - meter.seen)
+
+    return Raw()
+
+
+def hand_parser(meter: Meter, echo: bool) -> asyncio.Protocol:
+    """The data_received parser people write: bytearray, slice, copy, del."""
+
+    class Parser(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.buf = bytearray()
+
+        def data_received(self, data: bytes) -> None:
+            meter.first()
+            buf = self.buf
+            buf += data
+            while len(buf) >= 4:
+                size = int.from_bytes(buf[:4], "big")
+                if len(buf) < 4 + size:
+                    break
+                message = bytes(buf[4 : 4 + size])
+                del buf[: 4 + size]
+                if echo:
+                    self.transport.write(HEADER.pack(len(message)) + message)
+                meter.add()
+
+    return Parser()
+
+
+def aiomsg_protocol(meter: Meter, echo: bool) -> asyncio.BaseProtocol:
+    import aiomsg
+
+    class Counter(aiomsg.MessageProtocol):
+        framing = aiomsg.LengthPrefixed(4)
+
+        def buffer_updated(self, nbytes: int) -> None:
+            meter.first()
+            super().buffer_updated(nbytes)
+
+        def message_received(self, message: bytes) -> None:
+            if echo:
+                self.send(message)
+            meter.add()
+
+    return Counter()
+
+
+async def serve_protocol(
+    factory: Callable[..., asyncio.BaseProtocol], meter: Meter, echo: bool
+) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: factory(meter, echo), "127.0.0.1", 0)
+    announce(server.sockets[0].getsockname()[1])
+    assert meter.done is not None
+    await meter.done
+
+
+async def serve_readexactly(meter: Meter, echo: bool) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while meter.seen < meter.count:
+            header = await reader.readexactly(4)
+            meter.first()
+            message = await reader.readexactly(HEADER.unpack(header)[0])
+            if echo:
+                writer.write(header + message)
+                await writer.drain()
+            meter.add()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    announce(server.sockets[0].getsockname()[1])
+    assert meter.done is not None
+    await meter.done
+
+
+async def serve_aiomsg_streams(meter: Meter, echo: bool) -> None:
+    import aiomsg
+
+    async def handle(conn: aiomsg.Connection) -> None:
+        async for message in conn:
+            meter.first()
+            if echo:
+                await conn.send(message)
+            meter.add()
+
+    server = await aiomsg.serve(handle, "127.0.0.1", 0, framing=aiomsg.LengthPrefixed(4))
+    announce(server.port)
+    assert meter.done is not None
+    await meter.done
+
+
+async def serve_anyio_buffered(meter: Meter, echo: bool) -> None:
+    import anyio
+    from anyio.streams.buffered import BufferedByteReceiveStream
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    announce(listener.extra(anyio.abc.SocketAttribute.local_port))
+    stream = await listener.listeners[0].accept()
+    buffered = BufferedByteReceiveStream(stream)
+    while meter.seen < meter.count:
+        header = await buffered.receive_exactly(4)
+        meter.first()
+        message = await buffered.receive_exactly(HEADER.unpack(header)[0])
+        if echo:
+            await stream.send(header + message)
+        meter.add()
+    print(json.dumps({"seconds": time.perf_counter() - meter.start}), flush=True)
+
+
+async def serve_aiomsg_anyio(meter: Meter, echo: bool) -> None:
+    import anyio
+
+    import aiomsg
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    announce(listener.extra(anyio.abc.SocketAttribute.local_port))
+    stream = await listener.listeners[0].accept()
+    framed = aiomsg.FramedStream(stream, aiomsg.LengthPrefixed(4))
+    async for message in framed:
+        meter.first()
+        if echo:
+            await framed.send(message)
+        meter.add()
+        if meter.seen >= meter.count:
+            break
+    print(json.dumps({"seconds": time.perf_counter() - meter.start}), flush=True)
+
+
+def serve_twisted(loop: asyncio.AbstractEventLoop, meter: Meter, echo: bool) -> None:
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(eventloop=loop)
+    from twisted.internet import protocol, reactor
+    from twisted.protocols.basic import Int32StringReceiver
+
+    class Counter(Int32StringReceiver):
+        MAX_LENGTH = 16 * 1024 * 1024
+
+        def dataReceived(self, data: bytes) -> None:
+            meter.first()
+            super().dataReceived(data)
+
+        def stringReceived(self, message: bytes) -> None:
+            if echo:
+                self.sendString(message)
+            meter.add()
+            if meter.seen >= meter.count:
+                reactor.stop()  # type: ignore[attr-defined]
+
+    meter.done = None
+    factory = protocol.Factory.forProtocol(Counter)
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+    announce(port.getHost().port)
+    reactor.run()  # type: ignore[attr-defined]
+    print(json.dumps({"seconds": time.perf_counter() - meter.start}), flush=True)
+
+
+def announce(port: int) -> None:
+    print(json.dumps({"port": port}), flush=True)
+
+
+def make_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+SERVERS = {
+    "raw bytes (ceiling)": "raw",
+    "aiomsg MessageProtocol": "aiomsg-protocol",
+    "hand-written data_received": "hand-parser",
+    "aiomsg Streams": "aiomsg-streams",
+    "hand-written readexactly": "readexactly",
+    "aiomsg FramedStream (anyio)": "aiomsg-anyio",
+    "anyio receive_exactly": "anyio-buffered",
+    "Twisted Int32StringReceiver": "twisted",
+}
+
+
+def run_server(impl: str, loop_kind: str, workload: str) -> None:
+    count, size = WORKLOADS[workload]
+    echo = workload == "echo"
+    loop = make_loop(loop_kind)
+    asyncio.set_event_loop(loop)
+    meter = Meter(count, size, loop.create_future())
+    if impl == "twisted":
+        serve_twisted(loop, meter, echo)
+        return
+    if impl in ("anyio-buffered", "aiomsg-anyio"):
+        import anyio
+
+        fn = serve_anyio_buffered if impl == "anyio-buffered" else serve_aiomsg_anyio
+        options = {"loop_factory": lambda: make_loop(loop_kind)}
+        anyio.run(fn, meter, echo, backend="asyncio", backend_options=options)
+        return
+    protocols = {
+        "raw": raw_protocol,
+        "hand-parser": hand_parser,
+        "aiomsg-protocol": aiomsg_protocol,
+    }
+    if impl in protocols:
+        coro = serve_protocol(protocols[impl], meter, echo)
+    elif impl == "readexactly":
+        coro = serve_readexactly(meter, echo)
+    else:
+        coro = serve_aiomsg_streams(meter, echo)
+    loop.run_until_complete(coro)
+
+
+# --- the client: drives one server process per measurement -------------------------------
+
+
+def measure(impl: str, loop_kind: str, workload: str) -> float:
+    """Return the server's seconds for one run of ``workload``."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", impl, "--loop", loop_kind, "--workload", workload],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        port = json.loads(proc.stdout.readline())["port"]
+        count, size = WORKLOADS[workload]
+        message = HEADER.pack(size) + bytes(size)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if workload == "echo":
+                for _ in range(count):
+                    sock.sendall(message)
+                    got = 0
+                    while got < len(message):
+                        got += len(sock.recv(65536))
+            elif workload == "small":
+                sock.sendall(message * count)
+            else:
+                for _ in range(count):
+                    sock.sendall(message)
+            seconds = float(json.loads(proc.stdout.readline())["seconds"])
+        return seconds
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--loop", default="uvloop", help=argparse.SUPPRESS)
+    parser.add_argument("--workload", default="small", help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--loops", default="uvloop,asyncio")
+    parser.add_argument("--workloads", default="small,large,echo")
+    parser.add_argument("--only", default="", help="comma-separated implementation keys")
+    args = parser.parse_args()
+    if args.serve:
+        run_server(args.serve, args.loop, args.workload)
+        return
+    only = set(filter(None, args.only.split(",")))
+    results: dict[str, Any] = {"python": sys.version, "cpus": os.cpu_count(), "rows": []}
+    for workload in args.workloads.split(","):
+        count, size = WORKLOADS[workload]
+        print(f"\n{workload}: {count:,} messages of {size:,} bytes", flush=True)
+        loops = args.loops.split(",")
+        print(f"{'implementation':<30}" + "".join(f"{lk + ' msg/s':>16}" for lk in loops))
+        for name, impl in SERVERS.items():
+            if only and impl not in only:
+                continue
+            rates = []
+            for loop_kind in loops:
+                best = min(measure(impl, loop_kind, workload) for _ in range(args.repeats))
+                rates.append(count / best)
+                results["rows"].append(
+                    {
+                        "workload": workload,
+                        "impl": name,
+                        "loop": loop_kind,
+                        "msgs_per_s": count / best,
+                        "mb_per_s": count * size / best / 1e6,
+                    }
+                )
+            print(f"{name:<30}" + "".join(f"{r:>16,.0f}" for r in rates), flush=True)
+    out = Path(__file__).parent / "results" / "fronts.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nsaved {out}")
+
+
+if __name__ == "__main__":
+    main()
