@@ -12,6 +12,7 @@ from .errors import (
     IncompleteMessageError,
     MessageTooLarge,
 )
+from .framed_stream import FramedStream, connect_framed, serve_framed
 from .framing import (
     DEFAULT_MAX_SIZE,
     AsciiLengthPrefixed,
@@ -42,6 +43,7 @@ __all__ = [
     "Delimited",
     "EndOfStream",
     "FixedLength",
+    "FramedStream",
     "Framing",
     "FramingError",
     "IncompleteMessageError",
@@ -54,11 +56,13 @@ __all__ = [
     "TypePrefixed",
     "Varint",
     "connect",
+    "connect_framed",
     "connect_unix",
     "loop_factory",
     "loop_name",
     "new_event_loop",
     "run",
     "serve",
+    "serve_framed",
     "serve_unix",
 ]

@@ -1,0 +1,279 @@
+"""The anyio front, FramedStream, on asyncio, asyncio+uvloop and trio (anyio's pytest plugin)."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import pytest
+import trustme
+from anyio.abc import SocketAttribute
+
+import aiomsg
+from aiomsg.framing import Framing
+
+from .peers import messages_for
+from .strategies import CASES
+
+pytestmark = pytest.mark.anyio
+
+SIZES = (0, 1, 64 * 1024, 1024 * 1024)
+
+
+async def echo(stream: aiomsg.FramedStream) -> None:
+    async for message in stream:
+        await stream.send(message)
+
+
+@asynccontextmanager
+async def framed_server(
+    handler: Callable[[aiomsg.FramedStream], Awaitable[None]],
+    framing: Framing,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[int]:
+    """Run serve_framed in a task group; yield its port; cancel it on exit."""
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(
+            lambda task_status: aiomsg.serve_framed(
+                handler,
+                "127.0.0.1",
+                0,
+                framing=framing,
+                ssl_context=ssl_context,
+                task_status=task_status,
+            )
+        )
+        yield port
+        tg.cancel_scope.cancel()
+
+
+async def round_trip(
+    port: int, framing: Framing, messages: list[bytes], **kw: object
+) -> list[bytes]:
+    """Send ``messages`` and half-close while receiving the echo, both in one task group."""
+    received: list[bytes] = []
+    async with await aiomsg.connect_framed("127.0.0.1", port, framing=framing, **kw) as stream:
+
+        async def send() -> None:
+            for message in messages:
+                await stream.send(message)
+            await stream.send_eof()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send)
+            async for message in stream:
+                received.append(message)
+    return received
+
+
+@pytest.mark.parametrize("framing", [pytest.param(c.framing, id=c.name) for c in CASES])
+async def test_every_strategy_round_trips(framing: Framing) -> None:
+    messages = messages_for(framing, SIZES) + messages_for(framing, (10,) * 1000)
+    async with framed_server(echo, framing) as port:
+        assert await round_trip(port, framing, messages) == messages
+
+
+async def test_end_of_stream_request() -> None:
+    framing = aiomsg.EndOfStream()
+
+    async def answer(stream: aiomsg.FramedStream) -> None:
+        request = await stream.receive()
+        await stream.send(request[::-1])
+
+    async with framed_server(answer, framing) as port:
+        assert await round_trip(port, framing, [b"hello"]) == [b"olleh"]
+
+
+async def test_many_connections_from_one_task_group() -> None:
+    framing = aiomsg.LengthPrefixed(4)
+    results: dict[int, list[bytes]] = {}
+
+    async def client(i: int) -> None:
+        msgs = [b"%d-%d" % (i, j) for j in range(20)]
+        results[i] = await round_trip(port, framing, msgs)
+
+    async with framed_server(echo, framing) as port:
+        async with anyio.create_task_group() as tg:
+            for i in range(100):
+                tg.start_soon(client, i)
+    assert results == {i: [b"%d-%d" % (i, j) for j in range(20)] for i in range(100)}
+
+
+@asynccontextmanager
+async def pair(framing: Framing) -> AsyncIterator[tuple[aiomsg.FramedStream, aiomsg.FramedStream]]:
+    """Two framed streams connected over loopback TCP: (client, server side)."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listener:
+        port = listener.extra(SocketAttribute.local_port)
+        accepted: list[aiomsg.FramedStream] = []
+
+        async def accept() -> None:
+            accepted.append(aiomsg.FramedStream(await listener.listeners[0].accept(), framing))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(accept)
+            client = await aiomsg.connect_framed("127.0.0.1", port, framing=framing)
+        async with client, accepted[0]:
+            yield client, accepted[0]
+
+
+async def test_clean_eof_raises_end_of_stream_and_ends_iteration() -> None:
+    async with pair(aiomsg.Lines()) as (client, server):
+        await client.send(b"one")
+        await client.send_eof()
+        assert [m async for m in server] == [b"one"]
+        with pytest.raises(anyio.EndOfStream):
+            await server.receive()
+
+
+async def test_eof_inside_message_raises_incomplete() -> None:
+    async with pair(aiomsg.LengthPrefixed(4)) as (client, server):
+        await client.transport_stream.send(b"\x00\x00\x00\x09partial")
+        await client.send_eof()
+        with pytest.raises(aiomsg.IncompleteMessageError) as info:
+            await server.receive()
+        assert info.value.partial == b"\x00\x00\x00\x09partial"
+
+
+async def test_framing_error_comes_after_the_good_messages() -> None:
+    async with pair(aiomsg.Netstring()) as (client, server):
+        await client.transport_stream.send(b"2:ok,x:bad")
+        assert await server.receive() == b"ok"
+        with pytest.raises(aiomsg.FramingError):
+            await server.receive()
+
+
+async def test_use_after_close_raises_closed_resource() -> None:
+    async with pair(aiomsg.Lines()) as (client, _server):
+        await client.aclose()
+        with pytest.raises(anyio.ClosedResourceError):
+            await client.receive()
+        with pytest.raises(anyio.ClosedResourceError):
+            await client.send(b"late")
+        with pytest.raises(anyio.ClosedResourceError):
+            await client.send_eof()
+
+
+async def test_concurrent_receivers_raise_busy() -> None:
+    async with pair(aiomsg.Lines()) as (client, server):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.receive)
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(anyio.BusyResourceError):
+                await server.receive()
+            await client.send(b"wake the first")
+
+
+async def test_concurrent_senders_each_write_whole_messages() -> None:
+    async with pair(aiomsg.LengthPrefixed(4)) as (client, server):
+        big = {i: bytes([i]) * 300_000 for i in range(8)}
+        async with anyio.create_task_group() as tg:
+            for message in big.values():
+                tg.start_soon(client.send, message)
+        await client.send_eof()
+        assert sorted([m async for m in server]) == sorted(big.values())
+
+
+async def test_cancelled_receive_loses_and_duplicates_nothing() -> None:
+    framing = aiomsg.LengthPrefixed(4)
+    async with pair(framing) as (client, server):
+        await client.transport_stream.send(framing.encode_many([b"%d" % i for i in range(100)]))
+        assert await server.receive() == b"0"  # the rest of the batch is now buffered
+        got = [b"0"]
+        # Cancelled while messages are buffered: the message stays for the next call.
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await server.receive()
+        assert scope.cancelled_caught
+        # Cancelled while waiting for bytes from the peer.
+        while len(got) < 100:
+            got.append(await server.receive())
+        with anyio.move_on_after(0.05) as scope:
+            await server.receive()
+        assert scope.cancelled_caught
+        await client.send(b"after")
+        got.append(await server.receive())
+        assert got == [b"%d" % i for i in range(100)] + [b"after"]
+
+
+async def test_cancellation_storm_over_a_trickling_peer() -> None:
+    framing = aiomsg.Lines()
+    expected = [b"line %d" % i for i in range(300)]
+    async with pair(framing) as (client, server):
+
+        async def trickle() -> None:
+            wire = framing.encode_many(expected)
+            for i in range(0, len(wire), 7):
+                await client.transport_stream.send(wire[i : i + 7])
+                if i % 70 == 0:
+                    await anyio.sleep(0.001)
+            await client.send_eof()
+
+        got: list[bytes] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(trickle)
+            while True:
+                with anyio.move_on_after(0.0005):
+                    try:
+                        got.append(await server.receive())
+                    except anyio.EndOfStream:
+                        break
+        assert got == expected
+
+
+async def test_extra_attributes_are_the_inner_streams() -> None:
+    async with pair(aiomsg.Lines()) as (client, server):
+        assert client.extra(SocketAttribute.remote_address) == server.extra(
+            SocketAttribute.local_address
+        )
+
+
+@pytest.fixture(scope="module")
+def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
+
+
+async def test_tls_round_trip_and_send_eof_is_a_clear_error(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server_ctx, client_ctx = tls
+    framing = aiomsg.LengthPrefixed(4)
+
+    async def reply(stream: aiomsg.FramedStream) -> None:
+        await stream.send((await stream.receive()).upper())
+
+    async with framed_server(reply, framing, ssl_context=server_ctx) as port:
+        async with await aiomsg.connect_framed(
+            "127.0.0.1", port, framing=framing, ssl_context=client_ctx, tls_hostname="127.0.0.1"
+        ) as stream:
+            with pytest.raises(NotImplementedError, match="cannot half-close"):
+                await stream.send_eof()
+            await stream.send(b"secret")
+            assert await stream.receive() == b"SECRET"
+
+
+async def test_handler_error_is_logged_and_server_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    framing = aiomsg.Lines()
+    calls = 0
+
+    async def flaky(stream: aiomsg.FramedStream) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("handler bug")
+        await echo(stream)
+
+    async with framed_server(flaky, framing) as port:
+        try:  # the server closes at once: the client sees the end, or a broken pipe
+            assert await round_trip(port, framing, [b"x"]) == []
+        except* anyio.BrokenResourceError:
+            pass
+        assert await round_trip(port, framing, [b"y"]) == [b"y"]
+    assert "handler bug" in caplog.text
