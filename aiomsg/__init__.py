@@ -29,6 +29,13 @@ from .framing import (
 )
 from .loops import loop_factory, loop_name, new_event_loop, run
 from .protocol import MessageProtocol
+from .requests import (
+    RequestProtocol,
+    request,
+    request_unix,
+    serve_requests,
+    serve_requests_unix,
+)
 from .streams import Connection, Server, connect, connect_unix, serve, serve_unix
 
 __version__ = "0.1.0"
@@ -52,6 +59,7 @@ __all__ = [
     "MessageProtocol",
     "MessageTooLarge",
     "Netstring",
+    "RequestProtocol",
     "Server",
     "TypePrefixed",
     "Varint",
@@ -61,8 +69,12 @@ __all__ = [
     "loop_factory",
     "loop_name",
     "new_event_loop",
+    "request",
+    "request_unix",
     "run",
     "serve",
     "serve_framed",
+    "serve_requests",
+    "serve_requests_unix",
     "serve_unix",
 ]

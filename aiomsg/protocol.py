@@ -8,7 +8,10 @@ front, for applications happy with callbacks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from collections.abc import Iterable
 from typing import Any, ClassVar, cast
 
@@ -23,6 +26,7 @@ logger = logging.getLogger("aiomsg")
 DEFAULT_READ_SIZE = 256 * 1024
 #: Unsent bytes above which ``drain()`` (and the Streams ``send()``) wait for the peer.
 DEFAULT_WRITE_HIGH_WATER = 256 * 1024
+_LINGER_ZERO = struct.pack("ii", 1, 0)
 # Messages this large go to writelines() as header + body, not copied into one object.
 _COPY_LIMIT = 64 * 1024
 
@@ -117,9 +121,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         try:
             self.framing_error(exc)
         finally:
-            if self.transport is not None:
-                self._closed = True
-                self.transport.abort()
+            self.abort()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -247,9 +249,15 @@ class MessageProtocol(asyncio.BufferedProtocol):
             self.transport.close()
 
     def abort(self) -> None:
-        """Close at once, dropping queued data; the peer sees a reset."""
+        """Close at once, dropping queued data; the peer sees a reset (TCP RST)."""
         self._closed = True
         if self.transport is not None:
+            # Without SO_LINGER=0 a socket whose input was all read closes with a
+            # FIN, which the peer cannot tell from a clean (empty) answer.
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
             self.transport.abort()
 
     def _writable(self) -> asyncio.Transport:

@@ -1,0 +1,301 @@
+"""Half-close request/response exchanges, the HTTP/1.0 way.
+
+The client sends its request and shuts down its write side (``shutdown(SHUT_WR)``):
+that end of stream is what tells the server the request is complete. The server
+answers and closes, and the close is what tells the client the response is
+complete. No length header is needed, so any client that can half-close works:
+``nc -N``, ``socat``, or a blocking socket as in Python's Socket Programming HOWTO.
+
+TLS cannot half-close (closing TLS closes both directions), so these calls refuse
+TLS with a clear error before sending anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import ssl as _ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from .errors import ConnectionClosed, FramingError
+from .framing import DEFAULT_MAX_SIZE, Buffer, EndOfStream
+from .protocol import MessageProtocol
+from .streams import Connection, Server, connect, connect_unix, serve, serve_unix
+
+__all__ = [
+    "DEFAULT_REQUEST_TIMEOUT",
+    "RequestHandler",
+    "RequestProtocol",
+    "request",
+    "request_unix",
+    "serve_requests",
+    "serve_requests_unix",
+]
+
+logger = logging.getLogger("aiomsg")
+
+#: Seconds a whole exchange may take, by default: on the client, connect + send +
+#: response; on the server, the request's arrival + the handler + the response.
+DEFAULT_REQUEST_TIMEOUT = 30.0
+
+#: ``handler(request) -> response``; it may be a plain function or a coroutine function.
+RequestHandler = Callable[[bytes], Buffer | Awaitable[Buffer]]
+
+
+def _refuse_tls(ssl: object) -> None:
+    if ssl:
+        raise NotImplementedError(
+            "half-close request/response cannot run over TLS: TLS has no way to close one "
+            "direction only, so the end of the request cannot be signalled. Use a framing "
+            "that marks the end of each message (e.g. LengthPrefixed) with aiomsg.connect()."
+        )
+
+
+async def _exchange(conn: Connection, payload: Buffer) -> bytes:
+    async with conn:
+        await conn.send(payload)
+        await conn.send_eof()  # flushes the request first, then FIN
+        try:
+            return await conn.receive()
+        except ConnectionClosed as exc:
+            raise ConnectionClosed("the server closed without a complete response") from exc
+
+
+async def request(
+    host: str,
+    port: int,
+    payload: Buffer,
+    *,
+    timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+    max_size: int = DEFAULT_MAX_SIZE,
+    ssl: _ssl.SSLContext | bool | None = None,
+    **kwargs: Any,
+) -> bytes:
+    """Send ``payload``, half-close, and return everything the server sends until it closes.
+
+    Raises:
+        NotImplementedError: ``ssl`` was given (TLS cannot half-close); nothing was sent.
+        TimeoutError: the whole exchange took longer than ``timeout`` seconds.
+        MessageTooLarge: ``payload`` or the response is over ``max_size``.
+        ConnectionClosed: the server reset the connection or closed it before the
+            response was complete (for example because the request was too large).
+        OSError: the connection could not be made.
+    """
+    _refuse_tls(ssl)
+    framing = EndOfStream(max_size=max_size)
+    framing.encode_parts(payload)  # refuse an oversized payload before connecting
+    async with asyncio.timeout(timeout):
+        conn = await connect(host, port, framing=framing, **kwargs)
+        return await _exchange(conn, payload)
+
+
+async def request_unix(
+    path: str | os.PathLike[str],
+    payload: Buffer,
+    *,
+    timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+    max_size: int = DEFAULT_MAX_SIZE,
+    **kwargs: Any,
+) -> bytes:
+    """:func:`request` over a Unix socket at ``path``."""
+    framing = EndOfStream(max_size=max_size)
+    framing.encode_parts(payload)  # refuse an oversized payload before connecting
+    async with asyncio.timeout(timeout):
+        conn = await connect_unix(path, framing=framing, **kwargs)
+        return await _exchange(conn, payload)
+
+
+async def _call(handler: RequestHandler, payload: bytes) -> Buffer:
+    result = handler(payload)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def _streams_handler(
+    handler: RequestHandler, timeout: float | None
+) -> Callable[[Connection], Awaitable[None]]:
+    async def handle(conn: Connection) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                payload = await conn.receive()  # the whole request, at the client's EOF
+                await conn.send(await _call(handler, payload))
+        except TimeoutError:
+            logger.info("request from %r timed out after %ss", conn.remote_address, timeout)
+            conn.abort()
+        except FramingError as exc:  # over max_size: refused, not buffered whole
+            logger.warning("request from %r refused: %s", conn.remote_address, exc)
+            conn.abort()
+        except Exception:
+            # A reset, not a clean close: the client must not take an empty answer
+            # for a response.
+            logger.exception("request handler failed for %r", conn.remote_address)
+            conn.abort()
+        # Returning closes the connection after the response is flushed.
+
+    return handle
+
+
+def serve_requests(
+    handler: RequestHandler,
+    host: str | None,
+    port: int | None,
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+    front: Literal["streams", "protocol"] = "streams",
+    **kwargs: Any,
+) -> Server | _ProtocolRequestServer:
+    """Serve half-close exchanges: read a request until the client's EOF, answer, close.
+
+    ``handler(request)`` returns the response bytes (it may be ``async``). Use the
+    result with ``async with`` or ``await`` as :func:`aiomsg.serve`.
+
+    * A request over ``max_size`` is refused as soon as it is known to be too
+      large, without buffering it: the connection is aborted (the client sees a
+      reset).
+    * A client that has not finished its request within ``timeout`` seconds
+      (for example, never half-closes) is disconnected; other clients are served
+      meanwhile. The timeout also bounds the handler and the response.
+    * An exception in the handler is logged and that connection is reset, so the
+      client gets an error rather than an empty response.
+
+    ``front="protocol"`` serves with :class:`RequestProtocol` instead of the
+    Streams front: same behaviour, fewer objects per request.
+    """
+    framing = EndOfStream(max_size=max_size)
+    if front == "protocol":
+        return _ProtocolRequestServer(handler, framing, timeout, host, port, None, kwargs)
+    return serve(_streams_handler(handler, timeout), host, port, framing=framing, **kwargs)
+
+
+def serve_requests_unix(
+    handler: RequestHandler,
+    path: str | os.PathLike[str],
+    *,
+    max_size: int = DEFAULT_MAX_SIZE,
+    timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+    front: Literal["streams", "protocol"] = "streams",
+    **kwargs: Any,
+) -> Server | _ProtocolRequestServer:
+    """:func:`serve_requests` on a Unix socket at ``path``."""
+    framing = EndOfStream(max_size=max_size)
+    if front == "protocol":
+        return _ProtocolRequestServer(handler, framing, timeout, None, None, path, kwargs)
+    return serve_unix(_streams_handler(handler, timeout), path, framing=framing, **kwargs)
+
+
+class RequestProtocol(MessageProtocol):
+    """A :class:`MessageProtocol` that serves one half-close exchange per connection.
+
+    The request is the whole stream (:class:`~aiomsg.EndOfStream` framing); when
+    the client half-closes, ``handler(request)`` runs, its response is sent, and
+    the connection closes. A timer aborts the connection if the exchange is not
+    over within ``timeout`` seconds.
+    """
+
+    def __init__(
+        self, handler: RequestHandler, *, framing: EndOfStream, timeout: float | None
+    ) -> None:
+        super().__init__(framing=framing)
+        self._handler = handler
+        self._timeout = timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._timeout is not None:
+            self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
+
+    def _expire(self) -> None:
+        logger.info("request from %r timed out after %ss", self.remote_address, self._timeout)
+        if self._task is not None:
+            self._task.cancel()
+        self.abort()
+
+    def message_received(self, message: bytes) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._answer(message))
+
+    async def _answer(self, payload: bytes) -> None:
+        try:
+            self.send(await _call(self._handler, payload))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("request handler failed for %r", self.remote_address)
+            self.abort()
+            return
+        self.close()  # flushes the response, then closes
+
+    def peer_closed(self) -> bool:
+        return True  # the request is complete; keep the connection to answer it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+
+class _ProtocolRequestServer:
+    """The ``front="protocol"`` server: the same lifecycle as :class:`~aiomsg.Server`."""
+
+    def __init__(
+        self,
+        handler: RequestHandler,
+        framing: EndOfStream,
+        timeout: float | None,
+        host: str | None,
+        port: int | None,
+        path: str | os.PathLike[str] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        self._factory = lambda: RequestProtocol(handler, framing=framing, timeout=timeout)
+        self._where = (host, port, path)
+        self._kwargs = kwargs
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> _ProtocolRequestServer:
+        if self._server is None:
+            loop = asyncio.get_running_loop()
+            host, port, path = self._where
+            if path is not None:
+                self._server = await loop.create_unix_server(
+                    self._factory, os.fspath(path), **self._kwargs
+                )
+            else:
+                self._server = await loop.create_server(self._factory, host, port, **self._kwargs)
+        return self
+
+    def __await__(self) -> Any:
+        return self.start().__await__()
+
+    async def __aenter__(self) -> _ProtocolRequestServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def wait_closed(self) -> None:
+        if self._server is not None:
+            await self._server.wait_closed()
