@@ -24,7 +24,7 @@ COMMANDS = {
     "demo": [str(PYTHON), "-m", "aiomsg", "demo"],
     "test": [str(PYTHON), "-m", "pytest"],
     "lint": None,  # see lint()
-    "bench": [str(PYTHON), "benchmarks/run.py"],
+    "bench": [str(PYTHON)],  # followed by the benchmark file
 }
 
 
