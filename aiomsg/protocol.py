@@ -42,7 +42,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
     * :meth:`message_received` - one complete message (required).
     * :meth:`peer_closed` - the peer half-closed after its last message.
-    * :meth:`framing_error` - the peer broke the framing; the connection is then aborted.
+    * :meth:`framing_error` - the peer broke the framing; the connection is then closed.
     * ``connection_made`` / ``connection_lost`` - as in asyncio; call ``super()``.
 
     Flow control: :meth:`send` never blocks; ``await`` :meth:`drain` to wait while
@@ -53,6 +53,8 @@ class MessageProtocol(asyncio.BufferedProtocol):
     framing: ClassVar[Framing | None] = None
     read_size: ClassVar[int] = DEFAULT_READ_SIZE
     write_high_water: ClassVar[int] = DEFAULT_WRITE_HIGH_WATER
+    #: Seconds a close after a framing error waits for the peer to close too.
+    linger_timeout: ClassVar[float] = 2.0
 
     transport: asyncio.Transport | None
 
@@ -77,6 +79,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._lost: BaseException | None = None
         self._closed = False
         self._closed_waiter: asyncio.Future[None] | None = None
+        self._discarding = False
+        self._peer_eof = False
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio callbacks: override the user-facing ones, not these ---------------
 
@@ -92,6 +97,8 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._deliver_bytes(self._buffer[:nbytes])
 
     def _deliver_bytes(self, data: Buffer) -> None:
+        if self._discarding:  # after a framing error: drained, never decoded or kept
+            return
         try:
             messages = self._decoder.feed(data)
         except FramingError as exc:
@@ -101,6 +108,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._deliver(messages)
 
     def eof_received(self) -> bool:
+        self._peer_eof = True
+        if self._discarding:
+            return False  # the lingering close is over: let asyncio close
         try:
             messages = self._decoder.feed_eof()
         except FramingError as exc:
@@ -117,11 +127,37 @@ class MessageProtocol(asyncio.BufferedProtocol):
             received(message)
 
     def _fail(self, exc: FramingError) -> None:
-        """The peer broke the framing: tell the application, then abort the connection."""
+        """The peer broke the framing: tell the application, then close (lingering)."""
+        self._discarding = True
         try:
             self.framing_error(exc)
         finally:
-            self.abort()
+            self._linger_close()
+
+    def _linger_close(self) -> None:
+        """Close so that what was queued (an error notice) reaches the peer.
+
+        Closing a socket that still has unread input makes the kernel send a
+        reset, which can destroy the notice before the peer reads it. So: send
+        what is queued, then EOF; read and drop whatever the peer still sends
+        until it closes too, or for ``linger_timeout`` seconds at most; then close.
+        """
+        transport = self.transport
+        self._closed = True
+        if transport is None or transport.is_closing():
+            return
+        if self._peer_eof or not transport.can_write_eof():
+            transport.close()
+            return
+        self._discarding = True
+        self._resume_for_discard(transport)
+        transport.write_eof()
+        self._linger_timer = asyncio.get_running_loop().call_later(self.linger_timeout, self.abort)
+
+    @staticmethod
+    def _resume_for_discard(transport: asyncio.Transport) -> None:
+        if not transport.is_reading():
+            transport.resume_reading()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -133,6 +169,8 @@ class MessageProtocol(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Wake every :meth:`drain` waiter. Call ``super()`` if you override it."""
         self._closed = True
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         self._lost = ConnectionClosed(f"connection lost: {exc}" if exc else "connection closed")
         self._lost.__cause__ = exc
         self._wake_drainers(self._lost)
@@ -166,9 +204,12 @@ class MessageProtocol(asyncio.BufferedProtocol):
     def framing_error(self, exc: FramingError) -> None:
         """Called when the peer broke the framing (``MessageTooLarge``, a bad header...).
 
-        The messages before the bad bytes have already been delivered. After this
-        returns, the connection is aborted: the stream cannot be resynchronised.
-        The default logs a warning.
+        The messages before the bad bytes have already been delivered. You may
+        :meth:`send` a last notice here. After this returns the connection is
+        closed: the stream cannot be resynchronised, so nothing more is decoded;
+        what was queued is sent, then EOF, and the peer gets ``linger_timeout``
+        seconds to close its side before the connection is aborted. The default
+        logs a warning.
         """
         peer = self.transport.get_extra_info("peername") if self.transport else None
         logger.warning("closing connection from %r: %s", peer, exc)

@@ -79,10 +79,11 @@ class _QueueProtocol(MessageProtocol):
         return True  # keep the connection open: the application may still send
 
     def _fail(self, exc: FramingError) -> None:
-        # The good messages are queued already; the error comes after them, and
-        # nothing more is read. The application closes when it meets the error.
+        # The good messages are queued already; the error comes after them.
+        # Nothing more is decoded; the application closes when it meets the
+        # error, and Connection.close() then closes lingering (see MessageProtocol).
         self.error = exc
-        self.pause_reading()
+        self._discarding = True
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -255,9 +256,18 @@ class Connection:
     # --- closing -----------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection; unsent data is still flushed. Then call :meth:`wait_closed`."""
+        """Close the connection; unsent data is still flushed. Then call :meth:`wait_closed`.
+
+        After the peer broke the framing, the close lingers: what was sent (an
+        error notice, say) is flushed and followed by EOF, and the peer's further
+        bytes are dropped until it closes too (at most ``linger_timeout`` seconds),
+        so that a reset does not destroy the notice.
+        """
         self._closed = True
-        self._protocol.close()
+        if self._protocol._discarding:
+            self._protocol._linger_close()
+        else:
+            self._protocol.close()
         self._protocol._wake()
 
     def abort(self) -> None:

@@ -214,15 +214,15 @@ def serve_twisted(loop: asyncio.AbstractEventLoop, meter: Meter, echo: bool) -> 
             if echo:
                 self.sendString(message)
             meter.add()
-            if meter.seen >= meter.count:
-                reactor.stop()  # type: ignore[attr-defined]
+            if meter.seen == meter.count:
+                print(json.dumps({"seconds": time.perf_counter() - meter.start}), flush=True)
+                reactor.callLater(1, reactor.stop)  # type: ignore[attr-defined]
 
     meter.done = None
     factory = protocol.Factory.forProtocol(Counter)
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
     announce(port.getHost().port)
     reactor.run()  # type: ignore[attr-defined]
-    print(json.dumps({"seconds": time.perf_counter() - meter.start}), flush=True)
 
 
 def announce(port: int) -> None:
@@ -294,14 +294,17 @@ def measure(impl: str, loop_kind: str, workload: str) -> float:
         port = json.loads(proc.stdout.readline())["port"]
         count, size = WORKLOADS[workload]
         message = HEADER.pack(size) + bytes(size)
-        with socket.create_connection(("127.0.0.1", port)) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if workload == "echo":
                 for _ in range(count):
                     sock.sendall(message)
                     got = 0
                     while got < len(message):
-                        got += len(sock.recv(65536))
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            raise RuntimeError(f"{impl} closed the connection")
+                        got += len(chunk)
             elif workload == "small":
                 sock.sendall(message * count)
             else:

@@ -13,11 +13,13 @@ from .end_of_stream import EndOfStream
 from .fixed_length import FixedLength
 from .length_prefixed import LengthPrefixed
 from .netstring import Netstring
+from .spec import SPEC_HELP, parse_framing
 from .type_prefixed import TypePrefixed
 from .varint import Varint, encode_varint
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
+    "SPEC_HELP",
     "AsciiLengthPrefixed",
     "Buffer",
     "Decoder",
@@ -32,4 +34,5 @@ __all__ = [
     "TypePrefixed",
     "Varint",
     "encode_varint",
+    "parse_framing",
 ]

@@ -1,0 +1,204 @@
+"""The chat rules, shared by the three chat servers (one per I/O front).
+
+The wire protocol is text lines (``Lines`` framing, UTF-8), so ``nc`` and
+``telnet`` are clients:
+
+* on join you are given a nickname (``guest1``...) and told how to change it;
+  everyone else sees ``* guest1 joined``;
+* ``/nick NAME`` renames you, ``/who`` lists who is here, ``/me ACTION`` sends
+  ``* NAME ACTION``, ``/quit`` says goodbye and disconnects;
+* any other line goes to everyone else as ``NAME: text``;
+* lines starting with ``*`` are notices, lines starting with ``!`` are errors.
+
+Misbehaving clients: invalid UTF-8 gets an error line (the client stays); an
+over-long line, or a flood of lines (over ``flood_rate`` per second beyond a
+burst of ``flood_burst``), gets an error line and a disconnect. A client too
+slow to read what it is sent (more than ``queue_lines`` lines waiting for it)
+is disconnected at once, and the others are told; a client that does not read
+would not read a notice either.
+
+The room knows nothing of sockets or event loops: each server gives it a
+:class:`Member` per connection.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ["ChatLimits", "ChatRoom", "Member"]
+
+_NICK = re.compile(r"[A-Za-z0-9_-]{1,24}")
+HELP = "/nick NAME, /who, /me ACTION, /quit"
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    """Every limit of a chat server, with safe defaults."""
+
+    #: Longest line, in bytes, without its end; longer ones disconnect.
+    max_line: int = 4096
+    #: Lines that may wait for a slow client before it is disconnected.
+    queue_lines: int = 1000
+    #: Sustained lines per second a client may send...
+    flood_rate: float = 20.0
+    #: ...after a burst of this many.
+    flood_burst: int = 60
+    #: Seconds a server waits for a client it is disconnecting to close its side.
+    linger: float = 2.0
+
+
+class Member(Protocol):
+    """One connected client, as a server front presents it to the room."""
+
+    def deliver(self, line: str) -> bool:
+        """Queue ``line`` for sending; return False if the client's queue is full."""
+
+    def disconnect(self, notice: str | None) -> None:
+        """Send ``notice`` (if any) after what is queued, then close. ``None``: reset now."""
+
+
+@dataclass
+class _State:
+    nick: str
+    tokens: float
+    stamp: float
+    gone: bool = False
+
+
+@dataclass
+class ChatRoom:
+    """The shared chat state and rules. Not thread-safe: call it from one event loop."""
+
+    limits: ChatLimits = field(default_factory=ChatLimits)
+    clock: Callable[[], float] = time.monotonic
+    _members: dict[Member, _State] = field(default_factory=dict)
+    _guests: int = 0
+
+    # --- what the servers call ----------------------------------------------------------
+
+    def join(self, member: Member) -> str:
+        """Admit a new client; return its nickname."""
+        nick = self._new_guest_name()
+        self._members[member] = _State(nick, self.limits.flood_burst, self.clock())
+        self._tell(member, f"* welcome to aiomsg chat, you are {nick} ({HELP})")
+        self._broadcast(f"* {nick} joined", but=member)
+        return nick
+
+    def receive(self, member: Member, line: bytes) -> None:
+        """Handle one line from ``member`` (without its line end)."""
+        state = self._members.get(member)
+        if state is None or state.gone:
+            return
+        if self._flooding(state):
+            self._expel(member, f"! flooding (over {self.limits.flood_rate:g} lines/s): goodbye")
+            return
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            self._tell(member, "! invalid UTF-8: line ignored")
+            return
+        if not text.strip():
+            return
+        if text.startswith("/"):
+            self._command(member, state, text)
+        else:
+            self._broadcast(f"{state.nick}: {text}", but=member)
+
+    def line_too_long(self, member: Member) -> None:
+        """``member`` sent a line over ``max_line`` bytes: error line, then disconnect."""
+        self._expel(member, f"! line too long (max {self.limits.max_line} bytes): goodbye")
+
+    def leave(self, member: Member, why: str = "") -> None:
+        """``member``'s connection ended; tell the others. Safe to call twice."""
+        state = self._members.pop(member, None)
+        if state is not None:
+            self._broadcast(f"* {state.nick} left{why}")
+
+    def nicknames(self) -> list[str]:
+        return sorted(s.nick for s in self._members.values() if not s.gone)
+
+    # --- rules ------------------------------------------------------------------------
+
+    def _command(self, member: Member, state: _State, text: str) -> None:
+        command, _, argument = text.partition(" ")
+        argument = argument.strip()
+        if command == "/nick":
+            self._rename(member, state, argument)
+        elif command == "/who":
+            self._tell(member, "* online: " + ", ".join(self.nicknames()))
+        elif command == "/me":
+            if argument:
+                self._broadcast(f"* {state.nick} {argument}", but=member)
+            else:
+                self._tell(member, "! usage: /me ACTION")
+        elif command == "/quit":
+            state.gone = True
+            member.disconnect("* bye")
+            self.leave(member)
+        else:
+            self._tell(member, f"! unknown command {command} (try {HELP})")
+
+    def _rename(self, member: Member, state: _State, nick: str) -> None:
+        if not _NICK.fullmatch(nick):
+            self._tell(member, "! invalid nickname: use 1-24 letters, digits, _ or -")
+        elif nick in self.nicknames():
+            self._tell(member, f"! nickname {nick} is taken")
+        else:
+            old, state.nick = state.nick, nick
+            self._tell(member, f"* you are now {nick}")
+            self._broadcast(f"* {old} is now {nick}", but=member)
+
+    def _flooding(self, state: _State) -> bool:
+        # A token bucket: flood_rate tokens a second, at most flood_burst saved up.
+        now = self.clock()
+        limits = self.limits
+        state.tokens = min(
+            limits.flood_burst, state.tokens + (now - state.stamp) * limits.flood_rate
+        )
+        state.stamp = now
+        state.tokens -= 1
+        return state.tokens < 0
+
+    def _new_guest_name(self) -> str:
+        taken = set(self.nicknames())
+        while True:
+            self._guests += 1
+            nick = f"guest{self._guests}"
+            if nick not in taken:
+                return nick
+
+    # --- delivery ------------------------------------------------------------------
+
+    def _tell(self, member: Member, line: str) -> None:
+        if not member.deliver(line):
+            self._drop_slow([member])
+
+    def _broadcast(self, line: str, but: Member | None = None) -> None:
+        slow = [
+            m
+            for m, s in list(self._members.items())
+            if m is not but and not s.gone and not m.deliver(line)
+        ]
+        if slow:
+            self._drop_slow(slow)
+
+    def _drop_slow(self, members: list[Member]) -> None:
+        for member in members:
+            state = self._members.get(member)
+            if state is None or state.gone:
+                continue
+            state.gone = True
+            member.disconnect(None)
+            self.leave(member, " (too slow)")
+
+    def _expel(self, member: Member, notice: str) -> None:
+        state = self._members.get(member)
+        if state is None or state.gone:
+            return
+        state.gone = True
+        member.disconnect(notice)
+        self.leave(member)
