@@ -14,6 +14,7 @@ Requests are ``GET key``, ``SET key value`` and ``DEL key``; answers are the val
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import aiomsg
 
@@ -51,7 +52,5 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         aiomsg.run(main(args.host, args.port))
-    except KeyboardInterrupt:
-        pass

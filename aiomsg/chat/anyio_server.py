@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import anyio
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectSendStream
 
 import aiomsg
 
@@ -15,47 +14,57 @@ from .room import ChatLimits, ChatRoom
 
 
 class AnyioMember:
-    """A client's bounded outgoing queue: a memory object stream read by its writer task."""
+    """A client's bounded outgoing queue, and the task that writes it out in batches."""
 
-    def __init__(self, outbox: MemoryObjectSendStream[bytes], scope: anyio.CancelScope) -> None:
-        self.outbox = outbox
-        self.scope = scope  # cancels this client's reader and writer
+    def __init__(self, stream: aiomsg.FramedStream, limits: ChatLimits) -> None:
+        self.stream = stream
+        self.limits = limits
+        self.scope = anyio.CancelScope()  # cancels this client's reader and writer
+        self.queue: deque[bytes | None] = deque()  # None: stop after what is before it
+        self.wakeup = anyio.Event()
         self.closing = False
 
     def deliver(self, line: str) -> bool:
-        try:
-            self.outbox.send_nowait(line.encode())
-        except anyio.WouldBlock:
+        if len(self.queue) >= self.limits.queue_lines:
             return False
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass  # on its way out
+        self.queue.append(line.encode())
+        self.wakeup.set()
         return True
 
     def disconnect(self, notice: str | None) -> None:
         self.closing = True
-        if notice is None:  # too slow to read: drop it now
+        if notice is None:  # too slow to read: drop it now, backlog and all
             self.scope.cancel()
             return
-        with contextlib.suppress(
-            anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
-        ):
-            self.outbox.send_nowait(notice.encode())
-        self.outbox.close()  # the writer ends after what is queued
+        self.queue.append(notice.encode())
+        self.finish()
+
+    def finish(self) -> None:
+        self.queue.append(None)
+        self.wakeup.set()
+
+    async def write_out(self) -> None:
+        # Whatever is queued goes out in one write: a broadcast to a thousand
+        # clients must not cost each of them a write per line.
+        while True:
+            await self.wakeup.wait()
+            self.wakeup = anyio.Event()
+            batch: list[bytes] = []
+            while self.queue:
+                line = self.queue.popleft()
+                if line is None:
+                    await self.stream.send_many(batch)
+                    return
+                batch.append(line)
+            await self.stream.send_many(batch)
 
 
 def chat_handler(room: ChatRoom) -> Callable[[aiomsg.FramedStream], Awaitable[None]]:
     async def handle(stream: aiomsg.FramedStream) -> None:
-        outbox, inbox = anyio.create_memory_object_stream[bytes](room.limits.queue_lines)
-
-        async def write_out() -> None:
-            async with inbox:
-                async for line in inbox:
-                    await stream.send(line)
-
-        with anyio.CancelScope() as scope:
-            member = AnyioMember(outbox, scope)
+        member = AnyioMember(stream, room.limits)
+        with member.scope:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(write_out)
+                tg.start_soon(member.write_out)
                 room.join(member)
                 try:
                     async for line in stream:
@@ -68,7 +77,8 @@ def chat_handler(room: ChatRoom) -> Callable[[aiomsg.FramedStream], Awaitable[No
                     pass
                 finally:
                     room.leave(member)
-                    outbox.close()
+                    if not member.closing:
+                        member.finish()
             await _linger(stream, room.limits.linger)
 
     return handle

@@ -10,6 +10,9 @@ The wire protocol is text lines (``Lines`` framing, UTF-8), so ``nc`` and
 * any other line goes to everyone else as ``NAME: text``;
 * lines starting with ``*`` are notices, lines starting with ``!`` are errors.
 
+Join and leave notices are skipped while the room has more than
+``announce_limit`` members (default 100).
+
 Misbehaving clients: invalid UTF-8 gets an error line (the client stays); an
 over-long line, or a flood of lines (over ``flood_rate`` per second beyond a
 burst of ``flood_burst``), gets an error line and a disconnect. A client too
@@ -49,6 +52,10 @@ class ChatLimits:
     flood_burst: int = 60
     #: Seconds a server waits for a client it is disconnecting to close its side.
     linger: float = 2.0
+    #: Join and leave notices go out only while the room has at most this many
+    #: members: in a room of thousands they would be most of the traffic, and each
+    #: connection would cost work for everyone (an easy amplification attack).
+    announce_limit: int = 100
 
 
 class Member(Protocol):
@@ -85,7 +92,7 @@ class ChatRoom:
         nick = self._new_guest_name()
         self._members[member] = _State(nick, self.limits.flood_burst, self.clock())
         self._tell(member, f"* welcome to aiomsg chat, you are {nick} ({HELP})")
-        self._broadcast(f"* {nick} joined", but=member)
+        self._announce(f"* {nick} joined", but=member)
         return nick
 
     def receive(self, member: Member, line: bytes) -> None:
@@ -116,7 +123,7 @@ class ChatRoom:
         """``member``'s connection ended; tell the others. Safe to call twice."""
         state = self._members.pop(member, None)
         if state is not None:
-            self._broadcast(f"* {state.nick} left{why}")
+            self._announce(f"* {state.nick} left{why}")
 
     def nicknames(self) -> list[str]:
         return sorted(s.nick for s in self._members.values() if not s.gone)
@@ -185,6 +192,10 @@ class ChatRoom:
         ]
         if slow:
             self._drop_slow(slow)
+
+    def _announce(self, line: str, but: Member | None = None) -> None:
+        if len(self._members) <= self.limits.announce_limit:
+            self._broadcast(line, but)
 
     def _drop_slow(self, members: list[Member]) -> None:
         for member in members:

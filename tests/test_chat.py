@@ -1,0 +1,246 @@
+"""The three chat servers, end to end, on asyncio and uvloop: identical behaviour is required."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+
+import pytest
+
+import aiomsg
+from aiomsg.chat import ChatLimits
+from aiomsg.chat.servers import IMPLS, run_chat_server
+
+from .peers import connect_blocking
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.parametrize("impl", IMPLS)]
+
+WAIT = 10  # seconds: a bound that only a broken server reaches
+
+
+@contextlib.asynccontextmanager
+async def chat_server(impl: str, limits: ChatLimits | None = None) -> AsyncIterator[int]:
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(run_chat_server(impl, "127.0.0.1", 0, limits, ready))
+    try:
+        yield await asyncio.wait_for(ready, WAIT)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+class Client:
+    """A scripted chat client on the Streams front."""
+
+    def __init__(self, conn: aiomsg.Connection) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def join(cls, port: int) -> Client:
+        client = cls(await aiomsg.connect("127.0.0.1", port, framing=aiomsg.Lines()))
+        welcome = await client.line()
+        assert welcome.startswith("* welcome to aiomsg chat, you are guest")
+        client.nick = welcome.split("you are ")[1].split()[0]
+        return client
+
+    async def say(self, text: str | bytes) -> None:
+        await self.conn.send(text.encode() if isinstance(text, str) else text)
+
+    async def line(self) -> str:
+        async with asyncio.timeout(WAIT):
+            return (await self.conn.receive()).decode()
+
+    async def expect(self, *lines: str) -> None:
+        assert [await self.line() for _ in lines] == list(lines)
+
+    async def closed(self) -> list[str]:
+        """Read until the server closes the connection; return what came before."""
+        rest = []
+        with contextlib.suppress(aiomsg.ConnectionClosed):
+            async with asyncio.timeout(WAIT):
+                async for line in self.conn:
+                    rest.append(line.decode())
+        return rest
+
+
+async def test_three_clients_chat(impl: str) -> None:
+    async with chat_server(impl) as port:
+        alice = await Client.join(port)
+        bob = await Client.join(port)
+        await alice.expect(f"* {bob.nick} joined")
+        carol = await Client.join(port)
+        await alice.expect(f"* {carol.nick} joined")
+        await bob.expect(f"* {carol.nick} joined")
+
+        await alice.say("/nick alice")
+        await alice.expect("* you are now alice")
+        await bob.expect(f"* {alice.nick} is now alice")
+        await carol.expect(f"* {alice.nick} is now alice")
+        await bob.say("/nick alice")
+        await bob.expect("! nickname alice is taken")
+        await bob.say("/nick bad name!")
+        await bob.expect("! invalid nickname: use 1-24 letters, digits, _ or -")
+        await bob.say("/nick bob")
+        await bob.expect("* you are now bob")
+        await alice.expect(f"* {bob.nick} is now bob")
+        await carol.expect(f"* {bob.nick} is now bob")
+
+        await alice.say("hello, wörld")
+        await bob.expect("alice: hello, wörld")
+        await carol.expect("alice: hello, wörld")
+        await bob.say("/me waves")
+        await alice.expect("* bob waves")
+        await carol.expect("* bob waves")
+        await carol.say("/who")
+        await carol.expect(f"* online: alice, bob, {carol.nick}")
+        await carol.say("/dance")
+        await carol.expect("! unknown command /dance (try /nick NAME, /who, /me ACTION, /quit)")
+        await bob.say("/quit")
+        assert await bob.closed() == ["* bye"]
+        await alice.expect("* bob left")
+        await carol.expect("* bob left")
+        # Nobody saw their own line echoed, and nothing else arrived:
+        await carol.say("last")
+        await alice.expect(f"{carol.nick}: last")
+
+
+async def test_netcat_client_joins_and_chats(impl: str) -> None:
+    nc = shutil.which("nc")
+    assert nc, "netcat-openbsd is required (.ci/run installs it)"
+    async with chat_server(impl) as port:
+        alice = await Client.join(port)
+        proc = await asyncio.create_subprocess_exec(
+            nc, "127.0.0.1", str(port), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            welcome = (await asyncio.wait_for(proc.stdout.readline(), WAIT)).decode()
+            nick = welcome.split("you are ")[1].split()[0]
+            await alice.expect(f"* {nick} joined")
+            proc.stdin.write(b"hello from nc\r\n")  # telnet-style line end
+            await proc.stdin.drain()
+            await alice.expect(f"{nick}: hello from nc")
+            await alice.say("hi nc")
+            assert await asyncio.wait_for(proc.stdout.readline(), WAIT) == b"guest1: hi nc\n"
+        finally:
+            proc.kill()
+            await proc.wait()
+        await alice.expect(f"* {nick} left")
+
+
+async def test_a_thousand_clients_each_receive_a_broadcast(impl: str) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:  # two descriptors per connection in this one process
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    count = 1000
+    limits = ChatLimits()
+    async with chat_server(impl, limits) as port:
+        conns = []
+        for _ in range(count // 100):
+            conns += await asyncio.gather(
+                *(aiomsg.connect("127.0.0.1", port, framing=aiomsg.Lines()) for _ in range(100))
+            )
+        speaker = await Client.join(port)
+        await speaker.say("hello, everyone")
+
+        async def hear(conn: aiomsg.Connection) -> None:
+            async for line in conn:
+                if line == speaker.nick.encode() + b": hello, everyone":
+                    return
+            raise AssertionError("connection closed before the broadcast")
+
+        await asyncio.wait_for(asyncio.gather(*(hear(c) for c in conns)), 60)
+        for conn in conns:
+            conn.close()
+
+
+async def test_client_that_stops_reading_is_dropped_while_others_receive(impl: str) -> None:
+    limits = ChatLimits(queue_lines=500, flood_rate=1e6, flood_burst=10**6)
+    async with chat_server(impl, limits) as port:
+        stuck = connect_blocking(("127.0.0.1", port))  # never reads again
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        try:
+            talker = await Client.join(port)
+            listener = await Client.join(port)
+            await talker.expect(f"* {listener.nick} joined")
+            line = "x" * 2000
+
+            async def talk() -> None:
+                for i in range(3000):  # ~6 MB: far more than socket buffers hold
+                    await talker.say(line)
+                    if i % 10 == 0:  # a fast talker, but one a reading client keeps up with
+                        await asyncio.sleep(0.001)
+
+            # The listener, reading all along, gets every line; somewhere along the
+            # way the stuck client is dropped, and everyone is told.
+            sender = asyncio.create_task(talk())
+            heard = notices = 0
+            while heard < 3000:
+                got = await listener.line()
+                if got == f"{talker.nick}: {line}":
+                    heard += 1
+                else:
+                    assert got.endswith(" left (too slow)")
+                    notices += 1
+            await sender
+            assert notices == 1
+        finally:
+            stuck.close()
+
+
+async def test_invalid_utf8_gets_an_error_and_the_client_stays(impl: str) -> None:
+    async with chat_server(impl) as port:
+        alice = await Client.join(port)
+        bob = await Client.join(port)
+        await alice.expect(f"* {bob.nick} joined")
+        await bob.say(b"caf\xe9 \xff\xfe")
+        await bob.expect("! invalid UTF-8: line ignored")
+        await bob.say("still here")
+        await alice.expect(f"{bob.nick}: still here")
+
+
+async def test_a_1_mib_line_gets_an_error_and_a_disconnect(impl: str) -> None:
+    async with chat_server(impl) as port:
+        alice = await Client.join(port)
+
+        def send_huge_line() -> bytes:
+            sock = connect_blocking(("127.0.0.1", port))
+            with sock:
+                sock.recv(1000)  # the welcome
+                with contextlib.suppress(OSError):  # the server may stop reading first
+                    sock.sendall(b"y" * (1 << 20) + b"\n")
+                data = b""
+                with contextlib.suppress(OSError):
+                    while chunk := sock.recv(65536):
+                        data += chunk
+                return data
+
+        reply = await asyncio.to_thread(send_huge_line)
+        assert reply.endswith(b"! line too long (max 4096 bytes): goodbye\n")
+        joined = await alice.line()
+        assert joined.endswith(" joined")
+        await alice.expect(joined.replace("joined", "left"))
+        # And the server goes on serving:
+        bob = await Client.join(port)
+        await alice.expect(f"* {bob.nick} joined")
+        await bob.say("hi")
+        await alice.expect(f"{bob.nick}: hi")
+
+
+async def test_flooding_client_is_disconnected(impl: str) -> None:
+    limits = ChatLimits(flood_rate=5, flood_burst=10)
+    async with chat_server(impl, limits) as port:
+        alice = await Client.join(port)
+        flooder = await Client.join(port)
+        await alice.expect(f"* {flooder.nick} joined")
+        await flooder.conn.send_many([b"spam"] * 50)
+        rest = await flooder.closed()
+        assert rest[-1] == "! flooding (over 5 lines/s): goodbye"
+        lines = [await alice.line() for _ in range(11)]
+        assert lines[:10] == [f"{flooder.nick}: spam"] * 10
+        assert lines[10] == f"* {flooder.nick} left"
