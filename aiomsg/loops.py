@@ -60,7 +60,12 @@ def run(main: Coroutine[Any, Any, T], *, debug: bool | None = None) -> T:
     generators and the default executor, and closes the loop. Raises whatever
     ``main`` raises, and what :func:`loop_factory` raises.
     """
-    with asyncio.Runner(loop_factory=loop_factory(), debug=debug) as runner:
+    try:
+        factory = loop_factory()
+    except BaseException:
+        main.close()  # never run: close it, so Python does not warn it was never awaited
+        raise
+    with asyncio.Runner(loop_factory=factory, debug=debug) as runner:
         return runner.run(main)
 
 

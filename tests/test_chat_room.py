@@ -1,0 +1,63 @@
+"""The chat rules on their own (no sockets): limits that need a controllable clock."""
+
+from __future__ import annotations
+
+from aiomsg.chat import ChatLimits, ChatRoom
+
+
+class FakeMember:
+    def __init__(self, room_size: int = 1000) -> None:
+        self.lines: list[str] = []
+        self.notice: str | None = "<connected>"
+        self.size = room_size
+
+    def deliver(self, line: str) -> bool:
+        if len(self.lines) >= self.size:
+            return False
+        self.lines.append(line)
+        return True
+
+    def disconnect(self, notice: str | None) -> None:
+        self.notice = notice
+
+
+def test_flood_limit_refills_with_time() -> None:
+    now = [0.0]
+    room = ChatRoom(ChatLimits(flood_rate=2, flood_burst=3), clock=lambda: now[0])
+    talker, listener = FakeMember(), FakeMember()
+    room.join(talker)
+    room.join(listener)
+    for _ in range(3):
+        room.receive(talker, b"burst")
+    now[0] += 1.0  # two more lines' worth
+    room.receive(talker, b"a")
+    room.receive(talker, b"b")
+    assert talker.notice == "<connected>"
+    room.receive(talker, b"one too many")
+    assert talker.notice == "! flooding (over 2 lines/s): goodbye"
+    assert listener.lines[-6:] == ["guest1: burst"] * 3 + [
+        "guest1: a",
+        "guest1: b",
+        "* guest1 left",
+    ]
+
+
+def test_join_and_leave_notices_stop_in_large_rooms() -> None:
+    room = ChatRoom(ChatLimits(announce_limit=2))
+    first, second, third = FakeMember(), FakeMember(), FakeMember()
+    room.join(first)
+    room.join(second)
+    room.join(third)  # the room now has 3 > 2 members: no notice
+    assert first.lines[1:] == ["* guest2 joined"]
+    room.leave(third)  # 2 members remain: announced again
+    assert first.lines[2:] == ["* guest3 left"]
+
+
+def test_slow_member_is_dropped_and_others_told() -> None:
+    room = ChatRoom()
+    slow, other, talker = FakeMember(room_size=3), FakeMember(), FakeMember()
+    for member in (slow, other, talker):
+        room.join(member)
+    room.receive(talker, b"hello")  # slow's queue was full (welcome + 2 joins)
+    assert slow.notice is None  # reset, no notice: it is not reading
+    assert other.lines[-2:] == ["guest3: hello", "* guest1 left (too slow)"]
