@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -10,53 +9,27 @@ from anyio.abc import TaskStatus
 
 import aiomsg
 
+from .outbox import Outbox
 from .room import ChatLimits, ChatRoom
 
 
 class AnyioMember:
-    """A client's bounded outgoing queue, and the task that writes it out in batches."""
+    """One client as the room sees it: a bounded outbox, written out by a task of its group."""
 
     def __init__(self, stream: aiomsg.FramedStream, limits: ChatLimits) -> None:
-        self.stream = stream
-        self.limits = limits
+        self.outbox = Outbox(limits.queue_lines, stream.send_many)
         self.scope = anyio.CancelScope()  # cancels this client's reader and writer
-        self.queue: deque[bytes | None] = deque()  # None: stop after what is before it
-        self.wakeup = anyio.Event()
         self.closing = False
 
     def deliver(self, line: str) -> bool:
-        if len(self.queue) >= self.limits.queue_lines:
-            return False
-        self.queue.append(line.encode())
-        self.wakeup.set()
-        return True
+        return self.outbox.put(line)
 
     def disconnect(self, notice: str | None) -> None:
         self.closing = True
         if notice is None:  # too slow to read: drop it now, backlog and all
             self.scope.cancel()
-            return
-        self.queue.append(notice.encode())
-        self.finish()
-
-    def finish(self) -> None:
-        self.queue.append(None)
-        self.wakeup.set()
-
-    async def write_out(self) -> None:
-        # Whatever is queued goes out in one write: a broadcast to a thousand
-        # clients must not cost each of them a write per line.
-        while True:
-            await self.wakeup.wait()
-            self.wakeup = anyio.Event()
-            batch: list[bytes] = []
-            while self.queue:
-                line = self.queue.popleft()
-                if line is None:
-                    await self.stream.send_many(batch)
-                    return
-                batch.append(line)
-            await self.stream.send_many(batch)
+        else:
+            self.outbox.finish(notice)
 
 
 def chat_handler(room: ChatRoom) -> Callable[[aiomsg.FramedStream], Awaitable[None]]:
@@ -64,7 +37,7 @@ def chat_handler(room: ChatRoom) -> Callable[[aiomsg.FramedStream], Awaitable[No
         member = AnyioMember(stream, room.limits)
         with member.scope:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(member.write_out)
+                tg.start_soon(member.outbox.write_out)
                 room.join(member)
                 try:
                     async for line in stream:
@@ -78,7 +51,7 @@ def chat_handler(room: ChatRoom) -> Callable[[aiomsg.FramedStream], Awaitable[No
                 finally:
                     room.leave(member)
                     if not member.closing:
-                        member.finish()
+                        member.outbox.finish()
             await _linger(stream, room.limits.linger)
 
     return handle

@@ -1,0 +1,52 @@
+"""A client's bounded queue of outgoing lines, written out in batches by one task.
+
+Shared by the Streams and anyio chat servers (the Protocol server needs no task:
+its queue is the transport's buffer). ``anyio.Event`` works on both.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+
+class Outbox:
+    """Lines waiting for one client; ``put`` refuses once ``limit`` are waiting."""
+
+    def __init__(self, limit: int, send_many: Callable[[list[bytes]], Awaitable[None]]) -> None:
+        self.limit = limit
+        self.send_many = send_many
+        self.queue: deque[bytes | None] = deque()  # None: stop after what is before it
+        self.wakeup = anyio.Event()
+
+    def put(self, line: str) -> bool:
+        """Queue ``line``; return False if the client already has ``limit`` lines waiting."""
+        if len(self.queue) >= self.limit:
+            return False
+        self.queue.append(line.encode())
+        self.wakeup.set()
+        return True
+
+    def finish(self, last: str | None = None) -> None:
+        """Send what is queued and ``last`` (if any), then let :meth:`write_out` return."""
+        if last is not None:
+            self.queue.append(last.encode())
+        self.queue.append(None)
+        self.wakeup.set()
+
+    async def write_out(self) -> None:
+        """Write queued lines until :meth:`finish`. Whatever is queued goes out in one
+        write: a broadcast to a thousand clients must not cost each a write per line."""
+        while True:
+            await self.wakeup.wait()
+            self.wakeup = anyio.Event()
+            batch: list[bytes] = []
+            while self.queue:
+                line = self.queue.popleft()
+                if line is None:
+                    await self.send_many(batch)
+                    return
+                batch.append(line)
+            await self.send_many(batch)
