@@ -8,6 +8,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -52,9 +53,7 @@ async def test_request_function(front: str, size: int) -> None:
 
 
 @pytest.mark.parametrize("front", FRONTS)
-async def test_async_handler_and_unix_socket(front: str, tmp_path_factory: Any) -> None:
-    import tempfile
-
+async def test_async_handler_and_unix_socket(front: str) -> None:
     async def shout(request: bytes) -> bytes:
         await asyncio.sleep(0)
         return request.upper()
@@ -177,12 +176,6 @@ async def test_handler_failure_resets_the_client(
 
 
 async def test_tls_is_refused_before_anything_is_sent() -> None:
-    connections = 0
-
-    def count(conn: socket.socket) -> None:
-        nonlocal connections
-        connections += 1
-
     listener = socket.create_server(("127.0.0.1", 0))
     try:
         with pytest.raises(NotImplementedError, match="TLS"):
