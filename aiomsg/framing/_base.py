@@ -143,7 +143,7 @@ class Decoder(ABC):
         out: list[bytes] = []
         if data:
             try:
-                self._feed(_as_bytes(data), out)
+                self._feed_buffer(data, out)
             except FramingError as exc:
                 exc.messages = out
                 self._error = exc
@@ -179,6 +179,10 @@ class Decoder(ABC):
             raise FramingError(f"decoder failed earlier: {self._error}") from self._error
         if self._finished:
             raise FramingError("decoder already saw the end of the stream")
+
+    def _feed_buffer(self, data: Buffer, out: list[bytes]) -> None:
+        """Decode ``data`` as given; decoders that can use a memoryview override this."""
+        self._feed(_as_bytes(data), out)
 
     @abstractmethod
     def _feed(self, data: bytes, out: list[bytes]) -> None:
@@ -216,54 +220,58 @@ class HeaderFraming(Framing):
 
 
 class BodyCollector:
-    """The parts of a body that spans several chunks; joined once, when complete."""
+    """A body that spans several reads, copied into one buffer as it arrives.
 
-    __slots__ = ("header", "need", "parts", "size", "trailer")
+    The buffer grows as bytes arrive (never to the announced size up front: a
+    peer announcing 16 MiB and sending 4 bytes must cost 4 bytes), filled
+    straight from each read, a ``memoryview`` of the protocol's own buffer
+    included. A list of chunks joined at the end would cost an allocation per
+    read and one more copy of everything.
+    """
+
+    __slots__ = ("buffer", "header", "need", "size", "trailer")
 
     def __init__(self) -> None:
         self.header = b""  # kept only to report it in IncompleteMessageError
-        self.parts: list[bytes] = []
+        self.buffer = bytearray()
         self.size = 0
         self.need = 0
         self.trailer = b""
 
-    def start(self, header: bytes, first: list[bytes], total: int, trailer: bytes = b"") -> None:
+    def start(self, header: bytes, first: Buffer, total: int, trailer: bytes = b"") -> None:
         """Begin a body of ``total`` bytes (trailer included); ``first`` is what has arrived."""
         self.header = header
-        self.parts = first
-        self.size = sum(map(len, first))
+        self.buffer = bytearray(first)
+        self.size = len(first)
         self.need = total - self.size
         self.trailer = trailer
 
-    def fill(self, data: bytes, pos: int) -> int:
+    def fill(self, data: Buffer, pos: int) -> int:
         """Take what the body still needs from ``data[pos:]``; return the new position.
 
         The body is complete when ``need`` is 0 afterwards.
         """
         available = len(data) - pos
         take = self.need if self.need < available else available
-        self.parts.append(data[pos : pos + take] if (pos or take != len(data)) else data)
+        with memoryview(data) as view:
+            self.buffer += view[pos : pos + take]
         self.size += take
         self.need -= take
         return pos + take
 
     def finish(self) -> bytes:
         """Return the complete message, the trailer checked and removed."""
-        parts, trailer = self.parts, self.trailer
-        self.header, self.parts, self.size = b"", [], 0
-        if trailer:
-            tl = len(trailer)
-            if len(parts[-1]) < tl:  # the trailer is split across chunks: rare
-                parts = [b"".join(parts)]
-            last = parts[-1]
-            if last[-tl:] != trailer:
-                raise FramingError(f"message is not followed by {trailer!r}")
-            parts[-1] = last[:-tl]
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        buffer, trailer = self.buffer, self.trailer
+        self.header, self.buffer, self.size = b"", bytearray(), 0
+        end = len(buffer) - len(trailer)
+        if trailer and buffer[end:] != trailer:
+            raise FramingError(f"message is not followed by {trailer!r}")
+        with memoryview(buffer) as view:
+            return bytes(view[:end])
 
     def partial(self) -> bytes:
         """The header and the body bytes received so far."""
-        return self.header + b"".join(self.parts)
+        return self.header + bytes(self.buffer[: self.size])
 
 
 class HeaderDecoder(Decoder):
@@ -280,6 +288,21 @@ class HeaderDecoder(Decoder):
     @property
     def buffered(self) -> int:
         return len(self._head) + self._body.size
+
+    def _feed_buffer(self, data: Buffer, out: list[bytes]) -> None:
+        # Inside a long body, copy straight from the caller's buffer: converting
+        # the whole read to bytes first would copy it twice.
+        body = self._body
+        if not body.need:
+            self._feed(_as_bytes(data), out)
+            return
+        pos = body.fill(data, 0)
+        if body.need:
+            return
+        out.append(body.finish())
+        if pos < len(data):
+            with memoryview(data) as view:
+                self._feed(bytes(view[pos:]), out)
 
     def _feed(self, data: bytes, out: list[bytes]) -> None:
         pos = 0
@@ -315,7 +338,7 @@ class HeaderDecoder(Decoder):
             start, size = header
             stop = start + size
             if stop + tl > end:
-                self._body.start(buf[pos:start], [buf[start:]], size + tl, trailer)
+                self._body.start(buf[pos:start], memoryview(buf)[start:], size + tl, trailer)
                 return end
             if tl and buf[stop : stop + tl] != trailer:
                 raise FramingError(f"message is not followed by {trailer!r}")

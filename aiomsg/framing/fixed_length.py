@@ -58,6 +58,6 @@ class _FixedLengthDecoder(HeaderDecoder):
         if whole < end:
             # The start of the next message: a body collector joins it later,
             # so a large fixed size is never re-copied chunk after chunk.
-            self._body.start(b"", [buf[whole:]], size)
+            self._body.start(b"", memoryview(buf)[whole:], size)
             return end
         return whole

@@ -105,5 +105,5 @@ class _LengthPrefixedDecoder(HeaderDecoder):
         framing = self._framing
         if size > framing.max_size:
             raise framing._too_large(size)
-        self._body.start(buf[pos:start], [buf[start:]], size)
+        self._body.start(buf[pos:start], memoryview(buf)[start:], size)
         return len(buf)

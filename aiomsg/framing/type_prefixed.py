@@ -98,7 +98,7 @@ class _TypePrefixedDecoder(HeaderDecoder):
             if isinstance(spec, int):
                 stop = pos + 1 + spec
                 if stop > end:
-                    self._body.start(b"", [buf[pos:]], spec + 1)
+                    self._body.start(b"", memoryview(buf)[pos:], spec + 1)
                     return end
                 append(buf[pos:stop])
                 pos = stop
@@ -112,8 +112,8 @@ class _TypePrefixedDecoder(HeaderDecoder):
             trailer = spec._trailer
             stop = start + size
             if stop + len(trailer) > end:
-                first = [buf[pos : pos + 1], buf[start:]]
-                self._body.start(b"", first, size + 1 + len(trailer), trailer)
+                self._body.start(b"", buf[pos : pos + 1], size + 1 + len(trailer), trailer)
+                self._body.fill(buf, start)
                 return end
             if trailer and buf[stop : stop + len(trailer)] != trailer:
                 raise FramingError(f"message is not followed by {trailer!r}")
