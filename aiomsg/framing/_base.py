@@ -139,7 +139,8 @@ class Decoder(ABC):
             FramingError: the bytes are malformed, or the decoder had failed or
                 finished earlier.
         """
-        self._check_usable()
+        if self._error is not None or self._finished:
+            self._check_usable()
         out: list[bytes] = []
         if data:
             try:
@@ -305,18 +306,11 @@ class HeaderDecoder(Decoder):
                 self._feed(bytes(view[pos:]), out)
 
     def _feed(self, data: bytes, out: list[bytes]) -> None:
-        pos = 0
-        body = self._body
-        if body.need:
-            pos = body.fill(data, 0)
-            if body.need:
-                return
-            out.append(body.finish())
+        # Called with no body in progress (_feed_buffer finishes that first).
         if self._head:
-            data = self._head + data[pos:]
-            pos = 0
+            data = self._head + data
             self._head = b""
-        pos = self._scan(data, pos, out)
+        pos = self._scan(data, 0, out)
         if pos < len(data):
             self._head = data[pos:]
 
