@@ -150,14 +150,10 @@ class MessageProtocol(asyncio.BufferedProtocol):
             transport.close()
             return
         self._discarding = True
-        self._resume_for_discard(transport)
+        if not transport.is_reading():  # paused by the application: the peer's bytes must drain
+            transport.resume_reading()
         transport.write_eof()
         self._linger_timer = asyncio.get_running_loop().call_later(self.linger_timeout, self.abort)
-
-    @staticmethod
-    def _resume_for_discard(transport: asyncio.Transport) -> None:
-        if not transport.is_reading():
-            transport.resume_reading()
 
     def pause_writing(self) -> None:
         self._write_paused = True

@@ -148,7 +148,7 @@ def serve_requests(
     timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     front: Literal["streams", "protocol"] = "streams",
     **kwargs: Any,
-) -> Server | _ProtocolRequestServer:
+) -> Server:
     """Serve half-close exchanges: read a request until the client's EOF, answer, close.
 
     ``handler(request)`` returns the response bytes (it may be ``async``). Use the
@@ -168,7 +168,16 @@ def serve_requests(
     """
     framing = EndOfStream(max_size=max_size)
     if front == "protocol":
-        return _ProtocolRequestServer(handler, framing, timeout, host, port, None, kwargs)
+
+        async def listen(_: Server) -> asyncio.Server:
+            return await asyncio.get_running_loop().create_server(
+                lambda: RequestProtocol(handler, framing=framing, timeout=timeout),
+                host,
+                port,
+                **kwargs,
+            )
+
+        return Server(listen)
     return serve(_streams_handler(handler, timeout), host, port, framing=framing, **kwargs)
 
 
@@ -180,11 +189,19 @@ def serve_requests_unix(
     timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     front: Literal["streams", "protocol"] = "streams",
     **kwargs: Any,
-) -> Server | _ProtocolRequestServer:
+) -> Server:
     """:func:`serve_requests` on a Unix socket at ``path``."""
     framing = EndOfStream(max_size=max_size)
     if front == "protocol":
-        return _ProtocolRequestServer(handler, framing, timeout, None, None, path, kwargs)
+
+        async def listen(_: Server) -> asyncio.Server:
+            return await asyncio.get_running_loop().create_unix_server(
+                lambda: RequestProtocol(handler, framing=framing, timeout=timeout),
+                os.fspath(path),
+                **kwargs,
+            )
+
+        return Server(listen)
     return serve_unix(_streams_handler(handler, timeout), path, framing=framing, **kwargs)
 
 
@@ -246,62 +263,3 @@ class RequestProtocol(MessageProtocol):
             self._timer.cancel()
         if self._task is not None and not self._task.done():
             self._task.cancel()
-
-
-class _ProtocolRequestServer:
-    """The ``front="protocol"`` server: the same lifecycle as :class:`~aiomsg.Server`."""
-
-    def __init__(
-        self,
-        handler: RequestHandler,
-        framing: EndOfStream,
-        timeout: float | None,
-        host: str | None,
-        port: int | None,
-        path: str | os.PathLike[str] | None,
-        kwargs: dict[str, Any],
-    ) -> None:
-        self._factory = lambda: RequestProtocol(handler, framing=framing, timeout=timeout)
-        self._where = (host, port, path)
-        self._kwargs = kwargs
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> _ProtocolRequestServer:
-        if self._server is None:
-            loop = asyncio.get_running_loop()
-            host, port, path = self._where
-            if path is not None:
-                self._server = await loop.create_unix_server(
-                    self._factory, os.fspath(path), **self._kwargs
-                )
-            else:
-                self._server = await loop.create_server(self._factory, host, port, **self._kwargs)
-        return self
-
-    def __await__(self) -> Any:
-        return self.start().__await__()
-
-    async def __aenter__(self) -> _ProtocolRequestServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-        await self.wait_closed()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def serve_forever(self) -> None:
-        await self.start()
-        assert self._server is not None
-        await self._server.serve_forever()
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-
-    async def wait_closed(self) -> None:
-        if self._server is not None:
-            await self._server.wait_closed()

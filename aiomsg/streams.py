@@ -373,8 +373,9 @@ class Server:
     """
 
     def __init__(
-        self, handler: Handler, listen: Callable[[Server], Awaitable[asyncio.Server]]
+        self, listen: Callable[[Server], Awaitable[asyncio.Server]], handler: Handler | None = None
     ) -> None:
+        """Internal: use :func:`serve` (``listen`` starts the asyncio server)."""
         self._handler = handler
         self._listen = listen
         self._server: asyncio.Server | None = None
@@ -437,6 +438,7 @@ class Server:
         task.add_done_callback(self._handlers.discard)
 
     async def _run_handler(self, conn: Connection) -> None:
+        assert self._handler is not None
         try:
             await self._handler(conn)
         except (ConnectionClosed, ConnectionError) as exc:
@@ -478,7 +480,7 @@ def serve(
             **kwargs,
         )
 
-    return Server(handler, listen)
+    return Server(listen, handler)
 
 
 def serve_unix(
@@ -499,4 +501,4 @@ def serve_unix(
             **kwargs,
         )
 
-    return Server(handler, listen)
+    return Server(listen, handler)
