@@ -169,21 +169,27 @@ async def test_client_that_stops_reading_is_dropped_while_others_receive(impl: s
             listener = await Client.join(port)
             await talker.expect(f"* {listener.nick} joined")
             line = "x" * 2000
+            total = 3000  # ~6 MB: far more than the stuck client's buffers and queue hold
+            heard = notices = 0
+            caught_up = asyncio.Event()
 
             async def talk() -> None:
-                for i in range(3000):  # ~6 MB: far more than socket buffers hold
+                for i in range(total):
                     await talker.say(line)
-                    if i % 10 == 0:  # a fast talker, but one a reading client keeps up with
-                        await asyncio.sleep(0.001)
+                    # Fast, but never more than 100 lines ahead of the reading client,
+                    # however slow the machine: only the stuck client falls behind.
+                    while i - heard >= 100:
+                        caught_up.clear()
+                        await caught_up.wait()
 
             # The listener, reading all along, gets every line; somewhere along the
             # way the stuck client is dropped, and everyone is told.
             sender = asyncio.create_task(talk())
-            heard = notices = 0
-            while heard < 3000:
+            while heard < total:
                 got = await listener.line()
                 if got == f"{talker.nick}: {line}":
                     heard += 1
+                    caught_up.set()
                 else:
                     assert got.endswith(" left (too slow)")
                     notices += 1
