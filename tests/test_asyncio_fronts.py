@@ -412,6 +412,15 @@ async def test_wraps_an_existing_stream_pair() -> None:
             assert await conn.receive() == b"hello"
 
 
+async def test_wrap_keeps_what_the_stream_reader_had_buffered() -> None:
+    framing = aiomsg.Netstring()
+    async with blocking_server(lambda c: c.sendall(b"5:hello,5:world,")) as addr:
+        reader, writer = await asyncio.open_connection(*addr)
+        await asyncio.sleep(0.2)  # the bytes and the EOF arrive in the StreamReader first
+        async with aiomsg.Connection.wrap(reader, writer, framing) as conn:
+            assert [m async for m in conn] == [b"hello", b"world"]
+
+
 async def test_protocol_drain_waits_while_peer_does_not_read() -> None:
     framing = aiomsg.LengthPrefixed(4)
     start_reading = asyncio.Event()

@@ -199,6 +199,34 @@ async def test_client_that_stops_reading_is_dropped_while_others_receive(impl: s
             stuck.close()
 
 
+async def test_briefly_slow_client_catches_up_without_losing_lines(impl: str) -> None:
+    limits = ChatLimits(queue_lines=10_000, flood_rate=1e6, flood_burst=10**6)
+    count = 4000  # ~8 MB while `slow` reads nothing: more than socket buffers hold, so
+    # the server side backs up (the transport pauses writing) and must catch up later.
+    async with chat_server(impl, limits) as port:
+        slow = connect_blocking(("127.0.0.1", port))
+        try:
+            talker = await Client.join(port)
+            line = "y" * 2000
+            for _ in range(count):
+                await talker.say(line)
+            await asyncio.sleep(0.2)
+
+            def read_all_lines() -> list[bytes]:
+                chunks, newlines = [], 0
+                while newlines < 2 + count:  # welcome, join notice, the lines
+                    chunk = slow.recv(1 << 20)
+                    assert chunk, "disconnected"
+                    chunks.append(chunk)
+                    newlines += chunk.count(b"\n")
+                return b"".join(chunks).split(b"\n")[2:-1]
+
+            lines = await asyncio.to_thread(read_all_lines)
+            assert lines == [f"{talker.nick}: {line}".encode()] * count
+        finally:
+            slow.close()
+
+
 async def test_invalid_utf8_gets_an_error_and_the_client_stays(impl: str) -> None:
     async with chat_server(impl) as port:
         alice = await Client.join(port)
