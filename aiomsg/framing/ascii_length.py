@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import FramingError
-from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderFraming
+from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderDecoder, HeaderFraming
 
 __all__ = ["AsciiLengthPrefixed"]
 
@@ -39,6 +39,9 @@ class AsciiLengthPrefixed(HeaderFraming):
             raise self._too_large(size)
         return start, size
 
+    def decoder(self) -> HeaderDecoder:
+        return _AsciiLengthDecoder(self)
+
     def encode(self, message: Buffer) -> bytes:
         size = self._check_size(message)
         return b"%0*d" % (self.digits, size) + message
@@ -48,3 +51,32 @@ class AsciiLengthPrefixed(HeaderFraming):
 
     def __repr__(self) -> str:
         return f"AsciiLengthPrefixed({self.digits}, max_size={self.max_size})"
+
+
+class _AsciiLengthDecoder(HeaderDecoder):
+    __slots__ = ()
+
+    def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> int:
+        # The generic loop, inlined: a method call per message is most of its cost.
+        framing: AsciiLengthPrefixed = self._framing  # type: ignore[assignment]
+        digits = framing.digits
+        max_size = framing.max_size
+        append = out.append
+        end = len(buf)
+        while pos + digits <= end:
+            start = pos + digits
+            header = buf[pos:start]
+            if not header.isdigit():
+                raise FramingError(f"length header {header!r} is not {digits} ASCII digits")
+            size = int(header)
+            if size > max_size:
+                raise framing._too_large(size)
+            stop = start + size
+            if stop > end:
+                self._body.start(header, memoryview(buf)[start:], size)
+                return end
+            append(buf[start:stop])
+            pos = stop
+        if pos < end:
+            framing._header_at(buf, pos)  # refuses a partial header that is already garbage
+        return pos
