@@ -20,13 +20,12 @@ from anyio.streams.tls import TLSListener
 
 from .errors import FramingError
 from .framing import Buffer, Framing
+from .protocol import _COPY_LIMIT, DEFAULT_READ_SIZE
 
 __all__ = ["DEFAULT_READ_SIZE", "FramedStream", "connect_framed", "serve_framed"]
 
 logger = logging.getLogger("aiomsg")
 
-#: Bytes asked of the inner stream per read.
-DEFAULT_READ_SIZE = 256 * 1024
 
 
 class FramedStream(ObjectStream[bytes]):
@@ -130,7 +129,7 @@ class FramedStream(ObjectStream[bytes]):
             raise anyio.ClosedResourceError
         parts = self.framing.encode_parts(item)
         async with self._send_lock:
-            if len(parts) == 1 or len(item) < 65536:
+            if len(parts) == 1 or len(item) < _COPY_LIMIT:
                 await self.transport_stream.send(b"".join(parts))
             else:  # large: do not copy the body into a new object
                 for part in parts:
