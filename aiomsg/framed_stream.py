@@ -27,7 +27,6 @@ __all__ = ["DEFAULT_READ_SIZE", "FramedStream", "connect_framed", "serve_framed"
 logger = logging.getLogger("aiomsg")
 
 
-
 class FramedStream(ObjectStream[bytes]):
     """Whole messages over an anyio byte stream.
 

@@ -9,33 +9,15 @@ from anyio.abc import TaskStatus
 
 import aiomsg
 
-from .outbox import Outbox
+from .outbox import QueuedMember
 from .room import ChatLimits, ChatRoom
-
-
-class AnyioMember:
-    """One client as the room sees it: a bounded outbox, written out by a task of its group."""
-
-    def __init__(self, stream: aiomsg.FramedStream, limits: ChatLimits) -> None:
-        self.outbox = Outbox(limits.queue_lines, stream.send_many)
-        self.scope = anyio.CancelScope()  # cancels this client's reader and writer
-        self.closing = False
-
-    def deliver(self, line: str) -> bool:
-        return self.outbox.put(line)
-
-    def disconnect(self, notice: str | None) -> None:
-        self.closing = True
-        if notice is None:  # too slow to read: drop it now, backlog and all
-            self.scope.cancel()
-        else:
-            self.outbox.finish(notice)
 
 
 def chat_handler(room: ChatRoom) -> Callable[[aiomsg.FramedStream], Awaitable[None]]:
     async def handle(stream: aiomsg.FramedStream) -> None:
-        member = AnyioMember(stream, room.limits)
-        with member.scope:
+        scope = anyio.CancelScope()  # dropping a slow client cancels its reader and writer
+        member = QueuedMember(room.limits.queue_lines, stream.send_many, scope.cancel)
+        with scope:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(member.outbox.write_out)
                 room.join(member)

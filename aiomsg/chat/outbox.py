@@ -50,3 +50,31 @@ class Outbox:
                     return
                 batch.append(line)
             await self.send_many(batch)
+
+
+class QueuedMember:
+    """A client as the room sees it, for servers that write through an :class:`Outbox`.
+
+    ``drop`` ends the client at once (a reset, a cancelled scope): it is used for a
+    client too slow to read, which would not read a farewell notice either.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        send_many: Callable[[list[bytes]], Awaitable[None]],
+        drop: Callable[[], object],
+    ) -> None:
+        self.outbox = Outbox(limit, send_many)
+        self.drop = drop
+        self.closing = False
+
+    def deliver(self, line: str) -> bool:
+        return self.outbox.put(line)
+
+    def disconnect(self, notice: str | None) -> None:
+        self.closing = True
+        if notice is None:
+            self.drop()
+        else:
+            self.outbox.finish(notice)

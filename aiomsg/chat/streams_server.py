@@ -6,32 +6,13 @@ import asyncio
 
 import aiomsg
 
-from .outbox import Outbox
+from .outbox import QueuedMember
 from .room import ChatLimits, ChatRoom
-
-
-class StreamsMember:
-    """One client as the room sees it: a bounded outbox, written out by its own task."""
-
-    def __init__(self, conn: aiomsg.Connection, limits: ChatLimits) -> None:
-        self.conn = conn
-        self.outbox = Outbox(limits.queue_lines, conn.send_many)
-        self.closing = False
-
-    def deliver(self, line: str) -> bool:
-        return self.outbox.put(line)
-
-    def disconnect(self, notice: str | None) -> None:
-        self.closing = True
-        if notice is None:  # too slow to read: reset now, the backlog is dropped
-            self.conn.abort()
-        else:
-            self.outbox.finish(notice)
 
 
 def chat_handler(room: ChatRoom) -> aiomsg.streams.Handler:
     async def handle(conn: aiomsg.Connection) -> None:
-        member = StreamsMember(conn, room.limits)
+        member = QueuedMember(room.limits.queue_lines, conn.send_many, conn.abort)
         writer = asyncio.create_task(member.outbox.write_out())
         room.join(member)
         try:
