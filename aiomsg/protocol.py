@@ -82,6 +82,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._discarding = False
         self._peer_eof = False
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._batch: list[bytes] = []  # the messages being delivered
 
     # --- asyncio callbacks: override the user-facing ones, not these ---------------
 
@@ -97,7 +98,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._deliver_bytes(self._buffer[:nbytes])
 
     def _deliver_bytes(self, data: Buffer) -> None:
-        if self._discarding:  # after a framing error: drained, never decoded or kept
+        if self._discarding or self._closed:  # after a framing error or close(): dropped
             return
         try:
             messages = self._decoder.feed(data)
@@ -120,11 +121,17 @@ class MessageProtocol(asyncio.BufferedProtocol):
         return bool(self.peer_closed())
 
     def _deliver(self, messages: list[bytes]) -> None:
+        # When the application closes, _stop_delivery() empties this list, which
+        # ends the loop: cheaper than testing a flag before every message.
+        self._batch = messages
         received = self.message_received
         for message in messages:
-            if self._closed:  # the application closed: drop what it no longer wants
-                return
             received(message)
+
+    def _stop_delivery(self) -> None:
+        """The application no longer wants messages: drop the rest of this batch."""
+        self._closed = True
+        self._batch.clear()
 
     def _fail(self, exc: FramingError) -> None:
         """The peer broke the framing: tell the application, then close (lingering)."""
@@ -143,7 +150,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         until it closes too, or for ``linger_timeout`` seconds at most; then close.
         """
         transport = self.transport
-        self._closed = True
+        self._stop_delivery()
         if transport is None or transport.is_closing():
             return
         if self._peer_eof or not transport.can_write_eof():
@@ -164,7 +171,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Wake every :meth:`drain` waiter. Call ``super()`` if you override it."""
-        self._closed = True
+        self._stop_delivery()
         if self._linger_timer is not None:
             self._linger_timer.cancel()
         self._lost = ConnectionClosed(f"connection lost: {exc}" if exc else "connection closed")
@@ -281,13 +288,13 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
     def close(self) -> None:
         """Close after sending what was queued; no more messages are delivered."""
-        self._closed = True
+        self._stop_delivery()
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
         """Close at once, dropping queued data; the peer sees a reset (TCP RST)."""
-        self._closed = True
+        self._stop_delivery()
         if self.transport is not None:
             # Without SO_LINGER=0 a socket whose input was all read closes with a
             # FIN, which the peer cannot tell from a clean (empty) answer.
