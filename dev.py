@@ -2,7 +2,8 @@
 """Set up and run everything with nothing but python3: ``python3 dev.py demo|test|lint|bench``.
 
 The first run creates ``.venv`` and installs aiomsg (editable) with its test,
-lint and benchmark extras; later runs reinstall only when pyproject.toml changed.
+lint and benchmark extras, compiling its optional C speedups when a C compiler
+is there; later runs reinstall only when the build inputs changed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".aiomsg-installed"
+BUILD_INPUTS = ["pyproject.toml", "setup.py", "aiomsg/_speedups.c"]
 
 COMMANDS = {
     "demo": [str(PYTHON), "-m", "aiomsg", "demo"],
@@ -29,7 +31,12 @@ COMMANDS = {
 
 
 def ensure_venv() -> None:
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    # What the install depends on: a change to any of these reinstalls (and so
+    # rebuilds the C speedups).
+    digest = hashlib.sha256()
+    for name in BUILD_INPUTS:
+        digest.update((ROOT / name).read_bytes())
+    wanted = digest.hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
         return
     if not PYTHON.exists():

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiomsg
-from aiomsg.framing import Framing
+from aiomsg.framing import Framing, _accelerated
 
 COUNT = 200_000
 SIZE = 100
@@ -50,6 +50,20 @@ def decode_all(framing: Framing, chunks: list[bytes]) -> list[bytes]:
         out += decoder.feed(chunk)
     out += decoder.feed_eof()
     return out
+
+
+def decode_pure_python(framing: Framing, chunks: list[bytes]) -> list[bytes]:
+    """decode_all() with the C speedups switched off (they are chosen per decoder)."""
+    saved = _accelerated.speedups
+    _accelerated.speedups = None
+    try:
+        decoder = framing.decoder()
+    finally:
+        _accelerated.speedups = saved
+    out: list[bytes] = []
+    for chunk in chunks:
+        out += decoder.feed(chunk)
+    return out + decoder.feed_eof()
 
 
 def split(wire: bytes, size: int) -> list[bytes]:
@@ -112,7 +126,17 @@ def bench_small() -> list[dict[str, object]]:
         message = message_for(framing, SIZE)
         chunks = split(framing.encode_many([message] * COUNT), CHUNK)
         assert decode_all(framing, chunks) == [message] * COUNT
-        candidates.append((repr(framing), lambda f=framing, c=chunks: decode_all(f, c)))  # type: ignore[misc]
+        accelerated = _accelerated.active() and isinstance(framing, aiomsg.LengthPrefixed)
+        name = repr(framing) + (" [C]" if accelerated else "")
+        candidates.append((name, lambda f=framing, c=chunks: decode_all(f, c)))  # type: ignore[misc]
+        if accelerated:
+            assert decode_pure_python(framing, chunks) == [message] * COUNT
+            candidates.append(
+                (
+                    repr(framing) + " [pure Python]",
+                    lambda f=framing, c=chunks: decode_pure_python(f, c),  # type: ignore[misc]
+                )
+            )
     # Rounds that time every candidate once each, so that a slow spell of the
     # (shared, noisy) machine hits all of them rather than one.
     best = [float("inf")] * len(candidates)
@@ -158,6 +182,7 @@ def main() -> None:
         f"(a) {COUNT:,} messages of {SIZE} bytes in {CHUNK // 1024} KiB chunks, best of {REPEATS}"
     )
     small = bench_small()
+    print(f"C speedups: {'on' if _accelerated.active() else 'off (not built)'}")
     print(f"{'framing':<62} {'msgs/s':>12} {'vs hand-written':>16}")
     for row in small:
         print(f"{row['framing']!s:<62} {row['msgs_per_s']:>12,.0f} {row['ratio']:>15.2f}x")

@@ -1,14 +1,17 @@
 """Run every asyncio test on the stdlib loop and on uvloop (pytest-asyncio's loop-factories hook),
-and every anyio test on asyncio, asyncio+uvloop and trio."""
+every anyio test on asyncio, asyncio+uvloop and trio, and the codec tests on both codec
+implementations (pure Python and the C speedups)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 import uvloop
+
+from aiomsg.framing import _accelerated
 
 LOOPS: Mapping[str, Any] = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
@@ -26,3 +29,19 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> M
 )
 def anyio_backend(request: pytest.FixtureRequest) -> Any:
     return request.param
+
+
+# The codecs have two implementations with one behaviour: pure Python, and the C
+# speedups where they were built. Codec tests ask for this fixture to run on both.
+IMPLEMENTATIONS = ["python", "c"] if _accelerated.speedups is not None else ["python"]
+
+
+@pytest.fixture(scope="module", params=IMPLEMENTATIONS)
+def codec_implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    saved = _accelerated.speedups
+    if request.param == "python":
+        _accelerated.speedups = None
+    try:
+        yield request.param
+    finally:
+        _accelerated.speedups = saved

@@ -14,6 +14,8 @@ from aiomsg.framing import Framing
 
 from .strategies import CASES, Case
 
+pytestmark = pytest.mark.usefixtures("codec_implementation")
+
 
 def feed_in_pieces(framing: Framing, wire: bytes, cuts: list[int]) -> list[bytes]:
     """Decode ``wire`` cut at ``cuts``, then at EOF; check nothing is left over."""

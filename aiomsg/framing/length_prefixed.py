@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from typing import Literal
 
+from . import _accelerated
 from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderDecoder, HeaderFraming
 
 __all__ = ["LengthPrefixed"]
@@ -22,9 +24,12 @@ class LengthPrefixed(HeaderFraming):
 
     A decoder raises :class:`~aiomsg.MessageTooLarge` as soon as it reads a
     header over ``max_size``, before any of the body arrives.
+
+    Decoding and encoding run in C when aiomsg's optional speedups are built
+    (see ``docs/framing.md``); the pure-Python path behaves the same.
     """
 
-    __slots__ = ("_pack", "_unpack_from", "byteorder", "width")
+    __slots__ = ("_little", "_pack", "_unpack_from", "byteorder", "width")
 
     def __init__(
         self,
@@ -40,6 +45,7 @@ class LengthPrefixed(HeaderFraming):
         super().__init__(min(max_size, (1 << (8 * width)) - 1))
         self.width = width
         self.byteorder = byteorder
+        self._little = byteorder == "little"
         codec = struct.Struct((">" if byteorder == "big" else "<") + _FORMATS[width])
         self._pack = codec.pack
         self._unpack_from = codec.unpack_from
@@ -54,16 +60,38 @@ class LengthPrefixed(HeaderFraming):
         return start, size
 
     def decoder(self) -> HeaderDecoder:
+        if _accelerated.speedups is not None:
+            return _AcceleratedDecoder(self, _accelerated.speedups)
         return _LengthPrefixedDecoder(self)
 
     def encode(self, message: Buffer) -> bytes:
-        return self._pack(self._check_size(message)) + message
+        speedups = _accelerated.speedups
+        if speedups is None:
+            return self._pack(self._check_size(message)) + message
+        wire = speedups.encode(message, self.width, self._little, self.max_size)
+        if wire is None:
+            raise self._too_large(_nbytes(message))
+        return wire
+
+    def encode_many(self, messages: Iterable[Buffer]) -> bytes:
+        speedups = _accelerated.speedups
+        if speedups is None:
+            return super().encode_many(messages)
+        messages = messages if isinstance(messages, list | tuple) else list(messages)
+        wire = speedups.encode_many(messages, self.width, self._little, self.max_size)
+        if isinstance(wire, int):
+            raise self._too_large(_nbytes(messages[wire]))
+        return wire
 
     def encode_parts(self, message: Buffer) -> list[Buffer]:
         return [self._pack(self._check_size(message)), message]
 
     def __repr__(self) -> str:
         return f"LengthPrefixed({self.width}, {self.byteorder!r}, max_size={self.max_size})"
+
+
+def _nbytes(message: Buffer) -> int:
+    return message.nbytes if isinstance(message, memoryview) else len(message)
 
 
 class _LengthPrefixedDecoder(HeaderDecoder):
@@ -107,3 +135,65 @@ class _LengthPrefixedDecoder(HeaderDecoder):
             raise framing._too_large(size)
         self._body.start(buf[pos:start], memoryview(buf)[start:], size)
         return len(buf)
+
+
+class _AcceleratedDecoder(HeaderDecoder):
+    """The C loop decodes runs of whole messages; Python handles what spans reads.
+
+    It reads the caller's buffer in place (a BufferedProtocol's memoryview
+    included): each message costs one copy, the read as a whole none.
+    """
+
+    __slots__ = ("_little", "_max_size", "_scan_c", "_unpack_from", "_width")
+
+    def __init__(self, framing: LengthPrefixed, speedups: _accelerated.Speedups) -> None:
+        super().__init__(framing)
+        self._scan_c = speedups.scan
+        self._width = framing.width
+        self._little = framing._little
+        self._max_size = framing.max_size
+        self._unpack_from = framing._unpack_from
+
+    def _feed_buffer(self, data: Buffer, out: list[bytes]) -> None:
+        if type(data) is memoryview and (data.itemsize != 1 or not data.c_contiguous):
+            data = bytes(data)  # the C loop counts bytes in one contiguous block
+        pos = 0
+        body = self._body
+        if body.need:  # a body that began in an earlier read
+            pos = body.fill(data, 0)
+            if body.need:
+                return
+            out.append(body.finish())
+        elif self._head:  # a header that began in an earlier read
+            pos = self._finish_header(data, out)
+        pos = self._scan_c(data, pos, self._width, self._little, self._max_size, out)
+        if pos < len(data):
+            self._stopped_at(data, pos, out)
+
+    def _finish_header(self, data: Buffer, out: list[bytes]) -> int:
+        need = self._width - len(self._head)
+        header = self._head + bytes(data[:need])
+        if len(header) < self._width:
+            self._head = header
+            return len(data)
+        self._head = b""
+        return self._message_at(header, data, need, out)
+
+    def _message_at(self, header: bytes, data: Buffer, pos: int, out: list[bytes]) -> int:
+        """``header`` is complete and its body starts at ``data[pos]``: take the message."""
+        size: int = self._unpack_from(header)[0]
+        if size > self._max_size:
+            raise self._framing._too_large(size)
+        if len(data) - pos >= size:
+            out.append(bytes(data[pos : pos + size]))
+            return pos + size
+        self._body.start(header, data[pos:], size)
+        return len(data)
+
+    def _stopped_at(self, data: Buffer, pos: int, out: list[bytes]) -> None:
+        """The C loop stopped before the end: an oversized header, or a message that spans reads."""
+        width = self._width
+        if len(data) - pos < width:
+            self._head = bytes(data[pos:])
+            return
+        self._message_at(bytes(data[pos : pos + width]), data, pos + width, out)

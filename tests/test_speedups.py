@@ -1,0 +1,152 @@
+"""LengthPrefixed on both codec implementations (pure Python and the C speedups).
+
+The C loop decodes runs of whole messages and hands everything else back to
+Python, so these tests aim at the hand-over points: headers and bodies split
+across reads, an oversized header after good messages, the caller's buffer
+reused between reads, and unusual buffers. Each is checked against a reference
+decoder written for clarity, not speed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sysconfig
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import aiomsg
+from aiomsg.framing import _accelerated
+
+pytestmark = pytest.mark.usefixtures("codec_implementation")
+
+
+def reference(
+    wire: bytes, width: int, byteorder: str, max_size: int
+) -> tuple[list[bytes], type[Exception] | None]:
+    """The messages in ``wire`` and the error that ends the stream (None: a clean end)."""
+    messages, pos = [], 0
+    while pos < len(wire):
+        if len(wire) - pos < width:
+            return messages, aiomsg.IncompleteMessageError
+        size = int.from_bytes(wire[pos : pos + width], byteorder)  # type: ignore[arg-type]
+        if size > max_size:
+            return messages, aiomsg.MessageTooLarge
+        if len(wire) - pos - width < size:
+            return messages, aiomsg.IncompleteMessageError
+        messages.append(wire[pos + width : pos + width + size])
+        pos += width + size
+    return messages, None
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[aiomsg.LengthPrefixed, bytes, list[int]]:
+    """A framing, a wire of good messages perhaps followed by junk, and where to cut it."""
+    width = draw(st.sampled_from([1, 2, 4, 8]))
+    byteorder = draw(st.sampled_from(["big", "little"]))
+    max_size = draw(st.integers(0, 300))
+    framing = aiomsg.LengthPrefixed(width, byteorder, max_size=max_size)  # type: ignore[arg-type]
+    messages = draw(st.lists(st.binary(max_size=min(max_size, 255)), max_size=10))
+    wire = b"".join(len(m).to_bytes(width, byteorder) + m for m in messages)  # type: ignore[arg-type]
+    wire += draw(st.binary(max_size=20))  # often an oversized or unfinished message
+    cuts = sorted(set(draw(st.lists(st.integers(1, max(1, len(wire) - 1)), max_size=12))))
+    return framing, wire, cuts
+
+
+@settings(max_examples=400, deadline=None)
+@given(streams())
+def test_decoder_agrees_with_the_reference_at_any_split(
+    case: tuple[aiomsg.LengthPrefixed, bytes, list[int]],
+) -> None:
+    framing, wire, cuts = case
+    expected, error = reference(wire, framing.width, framing.byteorder, framing.max_size)
+    decoder = framing.decoder()
+    got: list[bytes] = []
+    raised: type[Exception] | None = None
+    try:
+        for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True):
+            got += decoder.feed(memoryview(wire)[a:b])
+        got += decoder.feed_eof()
+    except aiomsg.MessageTooLarge as exc:
+        got += exc.messages
+        raised = aiomsg.MessageTooLarge
+    except aiomsg.IncompleteMessageError:
+        raised = aiomsg.IncompleteMessageError
+    assert got == expected
+    assert raised is error
+
+
+def test_messages_survive_the_callers_buffer_being_reused() -> None:
+    # A BufferedProtocol reads every chunk into the same bytearray.
+    framing = aiomsg.LengthPrefixed(2)
+    wire = framing.encode_many([b"first", b"x" * 1000, b"third"])
+    buffer = bytearray(64)
+    decoder = framing.decoder()
+    got: list[bytes] = []
+    for pos in range(0, len(wire), 64):
+        chunk = wire[pos : pos + 64]
+        buffer[: len(chunk)] = chunk
+        got += decoder.feed(memoryview(buffer)[: len(chunk)])
+        buffer[:] = b"\xee" * 64
+    assert got == [b"first", b"x" * 1000, b"third"]
+
+
+def test_oversized_header_after_good_messages_keeps_them() -> None:
+    framing = aiomsg.LengthPrefixed(4, max_size=8)
+    decoder = framing.decoder()
+    with pytest.raises(aiomsg.MessageTooLarge) as info:
+        decoder.feed(framing.encode(b"one") + framing.encode(b"two") + (9).to_bytes(4, "big"))
+    assert info.value.messages == [b"one", b"two"]
+    assert (info.value.size, info.value.max_size) == (9, 8)
+    with pytest.raises(aiomsg.FramingError, match="failed earlier"):
+        decoder.feed(b"\x00")
+
+
+def test_largest_eight_byte_length_is_refused_not_overflowed() -> None:
+    decoder = aiomsg.LengthPrefixed(8, "little").decoder()
+    with pytest.raises(aiomsg.MessageTooLarge) as info:
+        decoder.feed(b"\xff" * 8)
+    assert info.value.size == 2**64 - 1
+
+
+def test_unusual_buffers_decode_like_bytes() -> None:
+    framing = aiomsg.LengthPrefixed(2)
+    wire = framing.encode_many([b"ab", b"", b"cdef"])
+    strided = memoryview(bytes(b for b in wire for _ in range(2)))[::2]  # not contiguous
+    assert framing.decoder().feed(strided) == [b"ab", b"", b"cdef"]
+    shorts = memoryview(wire).cast("H")  # 2-byte items: still counted in bytes
+    assert framing.decoder().feed(shorts) == [b"ab", b"", b"cdef"]
+    assert framing.decoder().feed(bytearray(wire)) == [b"ab", b"", b"cdef"]
+
+
+def test_encode_takes_any_buffer_and_refuses_oversized_messages() -> None:
+    framing = aiomsg.LengthPrefixed(4, "little", max_size=5)
+    assert framing.encode(memoryview(b"hello")) == b"\x05\x00\x00\x00hello"
+    assert framing.encode(bytearray(b"")) == b"\x00\x00\x00\x00"
+    assert framing.encode_many(m for m in [b"a", memoryview(b"bc")]) == (
+        b"\x01\x00\x00\x00a\x02\x00\x00\x00bc"
+    )
+    with pytest.raises(aiomsg.MessageTooLarge) as info:
+        framing.encode(memoryview(b"toolong"))
+    assert info.value.size == 7
+    with pytest.raises(aiomsg.MessageTooLarge) as info:
+        framing.encode_many([b"ok", b"x" * 6, b"ok"])
+    assert info.value.size == 6
+    with pytest.raises(TypeError):
+        framing.encode("text")  # type: ignore[arg-type]
+
+
+def _compiler() -> str | None:
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc)
+
+
+def test_speedups_are_built_wherever_they_can_be() -> None:
+    # The speedups are optional at install time (a machine without a C compiler
+    # still gets a working aiomsg), so nothing else would notice a broken build.
+    possible = platform.python_implementation() == "CPython" and _compiler() is not None
+    wanted = not os.environ.get("AIOMSG_PURE_PYTHON")
+    assert (_accelerated._load() is not None) == (possible and wanted)
