@@ -226,7 +226,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
             MessageTooLarge, FramingError: the framing cannot carry it; nothing sent.
             ConnectionClosed: the connection is closed or not yet made.
         """
-        transport = self._writable()
+        transport = self.transport  # _writable(), inlined on this hot path
+        if transport is None or transport.is_closing():
+            raise ConnectionClosed("cannot send: connection is closed")
         if len(message) < _COPY_LIMIT:
             transport.write(self._framing.encode(message))
         else:

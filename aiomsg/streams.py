@@ -184,7 +184,8 @@ class Connection:
                     raise ConnectionClosed("the peer closed the connection")
                 if self._closed:
                     raise ConnectionClosed("connection is closed")
-                protocol.resume_reading()  # caught up: read again if paused
+                if protocol._reading_paused:
+                    protocol.resume_reading()  # caught up: read again
                 protocol.waiter = asyncio.get_running_loop().create_future()
                 try:
                     await protocol.waiter
@@ -222,8 +223,10 @@ class Connection:
             ConnectionClosed: the connection is closed or was lost; the message may
                 not have been delivered.
         """
-        self._protocol.send(message)
-        await self._protocol.drain()
+        protocol = self._protocol
+        protocol.send(message)
+        if protocol._write_paused or protocol._lost is not None:
+            await protocol.drain()  # a coroutine call costs: skip it when it would return at once
 
     async def send_many(self, messages: Iterable[Buffer]) -> None:
         """Send several messages with one write; wait while the peer is behind.
