@@ -203,7 +203,6 @@ encode_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int little;
     Py_ssize_t max_size, count, i, total = 0, offset = 0;
     PyObject *seq, *result = NULL;
-    PyObject **items;
     unsigned char *q;
     Py_buffer view;
 
@@ -214,16 +213,17 @@ encode_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (parse_options(args + 1, &width, &little, &max_size) < 0) {
         return NULL;
     }
-    seq = PySequence_Fast(args[0], "messages must be iterable");
+    /* A tuple, not the caller's list: a buffer hook written in Python could
+       change a list while we walk it. */
+    seq = PySequence_Tuple(args[0]);
     if (seq == NULL) {
         return NULL;
     }
-    count = PySequence_Fast_GET_SIZE(seq);
-    items = PySequence_Fast_ITEMS(seq);
+    count = PyTuple_GET_SIZE(seq);
     /* First pass: sizes. The buffers are released in between: holding one per
        message at once would need an array as long as the batch. */
     for (i = 0; i < count; i++) {
-        if (PyObject_GetBuffer(items[i], &view, PyBUF_SIMPLE) < 0) {
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(seq, i), &view, PyBUF_SIMPLE) < 0) {
             goto done;
         }
         PyBuffer_Release(&view);
@@ -243,7 +243,7 @@ encode_many(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     q = (unsigned char *)PyBytes_AS_STRING(result);
     for (i = 0; i < count; i++) {
-        if (PyObject_GetBuffer(items[i], &view, PyBUF_SIMPLE) < 0) {
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(seq, i), &view, PyBUF_SIMPLE) < 0) {
             Py_CLEAR(result);
             goto done;
         }

@@ -95,13 +95,10 @@ class MessageProtocol(asyncio.BufferedProtocol):
         return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._deliver_bytes(self._buffer[:nbytes])
-
-    def _deliver_bytes(self, data: Buffer) -> None:
         if self._discarding or self._closed:  # after a framing error or close(): dropped
             return
         try:
-            messages = self._decoder.feed(data)
+            messages = self._decoder.feed(self._buffer[:nbytes])
         except FramingError as exc:
             self._deliver(exc.messages)
             self._fail(exc)

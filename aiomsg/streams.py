@@ -141,8 +141,11 @@ class Connection:
         reached_eof = reader.at_eof() or bool(getattr(reader, "_eof", False))
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
-        if pending:
-            protocol._deliver_bytes(pending)
+        buffer = protocol.get_buffer(-1)
+        for start in range(0, len(pending), len(buffer)):  # as the event loop would hand it over
+            chunk = pending[start : start + len(buffer)]
+            buffer[: len(chunk)] = chunk
+            protocol.buffer_updated(len(chunk))
         if reached_eof:
             protocol.eof_received()
         elif isinstance(transport, asyncio.ReadTransport) and not transport.is_reading():

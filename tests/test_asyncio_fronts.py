@@ -421,6 +421,16 @@ async def test_wrap_keeps_what_the_stream_reader_had_buffered() -> None:
             assert [m async for m in conn] == [b"hello", b"world"]
 
 
+async def test_wrap_hands_over_more_than_one_read_size_of_buffered_bytes() -> None:
+    framing = aiomsg.LengthPrefixed(2)
+    messages = [bytes([i]) * i for i in range(60)]  # 1,830 bytes on the wire
+    async with blocking_server(lambda c: c.sendall(framing.encode_many(messages))) as addr:
+        reader, writer = await asyncio.open_connection(*addr)
+        await asyncio.sleep(0.2)
+        async with aiomsg.Connection.wrap(reader, writer, framing, read_size=64) as conn:
+            assert [m async for m in conn] == messages
+
+
 async def test_protocol_drain_waits_while_peer_does_not_read() -> None:
     framing = aiomsg.LengthPrefixed(4)
     start_reading = asyncio.Event()

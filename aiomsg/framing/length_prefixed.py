@@ -6,6 +6,7 @@ import struct
 from collections.abc import Iterable
 from typing import Literal
 
+from ..errors import FramingError
 from . import _accelerated
 from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderDecoder, HeaderFraming
 
@@ -154,21 +155,34 @@ class _AcceleratedDecoder(HeaderDecoder):
         self._max_size = framing.max_size
         self._unpack_from = framing._unpack_from
 
-    def _feed_buffer(self, data: Buffer, out: list[bytes]) -> None:
-        if type(data) is memoryview and (data.itemsize != 1 or not data.c_contiguous):
-            data = bytes(data)  # the C loop counts bytes in one contiguous block
-        pos = 0
+    def feed(self, data: Buffer) -> list[bytes]:
+        # Decoder.feed() and _feed_buffer() in one method: a small message per
+        # read (a chat line, an echo) pays for every Python call on this path.
+        if self._error is not None or self._finished:
+            self._check_usable()
+        out: list[bytes] = []
+        try:
+            if type(data) is memoryview and (data.itemsize != 1 or not data.c_contiguous):
+                data = bytes(data)  # the C loop counts bytes in one contiguous block
+            pos = self._resume(data, out) if self._body.need or self._head else 0
+            pos = self._scan_c(data, pos, self._width, self._little, self._max_size, out)
+            if pos < len(data):
+                self._stopped_at(data, pos, out)
+        except FramingError as exc:
+            exc.messages = out
+            self._error = exc
+            raise
+        return out
+
+    def _resume(self, data: Buffer, out: list[bytes]) -> int:
+        """Finish the body or header begun in an earlier read; return where data goes on."""
         body = self._body
-        if body.need:  # a body that began in an earlier read
-            pos = body.fill(data, 0)
-            if body.need:
-                return
+        if not body.need:
+            return self._finish_header(data, out)
+        pos = body.fill(data, 0)
+        if not body.need:
             out.append(body.finish())
-        elif self._head:  # a header that began in an earlier read
-            pos = self._finish_header(data, out)
-        pos = self._scan_c(data, pos, self._width, self._little, self._max_size, out)
-        if pos < len(data):
-            self._stopped_at(data, pos, out)
+        return pos
 
     def _finish_header(self, data: Buffer, out: list[bytes]) -> int:
         need = self._width - len(self._head)
