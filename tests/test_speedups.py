@@ -140,7 +140,8 @@ def test_encode_takes_any_buffer_and_refuses_oversized_messages() -> None:
 
 
 def _compiler() -> str | None:
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    # The compiler the build used: $CC when set (setuptools honours it), else Python's own.
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     return shutil.which(cc)
 
 
