@@ -10,9 +10,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ._base import Buffer
+if TYPE_CHECKING:
+    from ._base import Buffer
+
+
+class BodyBuffer(Protocol):
+    """A long message's body, collected where it is handed over (see ``_speedups.c``)."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def need(self) -> int: ...
+
+    def fill(self, data: Buffer, pos: int) -> int: ...
+
+    def window(self, limit: int) -> memoryview: ...
+
+    def advance(self, n: int) -> None: ...
+
+    def finish(self) -> bytes: ...
+
+    def partial(self) -> bytes: ...
 
 
 class Speedups(Protocol):
@@ -27,6 +48,8 @@ class Speedups(Protocol):
     def encode_many(
         self, messages: Iterable[Buffer], width: int, little: bool, max_size: int
     ) -> bytes | int: ...
+
+    def BodyBuffer(self, total: int) -> BodyBuffer: ...
 
 
 def _load() -> Speedups | None:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import TypeAlias
 
 from ..errors import FramingError, IncompleteMessageError, MessageTooLarge
+from . import _accelerated
 
 __all__ = ["DEFAULT_MAX_SIZE", "Buffer", "Decoder", "Framing"]
 
@@ -175,6 +176,20 @@ class Decoder(ABC):
     def buffered(self) -> int:
         """How many received bytes are held that are not yet part of a returned message."""
 
+    def _read_window(self, minimum: int) -> memoryview | None:
+        """For event-loop fronts: a writable view to read the next bytes into, or ``None``.
+
+        Inside a body with more than ``minimum`` bytes to come (and only with
+        the C speedups), the bytes can be read straight into the message being
+        built, saving a copy. After reading ``n`` bytes into it, call
+        :meth:`_advance` instead of :meth:`feed`; the view completes no message.
+        """
+        return None
+
+    def _advance(self, n: int) -> None:
+        """Record ``n`` bytes read into the view from :meth:`_read_window`."""
+        raise AssertionError("no read window was offered")  # pragma: no cover
+
     def _check_usable(self) -> None:
         if self._error is not None:
             raise FramingError(f"decoder failed earlier: {self._error}") from self._error
@@ -220,59 +235,128 @@ class HeaderFraming(Framing):
         return HeaderDecoder(self)
 
 
-class BodyCollector:
-    """A body that spans several reads, copied into one buffer as it arrives.
+class _GrowingBody:
+    """The pure-Python body store: a bytearray, copied into ``bytes`` when complete."""
 
-    The buffer grows as bytes arrive (never to the announced size up front: a
+    __slots__ = ("buffer", "total")
+
+    def __init__(self, total: int) -> None:
+        self.buffer = bytearray()
+        self.total = total
+
+    @property
+    def size(self) -> int:
+        return len(self.buffer)
+
+    @property
+    def need(self) -> int:
+        return self.total - len(self.buffer)
+
+    def fill(self, data: Buffer, pos: int) -> int:
+        take = min(self.total - len(self.buffer), len(data) - pos)
+        with memoryview(data) as view:
+            self.buffer += view[pos : pos + take]
+        return pos + take
+
+    def window(self, limit: int) -> memoryview | None:
+        return None  # reading in place needs the C BodyBuffer
+
+    def advance(self, n: int) -> None:  # pragma: no cover - window() never offers one
+        raise AssertionError("no window was offered")
+
+    def finish(self) -> bytes:
+        return bytes(self.buffer)
+
+    def partial(self) -> bytes:
+        return bytes(self.buffer)
+
+
+def _new_body(total: int) -> _accelerated.BodyBuffer | _GrowingBody:
+    speedups = _accelerated.speedups
+    return speedups.BodyBuffer(total) if speedups is not None else _GrowingBody(total)
+
+
+class BodyCollector:
+    """A body that spans several reads, collected as it arrives.
+
+    The store grows as bytes arrive (never to the announced size up front: a
     peer announcing 16 MiB and sending 4 bytes must cost 4 bytes), filled
     straight from each read, a ``memoryview`` of the protocol's own buffer
-    included. A list of chunks joined at the end would cost an allocation per
-    read and one more copy of everything.
+    included. With the C speedups the store is the ``bytes`` object handed
+    over at the end (no final copy), and an event loop may read into it
+    directly (:meth:`window`); without them it is a bytearray, copied once.
+    A trailer (the ``,`` of a netstring) is kept apart, so the body is never
+    sliced off it.
     """
 
-    __slots__ = ("buffer", "header", "need", "size", "trailer")
+    __slots__ = ("_body", "_tail", "header", "need", "size", "trailer")
 
     def __init__(self) -> None:
         self.header = b""  # kept only to report it in IncompleteMessageError
-        self.buffer = bytearray()
-        self.size = 0
-        self.need = 0
+        self._body: _accelerated.BodyBuffer | _GrowingBody = _GrowingBody(0)
+        self._tail = b""  # the trailer bytes received so far
+        self.size = 0  # bytes received (body and trailer)
+        self.need = 0  # bytes still to come (body and trailer)
         self.trailer = b""
 
     def start(self, header: bytes, first: Buffer, total: int, trailer: bytes = b"") -> None:
         """Begin a body of ``total`` bytes (trailer included); ``first`` is what has arrived."""
         self.header = header
-        self.buffer = bytearray(first)
-        self.size = len(first)
-        self.need = total - self.size
         self.trailer = trailer
+        self._tail = b""
+        self._body = _new_body(total - len(trailer))
+        self.size = 0
+        self.need = total
+        self.fill(first, 0)
 
     def fill(self, data: Buffer, pos: int) -> int:
         """Take what the body still needs from ``data[pos:]``; return the new position.
 
         The body is complete when ``need`` is 0 afterwards.
         """
-        available = len(data) - pos
-        take = self.need if self.need < available else available
-        with memoryview(data) as view:
-            self.buffer += view[pos : pos + take]
-        self.size += take
-        self.need -= take
-        return pos + take
+        body = self._body
+        end = body.fill(data, pos) if body.need else pos
+        missing = len(self.trailer) - len(self._tail)
+        if missing and end < len(data):
+            stop = min(len(data), end + missing)
+            self._tail += bytes(data[end:stop])
+            end = stop
+        self.size += end - pos
+        self.need -= end - pos
+        return end
+
+    def window(self, minimum: int) -> memoryview | None:
+        """A writable view to read the next body bytes into, or ``None``.
+
+        Offered only while more than ``minimum`` body bytes are to come, and
+        never over the body's last byte: the read that completes a message
+        always goes through :meth:`fill`, so the window is released by then.
+        The window is at most ``max(minimum, bytes received)`` long: memory
+        still grows only as fast as bytes arrive. Report what was read with
+        :meth:`advance`.
+        """
+        body = self._body
+        if body.need <= minimum:
+            return None
+        return body.window(min(body.need - 1, max(minimum, body.size)))
+
+    def advance(self, n: int) -> None:
+        """Record ``n`` bytes read into the view from :meth:`window`."""
+        self._body.advance(n)
+        self.size += n
+        self.need -= n
 
     def finish(self) -> bytes:
         """Return the complete message, the trailer checked and removed."""
-        buffer, trailer = self.buffer, self.trailer
-        self.header, self.buffer, self.size = b"", bytearray(), 0
-        end = len(buffer) - len(trailer)
-        if trailer and buffer[end:] != trailer:
-            raise FramingError(f"message is not followed by {trailer!r}")
-        with memoryview(buffer) as view:
-            return bytes(view[:end])
+        if self._tail != self.trailer:
+            raise FramingError(f"message is not followed by {self.trailer!r}")
+        message = self._body.finish()
+        self.header, self._body, self._tail, self.size = b"", _GrowingBody(0), b"", 0
+        return message
 
     def partial(self) -> bytes:
         """The header and the body bytes received so far."""
-        return self.header + bytes(self.buffer[: self.size])
+        return self.header + self._body.partial() + self._tail
 
 
 class HeaderDecoder(Decoder):
@@ -289,6 +373,15 @@ class HeaderDecoder(Decoder):
     @property
     def buffered(self) -> int:
         return len(self._head) + self._body.size
+
+    def _read_window(self, minimum: int) -> memoryview | None:
+        body = self._body
+        if body.need <= minimum or self._error is not None:
+            return None
+        return body.window(minimum)
+
+    def _advance(self, n: int) -> None:
+        self._body.advance(n)
 
     def _feed_buffer(self, data: Buffer, out: list[bytes]) -> None:
         # Inside a long body, copy straight from the caller's buffer: converting
