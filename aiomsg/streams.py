@@ -182,43 +182,53 @@ class Connection:
     async def _receive_slow(self) -> bytes:
         if self._receiving:
             raise BusyResourceError("receiving")
-        protocol = self._protocol
         self._receiving = True
         try:
             while not self._ready:
-                if protocol.error is not None:
-                    raise protocol.error
-                if protocol.at_eof:
+                waiter = self._waiter()
+                if waiter is None:
                     raise ConnectionClosed("the peer closed the connection")
-                if self._closed:
-                    raise ConnectionClosed("connection is closed")
-                if protocol._reading_paused:
-                    protocol.resume_reading()  # caught up: read again
-                protocol.waiter = asyncio.get_running_loop().create_future()
-                try:
-                    await protocol.waiter
-                finally:
-                    protocol.waiter = None
+                await waiter
             return self._ready.popleft()
         finally:
             self._receiving = False
+
+    def _waiter(self) -> asyncio.Future[None] | None:
+        """Nothing is ready: raise why nothing will come, return ``None`` at a clean
+        end of stream, or return a future that completes when something may be ready."""
+        protocol = self._protocol
+        if protocol.error is not None:
+            raise protocol.error
+        if protocol.at_eof:
+            return None
+        if self._closed:
+            raise ConnectionClosed("connection is closed")
+        if protocol._reading_paused:
+            protocol.resume_reading()  # caught up: read again
+        protocol.waiter = waiter = asyncio.get_running_loop().create_future()
+        return waiter
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[bytes]:
+        # receive() in a loop, without a coroutine call per wait (an echo pays
+        # for each one): the same rules, except that a clean end stops the loop.
         ready = self._ready
-        protocol = self._protocol
         while True:
             while ready:
                 yield ready.popleft()
+            if self._receiving:
+                raise BusyResourceError("receiving")
+            self._receiving = True
             try:
-                message = await self._receive_slow()
-            except ConnectionClosed:
-                if protocol.at_eof and protocol.error is None:
-                    return  # a clean end of stream ends the loop
-                raise
-            yield message
+                while not ready:
+                    waiter = self._waiter()
+                    if waiter is None:
+                        return
+                    await waiter
+            finally:
+                self._receiving = False
 
     # --- sending -----------------------------------------------------------------
 
