@@ -8,9 +8,10 @@ the environment turns them off (to compare, or to rule them out). Codecs look
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 if TYPE_CHECKING:
     from ._base import Buffer
@@ -56,10 +57,10 @@ def _load() -> Speedups | None:
     if os.environ.get("AIOMSG_PURE_PYTHON"):
         return None
     try:
-        from .. import _speedups
+        module = importlib.import_module("aiomsg._speedups")
     except ImportError:  # not built: no compiler at install time, or not CPython
         return None
-    return _speedups
+    return cast(Speedups, module)  # the protocol above is its type description
 
 
 speedups: Speedups | None = _load()
