@@ -375,10 +375,7 @@ class HeaderDecoder(Decoder):
         return len(self._head) + self._body.size
 
     def _read_window(self, minimum: int) -> memoryview | None:
-        body = self._body
-        if body.need <= minimum or self._error is not None:
-            return None
-        return body.window(minimum)
+        return self._body.window(minimum) if self._error is None else None
 
     def _advance(self, n: int) -> None:
         self._body.advance(n)
