@@ -81,7 +81,10 @@ class _QueueProtocol(MessageProtocol):
     def peer_closed(self) -> bool:
         self.at_eof = True
         self._wake()
-        return True  # keep the connection open: the application may still send
+        # Keep the connection open: the application may still send. Not over
+        # TLS, where the peer's close_notify closes both directions (asyncio
+        # would log a warning for asking).
+        return self.transport is not None and self.transport.get_extra_info("sslcontext") is None
 
     def _fail(self, exc: FramingError) -> None:
         # The good messages are queued already; the error comes after them.
