@@ -183,55 +183,45 @@ class Connection:
         return await self._receive_slow()
 
     async def _receive_slow(self) -> bytes:
+        if not await self._wait_ready():
+            raise ConnectionClosed("the peer closed the connection")
+        return self._ready.popleft()
+
+    async def _wait_ready(self) -> bool:
+        """Wait until a message is ready (``True``) or the peer closed cleanly (``False``).
+
+        Raises what :meth:`receive` raises for a broken or closed connection.
+        """
         if self._receiving:
             raise BusyResourceError("receiving")
+        protocol = self._protocol
         self._receiving = True
         try:
             while not self._ready:
-                waiter = self._waiter()
-                if waiter is None:
-                    raise ConnectionClosed("the peer closed the connection")
+                if protocol.error is not None:
+                    raise protocol.error
+                if protocol.at_eof:
+                    return False
+                if self._closed:
+                    raise ConnectionClosed("connection is closed")
+                if protocol._reading_paused:
+                    protocol.resume_reading()  # caught up: read again
+                protocol.waiter = waiter = asyncio.get_running_loop().create_future()
                 await waiter
-            return self._ready.popleft()
+            return True
         finally:
             self._receiving = False
-
-    def _waiter(self) -> asyncio.Future[None] | None:
-        """Nothing is ready: raise why nothing will come, return ``None`` at a clean
-        end of stream, or return a future that completes when something may be ready."""
-        protocol = self._protocol
-        if protocol.error is not None:
-            raise protocol.error
-        if protocol.at_eof:
-            return None
-        if self._closed:
-            raise ConnectionClosed("connection is closed")
-        if protocol._reading_paused:
-            protocol.resume_reading()  # caught up: read again
-        protocol.waiter = waiter = asyncio.get_running_loop().create_future()
-        return waiter
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[bytes]:
-        # receive() in a loop, without a coroutine call per wait (an echo pays
-        # for each one): the same rules, except that a clean end stops the loop.
         ready = self._ready
         while True:
             while ready:
                 yield ready.popleft()
-            if self._receiving:
-                raise BusyResourceError("receiving")
-            self._receiving = True
-            try:
-                while not ready:
-                    waiter = self._waiter()
-                    if waiter is None:
-                        return
-                    await waiter
-            finally:
-                self._receiving = False
+            if not await self._wait_ready():
+                return  # a clean end of stream ends the loop
 
     # --- sending -----------------------------------------------------------------
 
