@@ -271,6 +271,11 @@ class _GrowingBody:
         return bytes(self.buffer)
 
 
+# What a collector holds between bodies: nothing ever fills it (its need is 0),
+# so one instance serves every collector and finishing a body allocates nothing.
+_NO_BODY = _GrowingBody(0)
+
+
 def _new_body(total: int) -> _accelerated.BodyBuffer | _GrowingBody:
     speedups = _accelerated.speedups
     return speedups.BodyBuffer(total) if speedups is not None else _GrowingBody(total)
@@ -293,7 +298,7 @@ class BodyCollector:
 
     def __init__(self) -> None:
         self.header = b""  # kept only to report it in IncompleteMessageError
-        self._body: _accelerated.BodyBuffer | _GrowingBody = _GrowingBody(0)
+        self._body: _accelerated.BodyBuffer | _GrowingBody = _NO_BODY
         self._tail = b""  # the trailer bytes received so far
         self.size = 0  # bytes received (body and trailer)
         self.need = 0  # bytes still to come (body and trailer)
@@ -351,7 +356,7 @@ class BodyCollector:
         if self._tail != self.trailer:
             raise FramingError(f"message is not followed by {self.trailer!r}")
         message = self._body.finish()
-        self.header, self._body, self._tail, self.size = b"", _GrowingBody(0), b"", 0
+        self.header, self._body, self._tail, self.size = b"", _NO_BODY, b"", 0
         return message
 
     def partial(self) -> bytes:
