@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aiomsg
-from aiomsg.framing import Framing
+from aiomsg.framing import Decoder, Framing
 
 from .strategies import CASES, Case
 
@@ -166,8 +166,8 @@ def _limited() -> list[tuple[str, Framing, bytes]]:
         ("netstring", aiomsg.Netstring(max_size=LIMIT), b"11:"),
         ("varint", aiomsg.Varint(max_size=LIMIT), b"\x0b"),
         ("typed", aiomsg.TypePrefixed({7: aiomsg.LengthPrefixed(1)}, max_size=LIMIT), b"\x07\x0b"),
-        ("delimited", aiomsg.Delimited(b"\r\n", max_size=LIMIT), b"x" * (LIMIT + 2)),
-        ("lines", aiomsg.Lines(max_size=LIMIT), b"x" * (LIMIT + 2)),
+        ("delimited", aiomsg.Delimited(b"\r\n", max_size=LIMIT), b"x" * (LIMIT + 1)),
+        ("lines", aiomsg.Lines(max_size=LIMIT), b"x" * (LIMIT + 1)),
         ("eos", aiomsg.EndOfStream(max_size=LIMIT), b"x" * (LIMIT + 1)),
     ]
 
@@ -205,6 +205,151 @@ def test_delimited_allows_a_partial_delimiter_at_the_limit() -> None:
     assert decoder.feed(b"\n") == [b"x" * LIMIT]
 
 
+# Each delimited framing with max_size=LIMIT, and the delimiter a peer ends a message with.
+DELIMITED = [
+    ("lines", aiomsg.Lines(max_size=LIMIT), b"\n"),
+    ("lines-crlf", aiomsg.Lines(max_size=LIMIT), b"\r\n"),
+    ("delimited-lf", aiomsg.Delimited(b"\n", max_size=LIMIT), b"\n"),
+    ("delimited-crlf", aiomsg.Delimited(b"\r\n", max_size=LIMIT), b"\r\n"),
+    ("delimited-end", aiomsg.Delimited(b"<END>", max_size=LIMIT), b"<END>"),
+]
+DELIMITED_IDS = [d[0] for d in DELIMITED]
+
+
+def short_repr(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else text[:20] + "..."
+
+
+def feed_steps(decoder: Decoder, steps: list[bytes | None], pieces: str) -> list[bytes]:
+    """Feed each step (``None``: EOF) in one chunk, or byte by byte; "one chunk" joins them."""
+    if pieces == "one chunk":
+        data = [s for s in steps if s is not None]
+        steps = [b"".join(data), *(None for s in steps if s is None)]
+    out: list[bytes] = []
+    for step in steps:
+        if step is None:
+            out += decoder.feed_eof()
+        elif pieces == "byte by byte":
+            for i in range(len(step)):
+                out += decoder.feed(step[i : i + 1])
+        else:
+            out += decoder.feed(step)
+    return out
+
+
+@pytest.mark.parametrize("pieces", ["one chunk", "chunks", "byte by byte"])
+@pytest.mark.parametrize("then", ["delimiter", "eof", "more"])
+@pytest.mark.parametrize("size", [LIMIT - 1, LIMIT, LIMIT + 1])
+@pytest.mark.parametrize(("name", "framing", "end"), DELIMITED, ids=DELIMITED_IDS)
+def test_delimited_refuses_more_than_max_size_bytes_whatever_comes_next(
+    name: str, framing: Framing, end: bytes, size: int, then: str, pieces: str
+) -> None:
+    # More than max_size bytes without a delimiter are MessageTooLarge, raised by the
+    # feed() that brings byte max_size+1, before any delimiter, EOF or more bytes.
+    message = b"x" * size
+    steps = [message, {"delimiter": end, "eof": None, "more": b"y"}[then]]
+    unterminated = size + 1 if then == "more" else size
+    decoder = framing.decoder()
+    if unterminated > LIMIT:
+        # One chunk reports all its bytes; smaller feeds stop at byte max_size+1.
+        reported = unterminated if pieces == "one chunk" else LIMIT + 1
+        with pytest.raises(
+            aiomsg.MessageTooLarge, match=f"^message of {reported} bytes is over max_size={LIMIT}$"
+        ) as info:
+            feed_steps(decoder, steps, pieces)
+        assert (info.value.size, info.value.max_size) == (reported, LIMIT)
+        with pytest.raises(aiomsg.FramingError, match="failed earlier"):
+            decoder.feed_eof()
+    elif then == "eof":
+        with pytest.raises(
+            aiomsg.IncompleteMessageError,
+            match=rf"^stream ended inside a message \({size} bytes, no delimiter\)$",
+        ) as incomplete:
+            feed_steps(decoder, steps, pieces)
+        assert incomplete.value.partial == message
+    elif then == "delimiter":
+        assert feed_steps(decoder, steps, pieces) == [message]
+        assert decoder.feed_eof() == []
+    else:
+        assert feed_steps(decoder, steps, pieces) == []
+        assert decoder.buffered == LIMIT
+        assert decoder.feed(end) == [message + b"y"]
+
+
+@pytest.mark.parametrize("pieces", ["one chunk", "chunks", "byte by byte"])
+@pytest.mark.parametrize(
+    ("name", "framing", "end"),
+    [d for d in DELIMITED if len(d[2]) > 1],
+    ids=[d[0] for d in DELIMITED if len(d[2]) > 1],
+)
+def test_delimited_partial_delimiter_after_max_size_bytes_waits_for_the_next_byte(
+    name: str, framing: Framing, end: bytes, pieces: str
+) -> None:
+    # max_size bytes and the start of a delimiter (for Lines, the "\r" of "\r\n") may
+    # still be a message of max_size bytes: the next byte, or EOF, decides.
+    fits = b"x" * LIMIT
+    started = fits + end[:-1]
+    assert feed_steps(framing.decoder(), [started, end[-1:], None], pieces) == [fits]
+    outcomes: list[tuple[list[bytes | None], int]] = [
+        ([started, None], LIMIT + len(end) - 1),  # EOF: those bytes are the message
+        ([started, b"y"], LIMIT + len(end)),  # not the delimiter after all
+        ([started, end[:1]], LIMIT + len(end) - 1),  # a delimiter may begin again
+    ]
+    for steps, size in outcomes:
+        with pytest.raises(
+            aiomsg.MessageTooLarge, match=f"^message of {size} bytes is over max_size={LIMIT}$"
+        ) as info:
+            feed_steps(framing.decoder(), steps, pieces)
+        assert info.value.size == size
+
+
+NETSTRING_TOO_LARGE = [
+    # wire; size reported when fed whole; (index of the byte that proves it, size then)
+    (b"301:" + b"y" * 301 + b",", 301, (2, 301)),
+    (b"301", 301, (2, 301)),  # without its ':': more digits could only add to it
+    (b"1000:", 1000, (3, 1000)),
+    (b"3011:", 3011, (2, 301)),  # byte by byte, a lower bound
+    (b"9" * 30, 9999, (2, 999)),  # whole, judged on len(str(max_size)) + 1 digits
+]
+
+
+@pytest.mark.parametrize(("wire", "size", "first"), NETSTRING_TOO_LARGE, ids=short_repr)
+def test_netstring_length_over_max_size_is_refused_as_soon_as_its_digits_prove_it(
+    wire: bytes, size: int, first: tuple[int, int]
+) -> None:
+    framing = aiomsg.Netstring(max_size=300)
+    for prefix in (b"", b"2:ok,"):  # at the start of the scan, and after a good message
+        with pytest.raises(
+            aiomsg.MessageTooLarge, match=f"^message of {size} bytes is over max_size=300$"
+        ) as info:
+            framing.decoder().feed(prefix + wire)
+        assert (info.value.size, info.value.max_size) == (size, 300)
+        assert info.value.messages == ([b"ok"] if prefix else [])
+    at, size_then = first
+    decoder = framing.decoder()
+    for i in range(at):
+        assert decoder.feed(wire[i : i + 1]) == []
+    with pytest.raises(
+        aiomsg.MessageTooLarge, match=f"^message of {size_then} bytes is over max_size=300$"
+    ) as info:
+        decoder.feed(wire[at : at + 1])
+    assert info.value.size == size_then
+
+
+def test_netstring_length_of_max_size_and_zeros_are_accepted() -> None:
+    framing = aiomsg.Netstring(max_size=300)
+    messages = [b"", b"0123456789", b"", b"0" * 300, b"z" * 100]
+    wire = b"0:,10:0123456789,0:,300:" + b"0" * 300 + b",100:" + b"z" * 100 + b","
+    assert framing.encode_many(messages) == wire
+    assert feed_in_pieces(framing, wire, []) == messages
+    assert feed_in_pieces(framing, wire, list(range(len(wire)))) == messages
+    decoder = framing.decoder()
+    assert decoder.feed(b"0") == []  # may still be the empty message
+    assert decoder.feed(b":") == []
+    assert decoder.feed(b",") == [b""]
+
+
 def test_width_caps_max_size() -> None:
     assert aiomsg.LengthPrefixed(1).max_size == 255
     assert aiomsg.AsciiLengthPrefixed(2).max_size == 99
@@ -238,6 +383,66 @@ def test_malformed_input_raises_framing_error(name: str, framing: Framing, wire:
     with pytest.raises(aiomsg.FramingError):
         for i in range(len(wire)):
             decoder.feed(wire[i : i + 1])
+
+
+NETSTRING_LEADING_ZERO = [
+    (b"03", b"03"),
+    (b"00:,", b"00"),
+    (b"01:a,", b"01"),
+    (b"0300:" + b"y" * 300 + b",", b"0300"),  # 300 fits: the zero is the fault, not the size
+    (b"03000:", b"0300"),  # also too many digits for max_size=300: still a leading zero
+    (b"0999999999:", b"0999"),  # also over max_size
+    (b"0" * 30, b"0000"),
+]
+
+
+@pytest.mark.parametrize(("wire", "shown"), NETSTRING_LEADING_ZERO, ids=short_repr)
+def test_netstring_length_with_a_leading_zero_is_refused_with_its_second_byte(
+    wire: bytes, shown: bytes
+) -> None:
+    framing = aiomsg.Netstring(max_size=300)
+    text = f"^netstring length {shown!r} has a leading zero \\(only b'0:' may start with 0\\)$"
+    for prefix in (b"", b"2:ok,"):  # at the start of the scan, and after a good message
+        with pytest.raises(aiomsg.FramingError, match=text) as info:
+            framing.decoder().feed(prefix + wire)
+        assert type(info.value) is aiomsg.FramingError  # not MessageTooLarge
+        assert info.value.messages == ([b"ok"] if prefix else [])
+    decoder = framing.decoder()
+    assert decoder.feed(wire[:1]) == []  # b"0" may still be b"0:"
+    with pytest.raises(aiomsg.FramingError, match="has a leading zero") as info:
+        decoder.feed(wire[1:2])
+    assert type(info.value) is aiomsg.FramingError
+    assert f"{wire[:2]!r}" in str(info.value)
+
+
+AGREEMENT = [
+    (aiomsg.Netstring(max_size=30), [b"0", b"1", b"3", b"9", b":", b",", b"x", b"2:ab,"]),
+    (aiomsg.Lines(max_size=5), [b"a", b"\r", b"\n", b"\r\n", b"abcde\n"]),
+    (aiomsg.Delimited(b"<E>", max_size=5), [b"a", b"<", b"E", b">", b"<E>", b"abcde<E>"]),
+]
+
+
+@pytest.mark.parametrize(("framing", "tokens"), AGREEMENT, ids=["netstring", "lines", "delimited"])
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_whole_and_byte_by_byte_give_the_same_messages_and_error(
+    framing: Framing, tokens: list[bytes], data: st.DataObject
+) -> None:
+    # Netstring: its inlined scan loop and its header parser must judge a header alike.
+    wire = b"".join(data.draw(st.lists(st.sampled_from(tokens), max_size=12)))
+
+    def decode(chunks: list[bytes]) -> tuple[list[bytes], type[Exception] | None]:
+        decoder = framing.decoder()
+        out: list[bytes] = []
+        try:
+            for chunk in chunks:
+                out += decoder.feed(chunk)
+            out += decoder.feed_eof()
+        except aiomsg.FramingError as exc:
+            return out + exc.messages, type(exc)
+        return out, None
+
+    assert decode([wire]) == decode([wire[i : i + 1] for i in range(len(wire))])
 
 
 ENCODE_REFUSED = [

@@ -15,8 +15,9 @@ class Delimited(Framing):
     one stopped, so a long message fed in small chunks costs O(size). As soon as
     more than ``max_size`` bytes have arrived without a delimiter, the decoder
     raises :class:`~aiomsg.MessageTooLarge`: a peer that never sends one cannot
-    make it buffer without bound. ``encode()`` refuses a message that contains
-    the delimiter.
+    make it buffer without bound. (Last bytes that may begin the delimiter are
+    not counted until the next bytes tell; ``feed_eof()`` counts them.)
+    ``encode()`` refuses a message that contains the delimiter.
     """
 
     __slots__ = ("delimiter",)
@@ -102,7 +103,6 @@ class DelimitedDecoder(Decoder):
     __slots__ = (
         "_delimiter",
         "_framing",
-        "_limit",
         "_max_size",
         "_pending",
         "_resume",
@@ -123,9 +123,6 @@ class DelimitedDecoder(Decoder):
         # Where the next search in _pending starts: a delimiter cannot begin
         # before the last len(delimiter) - 1 bytes already searched.
         self._resume = 0
-        # Unterminated bytes allowed before the message is surely too large:
-        # max_size, plus a partial delimiter (or the "\r" of a "\r\n" line end).
-        self._limit = max_size + (1 if strip_cr else len(delimiter) - 1)
 
     @property
     def buffered(self) -> int:
@@ -179,10 +176,25 @@ class DelimitedDecoder(Decoder):
             self._check_pending()
 
     def _check_pending(self) -> None:
-        if len(self._pending) > self._limit:
-            raise self._framing._too_large(len(self._pending))
+        # Once per feed(), never per message.
+        if len(self._pending) > self._max_size:
+            self._check_long_pending()
+
+    def _check_long_pending(self) -> None:
+        # Over max_size bytes without a delimiter: too large, unless the last
+        # ones may begin the delimiter (or be the "\r" of a "\r\n" line end),
+        # which leaves a message of at most max_size if the rest of it follows.
+        pending = self._pending
+        opening = b"\r" if self._strip_cr else self._delimiter[:-1]
+        n = len(opening)  # the longest end of pending that may begin the delimiter
+        while n and not pending.endswith(opening[:n]):
+            n -= 1
+        if len(pending) - n > self._max_size:
+            raise self._framing._too_large(len(pending) - n)
 
     def _feed_eof(self) -> list[bytes]:
+        if len(self._pending) > self._max_size:  # what _check_pending let wait for its end
+            raise self._framing._too_large(len(self._pending))
         if self._pending:
             raise IncompleteMessageError(
                 f"stream ended inside a message ({len(self._pending)} bytes, no delimiter)",

@@ -9,6 +9,7 @@ __all__ = ["Netstring"]
 
 _COMMA = ord(",")
 _ZERO = ord("0")
+_DIGITS = b"0123456789"
 
 
 class Netstring(HeaderFraming):
@@ -16,8 +17,11 @@ class Netstring(HeaderFraming):
 
     Strict, as the spec asks: the length has no sign, no spaces and no leading
     zero (``0:,`` is the empty message); a missing ``:`` or ``,`` raises
-    :class:`~aiomsg.FramingError`. A length with more digits than ``max_size``
-    has raises :class:`~aiomsg.MessageTooLarge` without waiting for the ``:``.
+    :class:`~aiomsg.FramingError`. A length is refused as soon as its first
+    digits prove it wrong, without waiting for the ``:``: ``03`` raises
+    :class:`~aiomsg.FramingError` (a leading zero, however many digits follow),
+    and digits worth more than ``max_size`` (``301`` for ``max_size=300``) raise
+    :class:`~aiomsg.MessageTooLarge`.
     """
 
     __slots__ = ("_max_digits",)
@@ -29,21 +33,27 @@ class Netstring(HeaderFraming):
         self._max_digits = len(str(self.max_size))
 
     def _header_at(self, buf: bytes, pos: int) -> tuple[int, int] | None:
+        # The slow path (the decoder's _scan takes well-formed headers itself).
+        # Faults are judged in the order of their bytes, so that a header fed
+        # whole or byte by byte raises the same error: a leading zero (its second
+        # byte), then digits already over max_size, then a byte that is not a digit.
         colon = buf.find(b":", pos, pos + self._max_digits + 1)
-        digits = buf[pos:colon] if colon >= 0 else buf[pos : pos + self._max_digits + 1]
-        if digits and not digits.isdigit():
-            raise FramingError(f"netstring length {digits!r} is not decimal digits")
+        head = buf[pos:colon] if colon >= 0 else buf[pos : pos + self._max_digits + 1]
+        digits = head if head.isdigit() else head[: len(head) - len(head.lstrip(_DIGITS))]
+        if len(digits) > 1 and digits[0] == _ZERO:
+            raise FramingError(
+                f"netstring length {digits!r} has a leading zero (only b'0:' may start with 0)"
+            )
+        size = int(digits) if digits else 0
+        if size > self.max_size:  # more digits can only make it larger
+            raise self._too_large(size)
+        if len(digits) < len(head):
+            raise FramingError(f"netstring length {head!r} is not decimal digits")
         if colon < 0:
-            if len(digits) > self._max_digits:
-                raise self._too_large(int(digits))
+            # Incomplete and valid so far: max_digits + 1 digits would be over max_size.
             return None
         if not digits:
             raise FramingError("netstring has no length before ':'")
-        if len(digits) > 1 and digits[0] == _ZERO:
-            raise FramingError(f"netstring length {digits!r} has a leading zero")
-        size = int(digits)
-        if size > self.max_size:
-            raise self._too_large(size)
         return colon + 1, size
 
     def decoder(self) -> HeaderDecoder:
