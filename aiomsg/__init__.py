@@ -8,8 +8,11 @@ like. See the README and ``docs/`` for a tour.
 from .errors import (
     AiomsgError,
     ConnectionClosed,
+    ConnectionTimeout,
     FramingError,
+    IdleTimeout,
     IncompleteMessageError,
+    MessageTimeout,
     MessageTooLarge,
 )
 from .framed_stream import FramedStream, connect_framed, serve_framed
@@ -46,6 +49,7 @@ __all__ = [
     "AsciiLengthPrefixed",
     "Connection",
     "ConnectionClosed",
+    "ConnectionTimeout",
     "Decoder",
     "Delimited",
     "EndOfStream",
@@ -53,10 +57,12 @@ __all__ = [
     "FramedStream",
     "Framing",
     "FramingError",
+    "IdleTimeout",
     "IncompleteMessageError",
     "LengthPrefixed",
     "Lines",
     "MessageProtocol",
+    "MessageTimeout",
     "MessageTooLarge",
     "Netstring",
     "RequestProtocol",

@@ -8,11 +8,16 @@ Everything aiomsg raises on purpose derives from :class:`AiomsgError`, so one
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 __all__ = [
     "AiomsgError",
     "ConnectionClosed",
+    "ConnectionTimeout",
     "FramingError",
+    "IdleTimeout",
     "IncompleteMessageError",
+    "MessageTimeout",
     "MessageTooLarge",
 ]
 
@@ -84,3 +89,66 @@ class ConnectionClosed(AiomsgError, ConnectionError):
     connection was closed locally or reset by the peer. ``__cause__`` holds the
     underlying :class:`OSError` when there was one.
     """
+
+
+class ConnectionTimeout(ConnectionClosed, TimeoutError):
+    """The peer was too slow, so aiomsg closed the connection.
+
+    Raised by ``receive()`` (and it ends ``async for``) on the connection that
+    timed out; a :class:`~aiomsg.MessageProtocol` gets it in
+    ``connection_timed_out()``. Also a :class:`TimeoutError`. The connection is
+    closed already: stop using it.
+
+    Attributes:
+        timeout: the limit, in seconds, that expired.
+    """
+
+    def __init__(self, message: str, *, timeout: float) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
+class MessageTimeout(ConnectionTimeout):
+    """A message had begun but did not complete within ``message_timeout`` seconds.
+
+    The peer stalled in the middle of a message (a header without its body,
+    half a line...). Only time spent reading counts: while the application has
+    paused reading, the clock stops.
+    """
+
+
+class IdleTimeout(ConnectionTimeout):
+    """No byte arrived from the peer for ``idle_timeout`` seconds."""
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def detached(exc: _E) -> _E:
+    """Return ``exc`` with its traceback dropped (and that of its causes), for keeping.
+
+    A caught exception's traceback holds the frames it passed through, and
+    those hold their locals: an object that keeps the exception (to raise it
+    again later) would sit in a reference cycle that only the cyclic garbage
+    collector frees, with every buffer it holds.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return exc
+
+
+def fresh(exc: _E) -> _E:
+    """Return a new exception like a kept one (same type, arguments, attributes), to raise.
+
+    Raising a kept exception again would add to its traceback on every raise
+    and tie it to the raiser's frames; raise ``fresh(kept) from kept`` instead.
+    """
+    cls = type(exc)
+    new = cls.__new__(cls, *exc.args)
+    new.args = exc.args
+    new.__dict__.update(exc.__dict__)
+    return new

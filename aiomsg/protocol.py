@@ -8,27 +8,78 @@ front, for applications happy with callbacks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import enum
 import logging
-import socket
-import struct
+import threading
 from collections.abc import Iterable
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Final, Literal, cast
 
-from .errors import ConnectionClosed, FramingError
+from ._socket_options import enable_keepalive, reset_on_close
+from .errors import (
+    ConnectionClosed,
+    ConnectionTimeout,
+    FramingError,
+    IdleTimeout,
+    MessageTimeout,
+    detached,
+    fresh,
+)
 from .framing import Buffer, Framing
 
-__all__ = ["DEFAULT_READ_SIZE", "DEFAULT_WRITE_HIGH_WATER", "MessageProtocol"]
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_KEEPALIVE",
+    "DEFAULT_MESSAGE_TIMEOUT",
+    "DEFAULT_READ_SIZE",
+    "DEFAULT_WRITE_HIGH_WATER",
+    "MessageProtocol",
+]
 
 logger = logging.getLogger("aiomsg")
 
-#: Bytes read per system call: large reads amortise the per-read cost over many messages.
+#: Bytes read per system call: large reads amortise the per-read cost over many
+#: messages. The buffer is shared by every connection of a thread, so its size
+#: costs nothing per connection.
 DEFAULT_READ_SIZE = 256 * 1024
-#: Unsent bytes above which ``drain()`` (and the Streams ``send()``) wait for the peer.
+#: Unsent bytes above which ``drain()`` (and the Streams ``send()``) wait for the
+#: peer, and above which the Protocol front stops reading from it.
 DEFAULT_WRITE_HIGH_WATER = 256 * 1024
-_LINGER_ZERO = struct.pack("ii", 1, 0)
+#: Seconds a message that has begun may take to complete.
+DEFAULT_MESSAGE_TIMEOUT = 60.0
+#: Seconds of silence before TCP keepalive probes a peer (then every
+#: ``keepalive / 6`` s, 5 times): a dead peer is found in about twice this.
+DEFAULT_KEEPALIVE = 60.0
+#: Seconds a closing connection may make no progress flushing its output before
+#: it is aborted (a peer that never reads would otherwise hold it forever).
+DEFAULT_CLOSE_TIMEOUT = 30.0
 # Messages this large go to writelines() as header + body, not copied into one object.
 _COPY_LIMIT = 64 * 1024
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+#: "Not given": the class attribute of the same name applies.
+UNSET: Final = _Unset.UNSET
+_UnsetType = Literal[_Unset.UNSET]
+
+
+# One read buffer per thread and size, shared by every protocol of that thread:
+# an event loop reads into it and calls buffer_updated() at once, which decodes
+# it (decoders copy what they keep) before the loop reads anything else. So an
+# idle connection holds no read buffer at all.
+_local = threading.local()
+
+
+def _shared_read_buffer(size: int) -> memoryview:
+    buffers: dict[int, memoryview] | None = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    buffer = buffers.get(size)
+    if buffer is None:
+        buffer = buffers[size] = memoryview(bytearray(size))
+    return buffer
 
 
 class MessageProtocol(asyncio.BufferedProtocol):
@@ -43,7 +94,28 @@ class MessageProtocol(asyncio.BufferedProtocol):
     * :meth:`message_received` - one complete message (required).
     * :meth:`peer_closed` - the peer half-closed after its last message.
     * :meth:`framing_error` - the peer broke the framing; the connection is then closed.
-    * ``connection_made`` / ``connection_lost`` - as in asyncio; call ``super()``.
+    * :meth:`connection_timed_out` - the peer was too slow; the connection is then closed.
+    * ``connection_made`` / ``connection_lost`` / ``pause_writing`` /
+      ``resume_writing`` - as in asyncio; call ``super()``.
+
+    Limits (class attributes; each can also be given to the constructor):
+
+    * ``read_size`` - bytes per read (the buffer is shared by every connection
+      of the thread, so it costs nothing per connection).
+    * ``write_high_water`` - unsent bytes above which :meth:`drain` waits and,
+      with ``write_backpressure`` (the default), reading from the peer stops
+      until the peer has read enough: a peer that sends without reading cannot
+      grow the write buffer without bound.
+    * ``message_timeout`` (default 60 s) - a message that has begun must
+      complete within it; ``idle_timeout`` (default off) - some byte must
+      arrive within it. Only time spent reading counts. On expiry the
+      connection is closed and :meth:`connection_timed_out` is called.
+    * ``keepalive`` (default 60 s) - TCP keepalive, so that a peer that
+      vanished (power loss, cable pulled) is found; ``None`` leaves it off.
+    * ``linger_timeout`` (2 s) - how long a close after an error waits for the
+      peer to close too; ``close_timeout`` (30 s) - how long :meth:`close`
+      waits for the peer to read what is left to send, without progress,
+      before aborting.
 
     Flow control: :meth:`send` never blocks; ``await`` :meth:`drain` to wait while
     the write buffer is over its high-water mark. Call :meth:`pause_reading`
@@ -53,8 +125,18 @@ class MessageProtocol(asyncio.BufferedProtocol):
     framing: ClassVar[Framing | None] = None
     read_size: ClassVar[int] = DEFAULT_READ_SIZE
     write_high_water: ClassVar[int] = DEFAULT_WRITE_HIGH_WATER
+    #: Stop reading while the write buffer is over ``write_high_water``.
+    write_backpressure: ClassVar[bool] = True
+    #: Seconds a message that has begun may take to complete (``None``: no limit).
+    message_timeout: ClassVar[float | None] = DEFAULT_MESSAGE_TIMEOUT
+    #: Seconds without a byte from the peer before the connection is closed (``None``: off).
+    idle_timeout: ClassVar[float | None] = None
+    #: Seconds of silence before TCP keepalive probes the peer (``None``: off).
+    keepalive: ClassVar[float | None] = DEFAULT_KEEPALIVE
     #: Seconds a close after a framing error waits for the peer to close too.
     linger_timeout: ClassVar[float] = 2.0
+    #: Seconds :meth:`close` waits without flushing progress before aborting.
+    close_timeout: ClassVar[float] = DEFAULT_CLOSE_TIMEOUT
 
     transport: asyncio.Transport | None
 
@@ -64,19 +146,40 @@ class MessageProtocol(asyncio.BufferedProtocol):
         framing: Framing | None = None,
         read_size: int | None = None,
         write_high_water: int | None = None,
+        write_backpressure: bool | None = None,
+        message_timeout: float | _UnsetType | None = UNSET,
+        idle_timeout: float | _UnsetType | None = UNSET,
+        keepalive: float | _UnsetType | None = UNSET,
+        linger_timeout: float | None = None,
+        close_timeout: float | None = None,
     ) -> None:
-        chosen = framing if framing is not None else type(self).framing
+        """Each argument left out takes the class attribute of the same name.
+
+        Raises:
+            TypeError: no framing, neither as an argument nor as a class attribute.
+        """
+        cls = type(self)
+        chosen = framing if framing is not None else cls.framing
         if chosen is None:
-            raise TypeError(f"{type(self).__name__} needs a framing (class attribute or argument)")
+            raise TypeError(f"{cls.__name__} needs a framing (class attribute or argument)")
         self._framing: Framing = chosen
         self._decoder = chosen.decoder()
-        self._buffer = memoryview(bytearray(read_size or self.read_size))
-        self._write_high_water = write_high_water or self.write_high_water
+        self._buffer = _shared_read_buffer(read_size or cls.read_size)
+        self._write_high_water = write_high_water or cls.write_high_water
+        self._write_backpressure = (
+            cls.write_backpressure if write_backpressure is None else write_backpressure
+        )
+        self._message_timeout = cls.message_timeout if message_timeout is UNSET else message_timeout
+        self._idle_timeout = cls.idle_timeout if idle_timeout is UNSET else idle_timeout
+        self._keepalive = cls.keepalive if keepalive is UNSET else keepalive
+        self._linger_timeout = cls.linger_timeout if linger_timeout is None else linger_timeout
+        self._close_timeout = cls.close_timeout if close_timeout is None else close_timeout
         self.transport = None
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._reading_paused = False
-        self._lost: BaseException | None = None
+        self._app_paused = False  # pause_reading() was called
+        self._reading_paused = False  # the transport is not reading (either reason)
+        self._lost: ConnectionClosed | None = None
         self._closed = False
         self._closed_waiter: asyncio.Future[None] | None = None
         self._discarding = False
@@ -84,13 +187,29 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._linger_timer: asyncio.TimerHandle | None = None
         self._batch: list[bytes] = []  # the messages being delivered
         self._reading_into_body = False  # get_buffer() handed out the decoder's read window
+        # The timeout clocks: read on every read only when a timeout is set.
+        self._timing = self._message_timeout is not None or self._idle_timeout is not None
+        self._last_read = 0.0  # loop time of the last read
+        self._message_started: float | None = None  # loop time the unfinished message began
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio callbacks: override the user-facing ones, not these ---------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Remember the transport and set the write limit. Call ``super()`` if you override it."""
+        """Remember the transport, set its limits, start the clocks.
+
+        Call ``super()`` if you override it.
+        """
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=self._write_high_water)
+        if self._keepalive is not None:
+            enable_keepalive(transport.get_extra_info("socket"), self._keepalive)
+        if self._timing:
+            self._last_read = asyncio.get_running_loop().time()
+            if self._idle_timeout is not None:
+                self._arm(self._last_read + self._idle_timeout)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # Inside a body longer than a read, the loop reads straight into the
@@ -103,6 +222,8 @@ class MessageProtocol(asyncio.BufferedProtocol):
         if self._reading_into_body:  # the bytes are in the body already; they end no message
             self._reading_into_body = False
             self._decoder._advance(nbytes)
+            if self._timing:
+                self._last_read = asyncio.get_running_loop().time()
             return
         if self._discarding or self._closed:  # after a framing error or close(): dropped
             return
@@ -110,18 +231,21 @@ class MessageProtocol(asyncio.BufferedProtocol):
             messages = self._decoder.feed(self._buffer[:nbytes])
         except FramingError as exc:
             self._deliver(exc.messages)
-            self._fail(exc)
+            self._fail(detached(exc))
             return
+        if self._timing:
+            self._track_message(bool(messages))
         self._deliver(messages)
 
     def eof_received(self) -> bool:
         self._peer_eof = True
+        self._cancel_timer()  # the peer sends nothing more: nothing to wait for
         if self._discarding:
             return False  # the lingering close is over: let asyncio close
         try:
             messages = self._decoder.feed_eof()
         except FramingError as exc:
-            self._fail(exc)
+            self._fail(detached(exc))
             return False
         self._deliver(messages)
         return bool(self.peer_closed())
@@ -138,6 +262,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         """The application no longer wants messages: drop the rest of this batch."""
         self._closed = True
         self._batch.clear()
+        self._cancel_timer()
 
     def _fail(self, exc: FramingError) -> None:
         """The peer broke the framing: tell the application, then close (lingering)."""
@@ -161,39 +286,131 @@ class MessageProtocol(asyncio.BufferedProtocol):
             return
         if self._peer_eof or not transport.can_write_eof():
             transport.close()
+            self._watch_flush()
             return
         self._discarding = True
-        if not transport.is_reading():  # paused by the application: the peer's bytes must drain
+        if not transport.is_reading():  # paused: the peer's bytes must drain
             transport.resume_reading()
         transport.write_eof()
-        self._linger_timer = asyncio.get_running_loop().call_later(self.linger_timeout, self.abort)
+        self._linger_timer = asyncio.get_running_loop().call_later(
+            self._linger_timeout, self.abort
+        )
 
     def pause_writing(self) -> None:
+        """The peer is behind: :meth:`drain` waits and reading stops (``write_backpressure``).
+
+        Call ``super()`` if you override it.
+        """
         self._write_paused = True
+        if self._write_backpressure:
+            self._update_reading()
 
     def resume_writing(self) -> None:
+        """The peer caught up: wake :meth:`drain` and read again. Call ``super()`` if overridden."""
         self._write_paused = False
-        self._wake_drainers(None)
+        self._wake_drainers()
+        if self._write_backpressure:
+            self._update_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Wake every :meth:`drain` waiter. Call ``super()`` if you override it."""
+        """Wake every :meth:`drain` waiter and stop the timers. Call ``super()`` if overridden."""
         self._stop_delivery()
-        if self._linger_timer is not None:
-            self._linger_timer.cancel()
-        self._lost = ConnectionClosed(f"connection lost: {exc}" if exc else "connection closed")
-        self._lost.__cause__ = exc
-        self._wake_drainers(self._lost)
+        for timer in (self._linger_timer, self._flush_timer):
+            if timer is not None:
+                timer.cancel()
+        self._linger_timer = self._flush_timer = None
+        lost = ConnectionClosed(f"connection lost: {exc}" if exc else "connection closed")
+        # Kept without traceback: its frames would tie this protocol in a cycle.
+        lost.__cause__ = detached(exc) if exc is not None else None
+        self._lost = lost
+        self._wake_drainers()
         if self._closed_waiter is not None and not self._closed_waiter.done():
             self._closed_waiter.set_result(None)
 
-    def _wake_drainers(self, exc: BaseException | None) -> None:
+    def _wake_drainers(self) -> None:
+        # Results only: a waiter holding an exception would hold the frames it
+        # is raised through. drain() raises a fresh error when it wakes.
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
             if not waiter.done():
-                if exc is None:
-                    waiter.set_result(None)
-                else:
-                    waiter.set_exception(exc)
+                waiter.set_result(None)
+
+    # --- timeouts ------------------------------------------------------------------
+
+    def _track_message(self, completed: bool) -> None:
+        """After a read: note the time, and when the unfinished message (if any) began."""
+        now = asyncio.get_running_loop().time()
+        self._last_read = now
+        if not self._decoder.buffered:
+            self._message_started = None
+        elif completed or self._message_started is None:
+            # A new message began in this read (one that ended in it was another).
+            self._message_started = now
+            if self._message_timeout is not None:
+                self._arm(now + self._message_timeout)
+
+    def _arm(self, when: float) -> None:
+        """Make sure the timer fires at ``when`` or before (one timer per connection)."""
+        if self._timer is not None:
+            if self._timer_when <= when:
+                return  # it fires earlier and looks again then
+            self._timer.cancel()
+        self._timer_when = when
+        self._timer = asyncio.get_running_loop().call_at(when, self._check_timeouts)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check_timeouts(self) -> None:
+        self._timer = None
+        if self._closed or self._peer_eof:
+            return
+        now = asyncio.get_running_loop().time()
+        if self._reading_paused:
+            # Not reading is our choice, not the peer's fault: the clocks restart
+            # on resume; look again after the shortest timeout.
+            shortest = min(t for t in (self._message_timeout, self._idle_timeout) if t is not None)
+            self._arm(now + shortest)
+            return
+        deadline: float | None = None
+        expired: ConnectionTimeout | None = None
+        if self._idle_timeout is not None:
+            deadline = self._last_read + self._idle_timeout
+            if now >= deadline:
+                expired = IdleTimeout(
+                    f"no data from the peer for {self._idle_timeout:g} s (idle_timeout)",
+                    timeout=self._idle_timeout,
+                )
+        if self._message_timeout is not None and self._message_started is not None:
+            message_deadline = self._message_started + self._message_timeout
+            if expired is None and now >= message_deadline:
+                expired = MessageTimeout(
+                    f"a message begun {now - self._message_started:.3g} s ago is still "
+                    f"incomplete ({self._decoder.buffered} bytes; message_timeout="
+                    f"{self._message_timeout:g} s)",
+                    timeout=self._message_timeout,
+                )
+            deadline = message_deadline if deadline is None else min(deadline, message_deadline)
+        if expired is not None:
+            self._expire(expired)
+        elif deadline is not None:
+            self._arm(deadline)
+
+    def _expire(self, exc: ConnectionTimeout) -> None:
+        """The peer was too slow: tell the application, then close (lingering)."""
+        self._discarding = True
+        try:
+            self.connection_timed_out(exc)
+        finally:
+            self._linger_close()
+
+    def _restart_clocks(self) -> None:
+        now = asyncio.get_running_loop().time()
+        self._last_read = now
+        if self._message_started is not None:
+            self._message_started = now
 
     # --- what subclasses override ------------------------------------------------
 
@@ -220,8 +437,20 @@ class MessageProtocol(asyncio.BufferedProtocol):
         seconds to close its side before the connection is aborted. The default
         logs a warning.
         """
-        peer = self.transport.get_extra_info("peername") if self.transport else None
-        logger.warning("closing connection from %r: %s", peer, exc)
+        logger.warning("closing connection from %r: %s", self.remote_address, exc)
+
+    def connection_timed_out(self, exc: ConnectionTimeout) -> None:
+        """Called when the peer was too slow: ``exc`` is a :class:`~aiomsg.MessageTimeout`
+        (a message begun ``message_timeout`` seconds ago is still incomplete) or an
+        :class:`~aiomsg.IdleTimeout` (nothing arrived for ``idle_timeout`` seconds).
+
+        The messages that arrived before have been delivered; the unfinished one
+        is dropped. You may :meth:`send` a last notice here. After this returns
+        the connection is closed as after a framing error (what was queued is
+        sent, then EOF; aborted after ``linger_timeout`` seconds). The default
+        logs at INFO level.
+        """
+        logger.info("closing connection from %r: %s", self.remote_address, exc)
 
     # --- what the application calls -----------------------------------------------
 
@@ -248,7 +477,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         """Half-close after what was queued: ``shutdown(SHUT_WR)``, "done sending, still listening".
 
         Raises:
-            ConnectionClosed: the connection is closed.
+            ConnectionClosed: the connection is closed (or was reset).
             NotImplementedError: the transport cannot half-close (TLS cannot);
                 nothing is sent.
         """
@@ -258,7 +487,10 @@ class MessageProtocol(asyncio.BufferedProtocol):
                 "this transport cannot half-close (TLS cannot: closing TLS closes both "
                 "directions); frame the end of the message instead of using send_eof()"
             )
-        transport.write_eof()
+        try:
+            transport.write_eof()
+        except OSError as exc:  # the peer reset the connection already
+            raise ConnectionClosed(f"cannot half-close: {exc}") from exc
 
     async def drain(self) -> None:
         """Wait until the write buffer is below its high-water mark.
@@ -266,25 +498,42 @@ class MessageProtocol(asyncio.BufferedProtocol):
         Raises:
             ConnectionClosed: the connection was lost; unsent data may be lost.
         """
-        if self._lost is not None:
-            raise self._lost
-        if not self._write_paused:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._drain_waiters.append(waiter)
-        await waiter
+        if self._lost is None and self._write_paused:
+            waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+        lost = self._lost
+        if lost is not None:
+            raise fresh(lost) from lost.__cause__
 
     def pause_reading(self) -> None:
-        """Stop reading from the peer until :meth:`resume_reading`; calls may repeat."""
-        if not self._reading_paused and self.transport is not None and not self._closed:
-            self._reading_paused = True
-            self.transport.pause_reading()
+        """Stop reading from the peer until :meth:`resume_reading`; calls may repeat.
+
+        While paused, the timeouts do not run: the silence is the application's.
+        """
+        self._app_paused = True
+        self._update_reading()
 
     def resume_reading(self) -> None:
         """Read from the peer again after :meth:`pause_reading`; calls may repeat."""
-        if self._reading_paused and self.transport is not None and not self._closed:
-            self._reading_paused = False
-            self.transport.resume_reading()
+        self._app_paused = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read while neither the application nor a full write buffer holds reading back."""
+        transport = self.transport
+        if transport is None or self._closed:
+            return
+        paused = self._app_paused or (self._write_paused and self._write_backpressure)
+        if paused == self._reading_paused:
+            return
+        self._reading_paused = paused
+        if paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+            if self._timing:
+                self._restart_clocks()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed (``connection_lost`` has run)."""
@@ -295,22 +544,58 @@ class MessageProtocol(asyncio.BufferedProtocol):
         await self._closed_waiter
 
     def close(self) -> None:
-        """Close after sending what was queued; no more messages are delivered."""
+        """Close after sending what was queued; no more messages are delivered.
+
+        A peer that stops reading cannot hold the connection open: once nothing
+        of what is queued has been sent for ``close_timeout`` seconds, the
+        connection is aborted.
+        """
         self._stop_delivery()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            self._watch_flush()
+
+    def _watch_flush(self) -> None:
+        """Abort a closing transport whose output makes no progress for ``close_timeout`` s."""
+        transport = self.transport
+        if transport is None or self._lost is not None or self._flush_timer is not None:
+            return
+        left = transport.get_write_buffer_size()
+        if not left:
+            return  # asyncio closes it on its next turn
+
+        def check() -> None:
+            self._flush_timer = None
+            if self._lost is not None:
+                return
+            now_left = transport.get_write_buffer_size()
+            if now_left and now_left >= left:
+                logger.info(
+                    "aborting connection to %r: the peer read none of the last %d bytes "
+                    "for %g s (close_timeout)",
+                    self.remote_address,
+                    now_left,
+                    self._close_timeout,
+                )
+                self.abort()
+            else:
+                self._watch_flush()
+
+        self._flush_timer = asyncio.get_running_loop().call_later(self._close_timeout, check)
 
     def abort(self) -> None:
         """Close at once, dropping queued data; the peer sees a reset (TCP RST)."""
         self._stop_delivery()
         if self.transport is not None:
-            # Without SO_LINGER=0 a socket whose input was all read closes with a
-            # FIN, which the peer cannot tell from a clean (empty) answer.
-            sock = self.transport.get_extra_info("socket")
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+            reset_on_close(self.transport.get_extra_info("socket"))
             self.transport.abort()
+
+    def is_closing(self) -> bool:
+        """Whether the connection is closed or on its way out (closing, lingering
+        after an error or a timeout, or lost): no more messages will be delivered."""
+        transport = self.transport
+        return self._closed or transport is None or transport.is_closing()
 
     def _writable(self) -> asyncio.Transport:
         transport = self.transport

@@ -217,7 +217,8 @@ class RequestProtocol(MessageProtocol):
     def __init__(
         self, handler: RequestHandler, *, framing: EndOfStream, timeout: float | None
     ) -> None:
-        super().__init__(framing=framing)
+        # Its own timeout bounds the whole exchange: no separate message timeout.
+        super().__init__(framing=framing, message_timeout=None)
         self._handler = handler
         self._timeout = timeout
         self._timer: asyncio.TimerHandle | None = None
@@ -226,9 +227,10 @@ class RequestProtocol(MessageProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self._timeout is not None:
-            self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._timeout, self._exchange_expired)
 
-    def _expire(self) -> None:
+    def _exchange_expired(self) -> None:
         logger.info("request from %r timed out after %ss", self.remote_address, self._timeout)
         if self._task is not None:
             self._task.cancel()

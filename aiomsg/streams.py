@@ -20,15 +20,23 @@ import ssl as _ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 
 from anyio import BusyResourceError
 
-from .errors import ConnectionClosed, FramingError
+from ._connection_end import log_connection_end
+from .errors import ConnectionClosed, ConnectionTimeout, FramingError, fresh
 from .framing import Buffer, Framing
-from .protocol import DEFAULT_READ_SIZE, DEFAULT_WRITE_HIGH_WATER, MessageProtocol
+from .protocol import (
+    DEFAULT_KEEPALIVE,
+    DEFAULT_MESSAGE_TIMEOUT,
+    DEFAULT_READ_SIZE,
+    DEFAULT_WRITE_HIGH_WATER,
+    MessageProtocol,
+)
 
 __all__ = [
+    "DEFAULT_BACKLOG",
     "Connection",
     "Handler",
     "Server",
@@ -49,14 +57,14 @@ class _QueueProtocol(MessageProtocol):
     def __init__(
         self,
         framing: Framing,
-        read_size: int,
-        write_high_water: int,
+        options: _Options,
         on_connected: Callable[[_QueueProtocol], None] | None = None,
     ) -> None:
-        super().__init__(framing=framing, read_size=read_size, write_high_water=write_high_water)
+        super().__init__(framing=framing, **options)
         self.ready: deque[bytes] = deque()
         self.waiter: asyncio.Future[None] | None = None
-        self.error: BaseException | None = None  # raised once `ready` is drained
+        # Raised (a fresh copy) once `ready` is drained; kept without traceback.
+        self.error: BaseException | None = None
         self.at_eof = False
         self._on_connected = on_connected
 
@@ -64,6 +72,7 @@ class _QueueProtocol(MessageProtocol):
         super().connection_made(transport)
         if self._on_connected is not None:
             self._on_connected(self)
+            self._on_connected = None
 
     def _deliver(self, messages: list[bytes]) -> None:
         if not messages:  # a read inside a long message: nothing to wake the receiver for
@@ -92,6 +101,13 @@ class _QueueProtocol(MessageProtocol):
         # error, and Connection.close() then closes lingering (see MessageProtocol).
         self.error = exc
         self._discarding = True
+        self._wake()
+
+    def connection_timed_out(self, exc: ConnectionTimeout) -> None:
+        # The connection closes now; the receiver meets the error after the
+        # messages that arrived before it. The server logs it where the
+        # handler ends, so nothing is logged here.
+        self.error = exc
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -135,13 +151,26 @@ class Connection:
         *,
         read_size: int = DEFAULT_READ_SIZE,
         write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
+        message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
+        idle_timeout: float | None = None,
+        keepalive: float | None = DEFAULT_KEEPALIVE,
     ) -> Connection:
         """Adopt a connection made by :func:`asyncio.open_connection` (or a server callback).
 
         The transport is handed to aiomsg; bytes the reader had already buffered
-        are decoded first. Do not use ``reader`` or ``writer`` afterwards.
+        are decoded first. Do not use ``reader`` or ``writer`` afterwards. The
+        limits are those of :func:`connect`.
         """
-        protocol = _QueueProtocol(framing, read_size, write_high_water)
+        protocol = _QueueProtocol(
+            framing,
+            _Options(
+                read_size=read_size,
+                write_high_water=write_high_water,
+                message_timeout=message_timeout,
+                idle_timeout=idle_timeout,
+                keepalive=keepalive,
+            ),
+        )
         transport = writer.transport
         # StreamReader keeps what it read but nobody asked for yet in `_buffer`;
         # there is no public way to take it, and it must not be lost.
@@ -182,6 +211,19 @@ class Connection:
             return self._ready.popleft()
         return await self._receive_slow()
 
+    async def receive_or_none(self) -> bytes | None:
+        """Return the next message, or ``None`` once the peer has closed cleanly.
+
+        The same as :meth:`receive`, except that a clean end of stream returns
+        ``None`` (as ``async for`` ends) instead of raising
+        :class:`~aiomsg.ConnectionClosed`; everything else raises as there.
+        """
+        if self._ready:
+            return self._ready.popleft()
+        if not await self._wait_ready():
+            return None
+        return self._ready.popleft()
+
     async def _receive_slow(self) -> bytes:
         if not await self._wait_ready():
             raise ConnectionClosed("the peer closed the connection")
@@ -198,14 +240,16 @@ class Connection:
         self._receiving = True
         try:
             while not self._ready:
-                if protocol.error is not None:
-                    raise protocol.error
+                error = protocol.error
+                if error is not None:
+                    # A fresh exception each time: re-raising the kept one would
+                    # grow its traceback and tie it to these frames.
+                    raise fresh(error) from error.__cause__
                 if protocol.at_eof:
                     return False
                 if self._closed:
                     raise ConnectionClosed("connection is closed")
-                if protocol._reading_paused:
-                    protocol.resume_reading()  # caught up: read again
+                protocol.resume_reading()  # caught up: read again
                 protocol.waiter = waiter = asyncio.get_running_loop().create_future()
                 await waiter
             return True
@@ -246,6 +290,23 @@ class Connection:
         """
         self._protocol.send_many(messages)
         await self._protocol.drain()
+
+    async def drain(self) -> None:
+        """Wait while the write buffer is over its high-water mark (``send()`` does this).
+
+        Raises:
+            ConnectionClosed: the connection was lost.
+        """
+        await self._protocol.drain()
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        """The asyncio transport (``None`` before the connection is made).
+
+        Bytes written to it directly bypass the framing: the peer must expect them.
+        Do not pause or resume its reading: the connection does that.
+        """
+        return self._protocol.transport
 
     def can_send_eof(self) -> bool:
         """Return whether :meth:`send_eof` is possible (False over TLS)."""
@@ -297,8 +358,7 @@ class Connection:
 
     def is_closing(self) -> bool:
         """Return whether the connection is closed or closing."""
-        transport = self._protocol.transport
-        return self._closed or transport is None or transport.is_closing()
+        return self._closed or self._protocol.is_closing()
 
     async def __aenter__(self) -> Connection:
         return self
@@ -335,6 +395,20 @@ class Connection:
 
 # --- clients ---------------------------------------------------------------------------
 
+#: Listen backlog of :func:`serve`: a burst of clients connecting at once is
+#: queued by the kernel instead of being made to retry (a SYN retry costs 1 s+).
+DEFAULT_BACKLOG = 1024
+
+
+class _Options(TypedDict):
+    """The per-connection limits, passed to :class:`MessageProtocol` (see its docstring)."""
+
+    read_size: int
+    write_high_water: int
+    message_timeout: float | None
+    idle_timeout: float | None
+    keepalive: float | None
+
 
 async def connect(
     host: str,
@@ -344,16 +418,40 @@ async def connect(
     ssl: _ssl.SSLContext | bool | None = None,
     read_size: int = DEFAULT_READ_SIZE,
     write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
+    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
+    idle_timeout: float | None = None,
+    keepalive: float | None = DEFAULT_KEEPALIVE,
     **kwargs: Any,
 ) -> Connection:
     """Open a TCP connection and return it framed with ``framing``.
 
+    Limits (``None`` turns a timeout off):
+
+    * ``message_timeout`` - seconds a message that has begun may take to
+      complete; then ``receive()`` raises :class:`~aiomsg.MessageTimeout` and
+      the connection is closed.
+    * ``idle_timeout`` - seconds without any byte from the peer; then
+      ``receive()`` raises :class:`~aiomsg.IdleTimeout` and the connection is
+      closed. Off by default.
+    * ``keepalive`` - seconds of silence before TCP keepalive probes the peer,
+      so that a peer that vanished is found (the connection then fails with
+      :class:`~aiomsg.ConnectionClosed`).
+    * ``read_size`` (bytes per read) and ``write_high_water`` (unsent bytes
+      above which ``send()`` waits and reading stops).
+
     ``ssl`` and other keyword arguments go to :meth:`asyncio.loop.create_connection`.
     Raises :class:`OSError` if the connection cannot be made.
     """
+    options = _Options(
+        read_size=read_size,
+        write_high_water=write_high_water,
+        message_timeout=message_timeout,
+        idle_timeout=idle_timeout,
+        keepalive=keepalive,
+    )
     loop = asyncio.get_running_loop()
     _, protocol = await loop.create_connection(
-        lambda: _QueueProtocol(framing, read_size, write_high_water), host, port, ssl=ssl, **kwargs
+        lambda: _QueueProtocol(framing, options), host, port, ssl=ssl, **kwargs
     )
     return Connection(protocol)
 
@@ -364,12 +462,21 @@ async def connect_unix(
     framing: Framing,
     read_size: int = DEFAULT_READ_SIZE,
     write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
+    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
+    idle_timeout: float | None = None,
     **kwargs: Any,
 ) -> Connection:
-    """Open a Unix-socket connection and return it framed with ``framing``."""
+    """Open a Unix-socket connection and return it framed with ``framing``; see :func:`connect`."""
+    options = _Options(
+        read_size=read_size,
+        write_high_water=write_high_water,
+        message_timeout=message_timeout,
+        idle_timeout=idle_timeout,
+        keepalive=None,
+    )
     loop = asyncio.get_running_loop()
     _, protocol = await loop.create_unix_connection(
-        lambda: _QueueProtocol(framing, read_size, write_high_water), os.fspath(path), **kwargs
+        lambda: _QueueProtocol(framing, options), os.fspath(path), **kwargs
     )
     return Connection(protocol)
 
@@ -453,14 +560,11 @@ class Server:
 
     async def _run_handler(self, conn: Connection) -> None:
         assert self._handler is not None
+        peer = conn.remote_address  # read now: a closed transport no longer knows it
         try:
             await self._handler(conn)
-        except (ConnectionClosed, ConnectionError) as exc:
-            logger.debug("connection %r ended: %r", conn.remote_address, exc)
-        except FramingError as exc:
-            logger.warning("closing %r: %s", conn.remote_address, exc)
-        except Exception:
-            logger.exception("handler failed for %r; closing that connection", conn.remote_address)
+        except Exception as exc:  # one connection's failure never ends the server
+            log_connection_end(exc, peer)
         finally:
             conn.close()
             await conn.wait_closed()
@@ -475,22 +579,36 @@ def serve(
     ssl: _ssl.SSLContext | None = None,
     read_size: int = DEFAULT_READ_SIZE,
     write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
+    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
+    idle_timeout: float | None = None,
+    keepalive: float | None = DEFAULT_KEEPALIVE,
+    backlog: int = DEFAULT_BACKLOG,
     **kwargs: Any,
 ) -> Server:
     """Serve framed TCP connections: ``async with serve(handler, host, port, framing=...)``.
 
     ``handler(conn)`` runs in its own task for each client; the connection is
     closed when it returns or raises (exceptions are logged, the server goes on).
-    Port 0 picks a free port: read it from ``server.port``. ``ssl`` and other
-    keyword arguments go to :meth:`asyncio.loop.create_server`.
+    Port 0 picks a free port: read it from ``server.port``. The per-connection
+    limits are those of :func:`connect`; ``backlog`` is the listen queue. ``ssl``
+    and other keyword arguments (``ssl_handshake_timeout``, ``reuse_port``...)
+    go to :meth:`asyncio.loop.create_server`.
     """
+    options = _Options(
+        read_size=read_size,
+        write_high_water=write_high_water,
+        message_timeout=message_timeout,
+        idle_timeout=idle_timeout,
+        keepalive=keepalive,
+    )
 
     async def listen(server: Server) -> asyncio.Server:
         return await asyncio.get_running_loop().create_server(
-            lambda: _QueueProtocol(framing, read_size, write_high_water, server._accept),
+            lambda: _QueueProtocol(framing, options, server._accept),
             host,
             port,
             ssl=ssl,
+            backlog=backlog,
             **kwargs,
         )
 
@@ -504,14 +622,25 @@ def serve_unix(
     framing: Framing,
     read_size: int = DEFAULT_READ_SIZE,
     write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
+    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
+    idle_timeout: float | None = None,
+    backlog: int = DEFAULT_BACKLOG,
     **kwargs: Any,
 ) -> Server:
     """Serve framed connections on a Unix socket at ``path``; otherwise as :func:`serve`."""
+    options = _Options(
+        read_size=read_size,
+        write_high_water=write_high_water,
+        message_timeout=message_timeout,
+        idle_timeout=idle_timeout,
+        keepalive=None,
+    )
 
     async def listen(server: Server) -> asyncio.Server:
         return await asyncio.get_running_loop().create_unix_server(
-            lambda: _QueueProtocol(framing, read_size, write_high_water, server._accept),
+            lambda: _QueueProtocol(framing, options, server._accept),
             os.fspath(path),
+            backlog=backlog,
             **kwargs,
         )
 

@@ -125,7 +125,10 @@ class Decoder(ABC):
     __slots__ = ("_error", "_finished")
 
     def __init__(self) -> None:
-        self._error: FramingError | None = None
+        # Why the decoder failed, as text: keeping the exception itself would tie
+        # it, its traceback and every frame in it (this decoder included) in a
+        # reference cycle that only the cyclic GC frees.
+        self._error: str | None = None
         self._finished = False
 
     def feed(self, data: Buffer) -> list[bytes]:
@@ -148,7 +151,7 @@ class Decoder(ABC):
                 self._feed_buffer(data, out)
             except FramingError as exc:
                 exc.messages = out
-                self._error = exc
+                self._error = str(exc)
                 raise
         return out
 
@@ -168,7 +171,7 @@ class Decoder(ABC):
         try:
             return self._feed_eof()
         except FramingError as exc:
-            self._error = exc
+            self._error = str(exc)
             raise
 
     @property
@@ -192,7 +195,7 @@ class Decoder(ABC):
 
     def _check_usable(self) -> None:
         if self._error is not None:
-            raise FramingError(f"decoder failed earlier: {self._error}") from self._error
+            raise FramingError(f"decoder failed earlier: {self._error}")
         if self._finished:
             raise FramingError("decoder already saw the end of the stream")
 

@@ -170,7 +170,7 @@ class _AcceleratedDecoder(HeaderDecoder):
                 self._stopped_at(data, pos, out)
         except FramingError as exc:
             exc.messages = out
-            self._error = exc
+            self._error = str(exc)
             raise
         return out
 

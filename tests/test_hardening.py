@@ -1,0 +1,601 @@
+"""What one rude client can do to a server, on every front: it must not keep memory alive,
+hold a connection forever, or grow the server without bound.
+
+Every test uses loopback only and is bounded in time (``asyncio.timeout`` / ``anyio.fail_after``)
+and in count. Timeouts here are short (a fraction of a second) through the knobs; the
+defaults are checked by value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import socket
+import threading
+import tracemalloc
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from typing import Any
+
+import anyio
+import pytest
+
+import aiomsg
+
+FRAMING = aiomsg.LengthPrefixed(4)
+# A header announcing 64 KiB, and half of that body: a message cut short.
+HALF_MESSAGE = FRAMING.encode(b"x" * 65536)[: 4 + 32768]
+
+
+@contextmanager
+def gc_disabled() -> Iterator[None]:
+    """Only reference counting frees memory here: what a cycle holds stays visible."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def wait_until(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
+    """Poll ``predicate`` (closes finish on later loop turns); bounded in time."""
+    for _ in range(int(seconds / 0.01)):
+        if predicate():
+            return True
+        await anyio.sleep(0.01)
+    return predicate()
+
+
+def alive(refs: list[weakref.ref[Any]]) -> list[Any]:
+    return [obj for ref in refs if (obj := ref()) is not None]
+
+
+# --- the Streams and Protocol fronts ---------------------------------------------------
+
+
+async def raw_client(
+    port: int, payload: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A plain TCP client that sends ``payload``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(payload)
+    await writer.drain()
+    return reader, writer
+
+
+async def raw_clients(port: int, count: int, payload: bytes) -> list[asyncio.StreamWriter]:
+    """``count`` plain TCP clients that each send ``payload``."""
+    return [(await raw_client(port, payload))[1] for _ in range(count)]
+
+
+async def close_all(writers: list[asyncio.StreamWriter]) -> None:
+    for writer in writers:
+        writer.close()
+    for writer in writers:
+        with suppress(OSError):
+            await writer.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_streams_frees_connections_with_partial_messages_without_gc() -> None:
+    refs: list[weakref.ref[Any]] = []
+    errors: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(conn: aiomsg.Connection) -> None:
+        refs.append(weakref.ref(conn))
+        try:
+            await conn.receive()
+        except aiomsg.IncompleteMessageError as exc:
+            refs.append(weakref.ref(exc))
+            errors.append(type(exc).__name__)
+        if len(errors) == 200:
+            done.set()
+
+    with gc_disabled():
+        async with asyncio.timeout(30):
+            async with aiomsg.serve(handler, "127.0.0.1", 0, framing=FRAMING) as server:
+                writers = await raw_clients(server.port, 200, HALF_MESSAGE)
+                await close_all(writers)
+                await done.wait()
+                assert await wait_until(lambda: not alive(refs)), alive(refs)[:3]
+    assert len(refs) == 400
+
+
+@pytest.mark.asyncio
+async def test_protocol_frees_connections_with_partial_messages_without_gc() -> None:
+    refs: list[weakref.ref[Any]] = []
+    lost = 0
+
+    class Sink(aiomsg.MessageProtocol):
+        framing = FRAMING
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            refs.append(weakref.ref(self))
+
+        def message_received(self, message: bytes) -> None:
+            raise AssertionError("no message is complete")
+
+        def framing_error(self, exc: aiomsg.FramingError) -> None:
+            assert isinstance(exc, aiomsg.IncompleteMessageError)
+            refs.append(weakref.ref(exc))
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            nonlocal lost
+            super().connection_lost(exc)
+            lost += 1
+
+    with gc_disabled():
+        async with asyncio.timeout(30):
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(Sink, "127.0.0.1", 0)
+            async with server:
+                port = server.sockets[0].getsockname()[1]
+                writers = await raw_clients(port, 200, HALF_MESSAGE)
+                await close_all(writers)
+                assert await wait_until(lambda: lost == 200)
+                assert await wait_until(lambda: not alive(refs)), alive(refs)[:3]
+    assert len(refs) == 400
+
+
+@pytest.mark.asyncio
+async def test_kept_errors_are_raised_fresh_each_time() -> None:
+    """A stored error raised again must not grow a traceback (or keep the raiser's frames)."""
+    received: list[aiomsg.IncompleteMessageError] = []
+
+    async def cut(conn: aiomsg.Connection) -> None:
+        assert conn.transport is not None
+        conn.transport.write(HALF_MESSAGE)
+
+    async with aiomsg.serve(cut, "127.0.0.1", 0, framing=FRAMING) as server:
+        async with await aiomsg.connect("127.0.0.1", server.port, framing=FRAMING) as conn:
+            for _ in range(3):
+                with pytest.raises(aiomsg.IncompleteMessageError) as info:
+                    await conn.receive()
+                received.append(info.value)
+    assert len({id(e) for e in received}) == 3
+    depths = []
+    for exc in received:
+        tb, depth = exc.__traceback__, 0
+        while tb is not None:
+            tb, depth = tb.tb_next, depth + 1
+        depths.append(depth)
+    assert depths[0] == depths[1] == depths[2]
+    assert all(e.partial == HALF_MESSAGE for e in received)
+
+
+# --- timeouts ------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_streams_message_timeout_closes_a_stalled_message_only() -> None:
+    outcomes: dict[str, Any] = {}
+
+    async def handler(conn: aiomsg.Connection) -> None:
+        name = (await conn.receive()).decode()
+        try:
+            outcomes[name] = await conn.receive()
+        except aiomsg.AiomsgError as exc:
+            outcomes[name] = exc
+
+    async with asyncio.timeout(20):
+        async with aiomsg.serve(
+            handler, "127.0.0.1", 0, framing=FRAMING, message_timeout=0.3
+        ) as server:
+            stalled_reader, stalled = await raw_client(
+                server.port, FRAMING.encode(b"stalled") + HALF_MESSAGE
+            )
+            idle_reader, idle = await raw_client(server.port, FRAMING.encode(b"idle"))
+            _, slow = await raw_client(server.port, FRAMING.encode(b"slow") + HALF_MESSAGE[:10])
+            await asyncio.sleep(0.15)  # slow but in time: the rest comes within the limit
+            slow.write(FRAMING.encode(b"x" * 65536)[10:])
+            assert await stalled_reader.read() == b""  # the server closed the stalled client
+            await asyncio.sleep(0.5)  # past the message timeout: the idle client stays
+            assert not idle_reader.at_eof()
+            idle.write(FRAMING.encode(b"still here"))
+            await wait_until(lambda: len(outcomes) == 3)
+            await close_all([stalled, idle, slow])
+    assert isinstance(outcomes["stalled"], aiomsg.MessageTimeout)
+    assert isinstance(outcomes["stalled"], TimeoutError)
+    assert outcomes["stalled"].timeout == 0.3
+    assert outcomes["idle"] == b"still here"
+    assert outcomes["slow"] == b"x" * 65536
+
+
+@pytest.mark.asyncio
+async def test_streams_idle_timeout_closes_a_silent_peer_only() -> None:
+    outcomes: dict[str, Any] = {}
+
+    async def handler(conn: aiomsg.Connection) -> None:
+        name = (await conn.receive()).decode()
+        count = 0
+        try:
+            async for _ in conn:
+                count += 1
+            outcomes[name] = count
+        except aiomsg.IdleTimeout as exc:
+            outcomes[name] = exc
+
+    async with asyncio.timeout(20):
+        async with aiomsg.serve(
+            handler, "127.0.0.1", 0, framing=FRAMING, idle_timeout=0.3
+        ) as server:
+            silent = await raw_clients(server.port, 1, FRAMING.encode(b"silent"))
+            chatty = await raw_clients(server.port, 1, FRAMING.encode(b"chatty"))
+            for _ in range(8):  # 0.8 s in all, never 0.3 s of silence
+                await asyncio.sleep(0.1)
+                chatty[0].write(FRAMING.encode(b"tick"))
+            assert await wait_until(lambda: "silent" in outcomes)
+            chatty[0].write_eof()
+            assert await wait_until(lambda: "chatty" in outcomes)
+            await close_all(silent + chatty)
+    assert isinstance(outcomes["silent"], aiomsg.IdleTimeout)
+    assert outcomes["chatty"] == 8
+
+
+@pytest.mark.asyncio
+async def test_paused_reading_stops_the_message_clock() -> None:
+    """While the application is behind, the peer's unread half message is not its fault."""
+    got: list[bytes] = []
+    first_read = asyncio.Event()
+
+    async def handler(conn: aiomsg.Connection) -> None:
+        got.append(await conn.receive())
+        first_read.set()
+        await asyncio.sleep(0.8)  # behind: reading pauses while messages wait
+        got.extend([await conn.receive() for _ in range(3)])
+
+    async with asyncio.timeout(20):
+        async with aiomsg.serve(
+            handler, "127.0.0.1", 0, framing=FRAMING, message_timeout=0.3
+        ) as server:
+            (writer,) = await raw_clients(server.port, 1, FRAMING.encode(b"one"))
+            await first_read.wait()
+            writer.write(FRAMING.encode(b"two"))
+            await asyncio.sleep(0.1)
+            writer.write(FRAMING.encode(b"three") + HALF_MESSAGE)
+            await asyncio.sleep(0.5)  # while the handler sleeps, the message is finished
+            writer.write(FRAMING.encode(b"x" * 65536)[len(HALF_MESSAGE) :])
+            assert await wait_until(lambda: len(got) == 4)
+            await close_all([writer])
+    assert got == [b"one", b"two", b"three", b"x" * 65536]
+
+
+@pytest.mark.asyncio
+async def test_protocol_front_gets_connection_timed_out() -> None:
+    expired: list[aiomsg.ConnectionTimeout] = []
+    closed = asyncio.Event()
+
+    class Sink(aiomsg.MessageProtocol):
+        framing = FRAMING
+        message_timeout = 0.3
+
+        def message_received(self, message: bytes) -> None:
+            pass
+
+        def connection_timed_out(self, exc: aiomsg.ConnectionTimeout) -> None:
+            expired.append(exc)
+            self.send(b"too slow")  # a last notice goes out before the close
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            closed.set()
+
+    async with asyncio.timeout(20):
+        server = await asyncio.get_running_loop().create_server(Sink, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(HALF_MESSAGE)
+            assert await reader.read() == FRAMING.encode(b"too slow")  # then EOF
+            writer.close()
+            await closed.wait()
+    assert len(expired) == 1 and isinstance(expired[0], aiomsg.MessageTimeout)
+
+
+@pytest.mark.asyncio
+async def test_client_message_timeout_on_a_stalled_server() -> None:
+    async def stall(conn: aiomsg.Connection) -> None:
+        assert conn.transport is not None
+        conn.transport.write(HALF_MESSAGE)
+        await asyncio.sleep(5)
+
+    async with asyncio.timeout(10):
+        async with aiomsg.serve(stall, "127.0.0.1", 0, framing=FRAMING) as server:
+            async with await aiomsg.connect(
+                "127.0.0.1", server.port, framing=FRAMING, message_timeout=0.3
+            ) as conn:
+                with pytest.raises(aiomsg.MessageTimeout):
+                    await conn.receive()
+                with pytest.raises(aiomsg.MessageTimeout):  # and again, not a hang
+                    await conn.receive()
+                assert conn.is_closing()
+
+
+@pytest.mark.asyncio
+async def test_defaults_and_keepalive_on_accepted_sockets() -> None:
+    assert aiomsg.MessageProtocol.message_timeout == 60.0
+    assert aiomsg.MessageProtocol.idle_timeout is None
+    options: list[tuple[int, int]] = []
+
+    async def handler(conn: aiomsg.Connection) -> None:
+        sock = conn.get_extra_info("socket")
+        options.append(
+            (
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+            )
+        )
+
+    async with asyncio.timeout(10):
+        async with aiomsg.serve(handler, "127.0.0.1", 0, framing=FRAMING) as server:
+            async with await aiomsg.connect("127.0.0.1", server.port, framing=FRAMING):
+                assert await wait_until(lambda: len(options) == 1)
+        async with aiomsg.serve(handler, "127.0.0.1", 0, framing=FRAMING, keepalive=None) as server:
+            async with await aiomsg.connect("127.0.0.1", server.port, framing=FRAMING):
+                assert await wait_until(lambda: len(options) == 2)
+    assert options[0] == (1, 60)
+    assert options[1][0] == 0
+
+
+# --- bounded memory against a client that never reads ---------------------------------------
+
+
+def flood_without_reading(port: int, limit: int = 64 * 1024 * 1024) -> int:
+    """Send 1 KiB messages until the server stops taking them (or ``limit``); never read.
+
+    Returns the bytes the server's side accepted. Runs in a thread.
+    """
+    chunk = FRAMING.encode(b"m" * 1020) * 64
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(0.5)  # half a second without progress: the server stopped reading
+        try:
+            while sent < limit:
+                sent += sock.send(chunk)
+        except TimeoutError:
+            pass
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    return sent
+
+
+@asynccontextmanager
+async def traced() -> AsyncIterator[Callable[[], int]]:
+    tracemalloc.start()
+    try:
+        yield lambda: tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+# What an echo server may hold for one client that never reads: the write buffer up to
+# its high-water mark and a read's worth of messages, with room for allocator slack.
+ECHO_BOUND = 4 * 1024 * 1024
+
+
+@pytest.mark.asyncio
+async def test_streams_echo_is_bounded_against_a_client_that_never_reads() -> None:
+    async def echo(conn: aiomsg.Connection) -> None:
+        async for message in conn:
+            await conn.send(message)
+
+    async with asyncio.timeout(30), traced() as peak:
+        async with aiomsg.serve(echo, "127.0.0.1", 0, framing=FRAMING) as server:
+            sent = await asyncio.to_thread(flood_without_reading, server.port)
+        assert sent < 48 * 1024 * 1024  # it was held back...
+        assert peak() < ECHO_BOUND  # ...and the server stayed small
+
+
+@pytest.mark.asyncio
+async def test_documented_protocol_echo_is_bounded() -> None:
+    class Echo(aiomsg.MessageProtocol):  # as docs/asyncio.md writes it
+        framing = FRAMING
+
+        def message_received(self, message: bytes) -> None:
+            self.send(message)
+
+    async with asyncio.timeout(30), traced() as peak:
+        server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            sent = await asyncio.to_thread(flood_without_reading, port)
+        assert sent < 48 * 1024 * 1024
+        assert peak() < ECHO_BOUND
+
+
+@pytest.mark.asyncio
+async def test_write_backpressure_can_be_turned_off() -> None:
+    """The opt-out: the application then bounds its writes itself (here: it does not)."""
+
+    class Echo(aiomsg.MessageProtocol):
+        framing = FRAMING
+        write_backpressure = False
+
+        def message_received(self, message: bytes) -> None:
+            self.send(message)
+
+    server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
+    async with asyncio.timeout(30), server:
+        port = server.sockets[0].getsockname()[1]
+        sent = await asyncio.to_thread(flood_without_reading, port, 16 * 1024 * 1024)
+    assert sent == 16 * 1024 * 1024  # nothing held the client back
+
+
+@pytest.mark.asyncio
+async def test_idle_connections_hold_no_read_buffer() -> None:
+    """An idle connection costs a few KiB of Python memory, not a read buffer each."""
+
+    async def handler(conn: aiomsg.Connection) -> None:
+        async for _ in conn:
+            pass
+
+    async with asyncio.timeout(30):
+        async with aiomsg.serve(handler, "127.0.0.1", 0, framing=FRAMING) as server:
+            warm = await raw_clients(server.port, 10, FRAMING.encode(b"warm-up"))
+            await asyncio.sleep(0.1)
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                writers = await raw_clients(server.port, 200, b"")
+                await asyncio.sleep(0.2)
+                per_connection = (tracemalloc.get_traced_memory()[0] - before) / 200
+            finally:
+                tracemalloc.stop()
+            await close_all(warm + writers)
+    # The clients' own objects are in this process too: both ends together stay small.
+    assert per_connection < 16 * 1024, per_connection
+
+
+# --- the anyio front, on asyncio, uvloop and trio ---------------------------------------------
+
+
+@asynccontextmanager
+async def framed_server(
+    handler: Callable[[aiomsg.FramedStream], Awaitable[None]], **options: Any
+) -> AsyncIterator[int]:
+    async with anyio.create_task_group() as tg:
+        serve = functools.partial(
+            aiomsg.serve_framed, handler, "127.0.0.1", 0, framing=FRAMING, **options
+        )
+        yield await tg.start(serve)
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_framed_stream_message_timeout() -> None:
+    outcome: list[BaseException] = []
+    done = anyio.Event()
+
+    async def handler(stream: aiomsg.FramedStream) -> None:
+        try:
+            await stream.receive()
+        except aiomsg.MessageTimeout as exc:
+            outcome.append(exc)
+        done.set()
+
+    with anyio.fail_after(20):
+        async with framed_server(handler, message_timeout=0.3) as port:
+            async with await anyio.connect_tcp("127.0.0.1", port) as client:
+                await client.send(HALF_MESSAGE)
+                await done.wait()
+                with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                    await client.receive()  # the server closed the connection
+    assert len(outcome) == 1 and outcome[0].timeout == 0.3
+
+
+@pytest.mark.anyio
+async def test_framed_stream_idle_timeout() -> None:
+    outcome: list[Any] = []
+    done = anyio.Event()
+
+    async def handler(stream: aiomsg.FramedStream) -> None:
+        got = []
+        try:
+            async for message in stream:
+                got.append(message)
+        except aiomsg.IdleTimeout as exc:
+            outcome.append((got, exc))
+        done.set()
+
+    with anyio.fail_after(20):
+        async with framed_server(handler, idle_timeout=0.3) as port:
+            async with await anyio.connect_tcp("127.0.0.1", port) as client:
+                for _ in range(5):
+                    await client.send(FRAMING.encode(b"tick"))
+                    await anyio.sleep(0.1)
+                await done.wait()
+    assert outcome[0][0] == [b"tick"] * 5
+
+
+@pytest.mark.anyio
+async def test_framed_stream_frees_connections_without_gc() -> None:
+    refs: list[weakref.ref[Any]] = []
+    count = 0
+    done = anyio.Event()
+
+    async def handler(stream: aiomsg.FramedStream) -> None:
+        nonlocal count
+        refs.append(weakref.ref(stream))
+        try:
+            await stream.receive()
+        except aiomsg.IncompleteMessageError as exc:
+            refs.append(weakref.ref(exc))
+        count += 1
+        if count == 100:
+            done.set()
+
+    with gc_disabled(), anyio.fail_after(30):
+        async with framed_server(handler) as port:
+            for _ in range(100):
+                async with await anyio.connect_tcp("127.0.0.1", port) as client:
+                    await client.send(HALF_MESSAGE)
+            await done.wait()
+            assert await wait_until(lambda: not alive(refs)), alive(refs)[:3]
+    assert len(refs) == 200
+
+
+@pytest.mark.anyio
+async def test_framed_echo_is_bounded_against_a_client_that_never_reads() -> None:
+    async def echo(stream: aiomsg.FramedStream) -> None:
+        async for message in stream:
+            await stream.send(message)
+
+    with anyio.fail_after(30):
+        tracemalloc.start()
+        try:
+            async with framed_server(echo) as port:
+                sent = await anyio.to_thread.run_sync(flood_without_reading, port)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert sent < 48 * 1024 * 1024
+    assert peak < ECHO_BOUND
+
+
+@pytest.mark.anyio
+async def test_handler_exception_groups_do_not_end_the_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def handler(stream: aiomsg.FramedStream) -> None:
+        async with anyio.create_task_group() as tg:  # a reset reaches us wrapped in a group
+            tg.start_soon(stream.receive)
+
+    with anyio.fail_after(20):
+        async with framed_server(handler) as port:
+            for _ in range(5):
+                with socket.create_connection(("127.0.0.1", port)) as sock:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                    sock.sendall(HALF_MESSAGE[:3])
+            await anyio.sleep(0.3)
+    assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name == "aiomsg"]
+
+
+def test_threads_do_not_share_a_read_buffer_while_reading() -> None:
+    """Two event loops in two threads read at the same time: each has its own buffer."""
+    results: list[list[bytes]] = []
+
+    def run() -> None:
+        async def main() -> list[bytes]:
+            async def echo(conn: aiomsg.Connection) -> None:
+                async for message in conn:
+                    await conn.send(message)
+
+            messages = [bytes([i % 256]) * 1000 for i in range(2000)]
+            async with aiomsg.serve(echo, "127.0.0.1", 0, framing=FRAMING) as server:
+                async with await aiomsg.connect("127.0.0.1", server.port, framing=FRAMING) as c:
+                    await c.send_many(messages)
+                    return [await c.receive() for _ in messages]
+
+        results.append(asyncio.run(main()))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    expected = [bytes([i % 256]) * 1000 for i in range(2000)]
+    assert results == [expected, expected]
