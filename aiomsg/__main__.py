@@ -161,6 +161,18 @@ def _parser() -> argparse.ArgumentParser:
         help="lines waiting for a slow client before it is dropped",
     )
     p.add_argument("--flood-rate", type=float, default=ChatLimits.flood_rate, help="lines/s")
+    p.add_argument(
+        "--line-timeout",
+        type=_seconds,
+        default=ChatLimits.message_timeout,
+        help="seconds a begun line may take to end (0: no limit)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=ChatLimits.idle_timeout,
+        help="seconds a client may send nothing (0: no limit, the default)",
+    )
 
     p = sub.add_parser("chat", help="chat interactively with a chat server")
     p.add_argument("host")
@@ -183,13 +195,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds(text: str) -> float | None:
+    """A timeout on the command line: seconds, 0 for none."""
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a timeout cannot be negative: {text}")
+    return value or None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``aiomsg`` command line; return the exit status."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "chat-server":
             limits = ChatLimits(
-                max_line=args.max_line, queue_lines=args.queue_lines, flood_rate=args.flood_rate
+                max_line=args.max_line,
+                queue_lines=args.queue_lines,
+                flood_rate=args.flood_rate,
+                message_timeout=args.line_timeout,
+                idle_timeout=args.idle_timeout,
             )
             aiomsg.run(chat_server(args.impl, args.host, args.port, limits))
         elif args.command == "chat":

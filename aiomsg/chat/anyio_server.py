@@ -41,13 +41,23 @@ def chat_handler(room: ChatRoom) -> Callable[[aiomsg.FramedStream], Awaitable[No
 
 async def _linger(stream: aiomsg.FramedStream, seconds: float) -> None:
     """Send EOF and drop what the client still sends until it closes (or time runs out),
-    so that closing with unread input does not reset the connection and lose the last lines."""
+    so that closing with unread input does not reset the connection and lose the last lines.
+
+    On asyncio the stream runs on aiomsg's transport, which cannot hand out raw
+    bytes (NotImplementedError): there, closing after a framing error lingers by
+    itself (see ``MessageProtocol.framing_error``)."""
     with anyio.move_on_after(seconds):
         try:
             await stream.send_eof()
             while await stream.transport_stream.receive():
                 pass
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        except (
+            anyio.EndOfStream,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            OSError,
+            NotImplementedError,
+        ):
             pass
 
 
@@ -62,5 +72,11 @@ async def serve_chat(
     room = ChatRoom(limits or ChatLimits())
     framing = aiomsg.Lines(max_size=room.limits.max_line)
     await aiomsg.serve_framed(
-        chat_handler(room), host, port, framing=framing, task_status=task_status
+        chat_handler(room),
+        host,
+        port,
+        framing=framing,
+        message_timeout=room.limits.message_timeout,
+        idle_timeout=room.limits.idle_timeout,
+        task_status=task_status,
     )

@@ -15,9 +15,14 @@ class ChatProtocol(aiomsg.MessageProtocol):
     of lines kept while the transport says the client is not keeping up."""
 
     def __init__(self, room: ChatRoom) -> None:
-        super().__init__(framing=aiomsg.Lines(max_size=room.limits.max_line))
+        limits = room.limits
+        super().__init__(
+            framing=aiomsg.Lines(max_size=limits.max_line),
+            message_timeout=limits.message_timeout,
+            idle_timeout=limits.idle_timeout,
+            linger_timeout=limits.linger,
+        )
         self.room = room
-        self.linger_timeout = room.limits.linger  # type: ignore[misc]
         self.backlog: deque[bytes] = deque()
         self.paused = False
 
@@ -76,4 +81,6 @@ async def serve_chat(
     """Start the chat server on the Protocol front; returns the listening asyncio server."""
     room = ChatRoom(limits or ChatLimits())
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: ChatProtocol(room), host, port)
+    return await loop.create_server(
+        lambda: ChatProtocol(room), host, port, backlog=aiomsg.streams.DEFAULT_BACKLOG
+    )

@@ -52,6 +52,13 @@ class ChatLimits:
     flood_burst: int = 60
     #: Seconds a server waits for a client it is disconnecting to close its side.
     linger: float = 2.0
+    #: Seconds a line that has begun may take to end (a client that sends half a
+    #: line and stalls is disconnected); ``None``: no limit.
+    message_timeout: float | None = 60.0
+    #: Seconds a client may send nothing before it is disconnected; ``None``
+    #: (default): a quiet reader may stay as long as it likes (TCP keepalive
+    #: still finds one whose machine vanished).
+    idle_timeout: float | None = None
     #: Join and leave notices go out only while the room has at most this many
     #: members: in a room of thousands they would be most of the traffic, and each
     #: connection would cost work for everyone (an easy amplification attack).

@@ -43,4 +43,11 @@ def serve_chat(
     """The chat server on the Streams front; ``await`` it or use ``async with``."""
     room = ChatRoom(limits or ChatLimits())
     framing = aiomsg.Lines(max_size=room.limits.max_line)
-    return aiomsg.serve(chat_handler(room), host, port, framing=framing)
+    return aiomsg.serve(
+        chat_handler(room),
+        host,
+        port,
+        framing=framing,
+        message_timeout=room.limits.message_timeout,
+        idle_timeout=room.limits.idle_timeout,
+    )
