@@ -360,8 +360,12 @@ class _ConnectionFramedStream(FramedStream):
     """
 
     def __init__(self, conn: Connection) -> None:
-        super().__init__(_ConnectionBytes(conn), conn.framing)
+        # Not FramedStream.__init__: its decoder, queue and send lock would go
+        # unused here (the Connection has its own), at a few KiB per connection.
+        self.transport_stream = _ConnectionBytes(conn)
+        self.framing = conn.framing
         self._conn = conn
+        self._closed = False
 
     async def receive(self) -> bytes:
         if self._closed:
