@@ -16,7 +16,7 @@ import logging
 import socket
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
@@ -100,6 +100,16 @@ class FramedStream(ObjectStream[bytes]):
     least once per read, so a busy receiver delays them by at most one read's
     worth of messages. Cancelling a ``receive()`` never loses or duplicates a
     message: the next call gets it.
+
+    The streams :func:`connect_framed` and :func:`serve_framed` make on asyncio
+    (on aiomsg's transport) skip that check too, like the Streams front: a
+    buffered message is returned without looking at cancel scopes, and
+    cancellation arrives at the next ``receive()`` that waits, at most one
+    read's worth of messages later. This changes only one case: a task that
+    cancels its own scope and then receives gets a buffered message instead of
+    the cancellation (a scope cancelled by another task, or by its deadline,
+    is delivered when the receiver last waited). The check cost 2 µs per
+    message, four times everything else.
     """
 
     def __init__(
@@ -365,12 +375,38 @@ class _ConnectionFramedStream(FramedStream):
         self.transport_stream = _ConnectionBytes(conn)
         self.framing = conn.framing
         self._conn = conn
+        self._take = conn.receive_nowait
         self._closed = False
 
     async def receive(self) -> bytes:
+        # Served from the messages already decoded without a cancellation check:
+        # see the class docstring. (anyio's check costs 2 us per message here,
+        # four times everything else.)
+        if not self._closed:
+            message = self._take()
+            if message is not None:
+                return message
+        return await self._receive_slow()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+        # An async generator, as Connection's own: resuming one costs less than
+        # the coroutine per message of ObjectReceiveStream.__anext__.
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        take = self._take
+        while True:
+            message = None if self._closed else take()
+            if message is None:
+                try:
+                    message = await self._receive_slow()
+                except anyio.EndOfStream:
+                    return
+            yield message
+
+    async def _receive_slow(self) -> bytes:
         if self._closed:
             raise anyio.ClosedResourceError
-        await checkpoint_if_cancelled()  # cancelled: the message stays queued
         try:
             message = await self._conn.receive_or_none()
         except ConnectionTimeout:

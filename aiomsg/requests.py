@@ -88,6 +88,7 @@ async def request(
     framing = EndOfStream(max_size=max_size)
     framing.encode_parts(payload)  # refuse an oversized payload before connecting
     async with asyncio.timeout(timeout):
+        kwargs.setdefault("message_timeout", None)  # `timeout` bounds the exchange
         conn = await connect(host, port, framing=framing, **kwargs)
         return await _exchange(conn, payload)
 
@@ -104,6 +105,7 @@ async def request_unix(
     framing = EndOfStream(max_size=max_size)
     framing.encode_parts(payload)  # refuse an oversized payload before connecting
     async with asyncio.timeout(timeout):
+        kwargs.setdefault("message_timeout", None)  # `timeout` bounds the exchange
         conn = await connect_unix(path, framing=framing, **kwargs)
         return await _exchange(conn, payload)
 
@@ -178,6 +180,7 @@ def serve_requests(
             )
 
         return Server(listen)
+    kwargs.setdefault("message_timeout", None)  # `timeout` bounds the exchange
     return serve(_streams_handler(handler, timeout), host, port, framing=framing, **kwargs)
 
 
@@ -202,6 +205,7 @@ def serve_requests_unix(
             )
 
         return Server(listen)
+    kwargs.setdefault("message_timeout", None)  # `timeout` bounds the exchange
     return serve_unix(_streams_handler(handler, timeout), path, framing=framing, **kwargs)
 
 

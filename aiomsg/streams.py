@@ -211,6 +211,14 @@ class Connection:
             return self._ready.popleft()
         return await self._receive_slow()
 
+    def receive_nowait(self) -> bytes | None:
+        """Return a message that has already arrived, or ``None`` if none is waiting.
+
+        Never waits and never raises: after ``None``, ``await`` :meth:`receive`
+        to wait for the next message (or to learn why none will come).
+        """
+        return self._ready.popleft() if self._ready else None
+
     async def receive_or_none(self) -> bytes | None:
         """Return the next message, or ``None`` once the peer has closed cleanly.
 
