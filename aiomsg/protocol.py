@@ -194,6 +194,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by connection_made()
 
     # --- asyncio callbacks: override the user-facing ones, not these ---------------
 
@@ -206,8 +207,11 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self.transport.set_write_buffer_limits(high=self._write_high_water)
         if self._keepalive is not None:
             enable_keepalive(transport.get_extra_info("socket"), self._keepalive)
+        # Kept: asking asyncio for the running loop costs a system call
+        # (getpid) on Python 3.11, too much for every read.
+        self._loop = asyncio.get_running_loop()
         if self._timing:
-            self._last_read = asyncio.get_running_loop().time()
+            self._last_read = self._loop.time()
             if self._idle_timeout is not None:
                 self._arm(self._last_read + self._idle_timeout)
 
@@ -223,7 +227,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
             self._reading_into_body = False
             self._decoder._advance(nbytes)
             if self._timing:
-                self._last_read = asyncio.get_running_loop().time()
+                self._last_read = self._loop.time()
             return
         if self._discarding or self._closed:  # after a framing error or close(): dropped
             return
@@ -339,7 +343,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
     def _track_message(self, completed: bool) -> None:
         """After a read: note the time, and when the unfinished message (if any) began."""
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()
         self._last_read = now
         if not self._decoder.buffered:
             self._message_started = None
@@ -356,7 +360,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
                 return  # it fires earlier and looks again then
             self._timer.cancel()
         self._timer_when = when
-        self._timer = asyncio.get_running_loop().call_at(when, self._check_timeouts)
+        self._timer = self._loop.call_at(when, self._check_timeouts)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -367,7 +371,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._timer = None
         if self._closed or self._peer_eof:
             return
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()
         if self._reading_paused:
             # Not reading is our choice, not the peer's fault: the clocks restart
             # on resume; look again after the shortest timeout.
@@ -407,7 +411,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
             self._linger_close()
 
     def _restart_clocks(self) -> None:
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()
         self._last_read = now
         if self._message_started is not None:
             self._message_started = now
