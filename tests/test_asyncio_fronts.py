@@ -10,7 +10,7 @@ import socket
 import ssl
 import struct
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -356,7 +356,7 @@ async def test_concurrent_receivers_raise_busy() -> None:
     async with aiomsg.serve(handler, "127.0.0.1", 0, framing=framing) as server:
         async with await aiomsg.connect("127.0.0.1", server.port, framing=framing) as conn:
             first = asyncio.create_task(conn.receive())
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0)  # one turn: the task starts and waits
             with pytest.raises(anyio.BusyResourceError):
                 await conn.receive()
             release.set()
@@ -406,6 +406,18 @@ async def test_encode_error_sends_nothing() -> None:
             assert conn.remote_address == addr
 
 
+async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait for ``condition`` (polled each 10 ms), failing after ``seconds``."""
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def buffered(reader: asyncio.StreamReader) -> int:
+    """Bytes a StreamReader holds (it has no public way to say)."""
+    return len(getattr(reader, "_buffer", b""))
+
+
 async def test_wraps_an_existing_stream_pair() -> None:
     framing = aiomsg.Netstring()
     async with blocking_server(lambda c: c.sendall(b"5:hello,")) as addr:
@@ -418,17 +430,17 @@ async def test_wrap_keeps_what_the_stream_reader_had_buffered() -> None:
     framing = aiomsg.Netstring()
     async with blocking_server(lambda c: c.sendall(b"5:hello,5:world,")) as addr:
         reader, writer = await asyncio.open_connection(*addr)
-        await asyncio.sleep(0.2)  # the bytes and the EOF arrive in the StreamReader first
+        await until(lambda: buffered(reader) == 16)  # the StreamReader holds both messages
         async with aiomsg.Connection.wrap(reader, writer, framing) as conn:
             assert [m async for m in conn] == [b"hello", b"world"]
 
 
 async def test_wrap_hands_over_more_than_one_read_size_of_buffered_bytes() -> None:
     framing = aiomsg.LengthPrefixed(2)
-    messages = [bytes([i]) * i for i in range(60)]  # 1,830 bytes on the wire
+    messages = [bytes([i]) * i for i in range(60)]  # 1,890 bytes on the wire
     async with blocking_server(lambda c: c.sendall(framing.encode_many(messages))) as addr:
         reader, writer = await asyncio.open_connection(*addr)
-        await asyncio.sleep(0.2)
+        await until(lambda: buffered(reader) == 1890)
         async with aiomsg.Connection.wrap(reader, writer, framing, read_size=64) as conn:
             assert [m async for m in conn] == messages
 
@@ -478,14 +490,12 @@ async def test_protocol_pause_reading_holds_messages_back() -> None:
 
     async with blocking_server(script) as addr:
         _, client = await loop.create_connection(lambda: Client(framing=framing), *addr)
-        while not got:
-            await asyncio.sleep(0.01)
+        await until(lambda: bool(got))
         proceed.set()
         await asyncio.sleep(0.1)
         assert got == [b"one"]  # paused: "two" is not delivered
         client.resume_reading()
-        while len(got) < 2:
-            await asyncio.sleep(0.01)
+        await until(lambda: len(got) == 2)
         assert got == [b"one", b"two"]
         client.close()
 
@@ -521,15 +531,20 @@ async def test_tls_round_trip_of_large_and_small_messages(
     ca.configure_trust(client_ctx)
     messages = [b"a", bytes(range(256)) * 16_384, b"", b"b" * 700_000, b"end"]
 
+    ended = asyncio.Event()
+
     async def echo(conn: aiomsg.Connection) -> None:
-        async for message in conn:
-            await conn.send(message)
+        try:
+            async for message in conn:
+                await conn.send(message)
+        finally:
+            ended.set()
 
     async with aiomsg.serve(echo, "127.0.0.1", 0, framing=framing, ssl=server_ctx) as server:
         conn = await aiomsg.connect("127.0.0.1", server.port, framing=framing, ssl=client_ctx)
         async with conn:
             await conn.send_many(messages)
             assert [await asyncio.wait_for(conn.receive(), 30) for _ in messages] == messages
-        await asyncio.sleep(0.1)  # the server sees the close
+        await asyncio.wait_for(ended.wait(), 10)  # the server saw the close
     # A TLS close ends both directions: the front must not ask asyncio to keep it half open.
     assert "eof_received" not in caplog.text
