@@ -5,6 +5,8 @@ TCP moves bytes, not messages. aiomsg puts the boundaries back: pick a framing
 like. See the README and ``docs/`` for a tour.
 """
 
+from importlib import metadata as _metadata
+
 from .errors import (
     AiomsgError,
     ConnectionClosed,
@@ -41,7 +43,10 @@ from .requests import (
 )
 from .streams import Connection, Server, connect, connect_unix, serve, serve_unix
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml
+    __version__ = _metadata.version("aiomsg-framing")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DEFAULT_MAX_SIZE",

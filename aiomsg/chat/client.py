@@ -8,6 +8,7 @@ Without a terminal (stdin from a pipe), lines are forwarded as they come.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 
 import aiomsg
@@ -24,7 +25,18 @@ async def _print_incoming(conn: aiomsg.Connection) -> None:
 
 
 async def run_client(host: str, port: int) -> int:
-    """Chat with the server at ``host:port`` until ``/quit``, end of input or disconnect."""
+    """Chat with the server at ``host:port`` until ``/quit``, end of input or disconnect.
+
+    On a terminal it needs prompt_toolkit (the ``[chat]`` extra); without it, it
+    says so and returns 1 before connecting.
+    """
+    if sys.stdin.isatty() and importlib.util.find_spec("prompt_toolkit") is None:
+        print(
+            "aiomsg chat: the interactive client needs prompt_toolkit: "
+            "pip install 'aiomsg-framing[chat]'",
+            file=sys.stderr,
+        )
+        return 1
     conn = await aiomsg.connect(host, port, framing=aiomsg.Lines())
     async with conn:
         if sys.stdin.isatty():
