@@ -7,8 +7,10 @@ like. See the README and ``docs/`` for a tour.
 
 from importlib import metadata as _metadata
 
+from . import limits
 from .errors import (
     AiomsgError,
+    BusyError,
     ConnectionClosed,
     ConnectionTimeout,
     FramingError,
@@ -52,6 +54,7 @@ __all__ = [
     "DEFAULT_MAX_SIZE",
     "AiomsgError",
     "AsciiLengthPrefixed",
+    "BusyError",
     "Connection",
     "ConnectionClosed",
     "ConnectionTimeout",
@@ -77,6 +80,7 @@ __all__ = [
     "connect",
     "connect_framed",
     "connect_unix",
+    "limits",
     "loop_factory",
     "loop_name",
     "new_event_loop",

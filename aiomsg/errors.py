@@ -12,6 +12,7 @@ from typing import TypeVar
 
 __all__ = [
     "AiomsgError",
+    "BusyError",
     "ConnectionClosed",
     "ConnectionTimeout",
     "FramingError",
@@ -24,6 +25,18 @@ __all__ = [
 
 class AiomsgError(Exception):
     """Root of every exception aiomsg raises on purpose."""
+
+
+class BusyError(AiomsgError, RuntimeError):
+    """Another task is already receiving on this connection.
+
+    Raised by the Streams front's ``receive()`` (and ``async for``) when a second
+    task calls it while one waits: which of them should get the next message is
+    not defined, so aiomsg refuses instead of guessing. Receive from one task and
+    hand the messages out yourself (an ``asyncio.Queue``) if several need them.
+    The anyio front raises :class:`anyio.BusyResourceError` instead, as anyio's
+    contract says.
+    """
 
 
 class FramingError(AiomsgError, ValueError):

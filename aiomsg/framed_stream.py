@@ -27,6 +27,7 @@ from anyio.streams.tls import TLSAttribute, TLSListener
 from ._connection_end import log_connection_end
 from ._socket_options import enable_keepalive
 from .errors import (
+    BusyError,
     ConnectionClosed,
     ConnectionTimeout,
     FramingError,
@@ -36,20 +37,19 @@ from .errors import (
     fresh,
 )
 from .framing import Buffer, Framing
-from .protocol import (
-    _COPY_LIMIT,
+from .limits import (
+    COPY_LIMIT,
+    DEFAULT_BACKLOG,
     DEFAULT_KEEPALIVE,
     DEFAULT_MESSAGE_TIMEOUT,
     DEFAULT_READ_SIZE,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT,
 )
-from .streams import DEFAULT_BACKLOG, Connection, connect, serve
+from .streams import Connection, connect, serve
 
 __all__ = ["DEFAULT_READ_SIZE", "FramedStream", "connect_framed", "serve_framed"]
 
 logger = logging.getLogger("aiomsg")
-
-#: Seconds a TLS client may take to finish its handshake on :func:`serve_framed`.
-DEFAULT_TLS_HANDSHAKE_TIMEOUT = 30.0
 
 # How a peer can end an anyio stream without anyone's code being wrong.
 _ANYIO_ORDINARY: tuple[type[BaseException], ...] = (
@@ -236,7 +236,7 @@ class FramedStream(ObjectStream[bytes]):
             raise anyio.ClosedResourceError
         parts = self.framing.encode_parts(item)
         async with self._send_lock:
-            if len(parts) == 1 or len(item) < _COPY_LIMIT:
+            if len(parts) == 1 or len(item) < COPY_LIMIT:
                 await self.transport_stream.send(b"".join(parts))
             else:  # large: do not copy the body into a new object
                 for part in parts:
@@ -409,6 +409,8 @@ class _ConnectionFramedStream(FramedStream):
             raise anyio.ClosedResourceError
         try:
             message = await self._conn.receive_or_none()
+        except BusyError as exc:  # anyio's contract names its own error
+            raise anyio.BusyResourceError("receiving from") from exc
         except ConnectionTimeout:
             raise
         except ConnectionClosed as exc:

@@ -25,6 +25,15 @@ from .errors import (
     fresh,
 )
 from .framing import Buffer, Framing
+from .limits import (
+    COPY_LIMIT,
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_KEEPALIVE,
+    DEFAULT_LINGER_TIMEOUT,
+    DEFAULT_MESSAGE_TIMEOUT,
+    DEFAULT_READ_SIZE,
+    DEFAULT_WRITE_HIGH_WATER,
+)
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
@@ -36,25 +45,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("aiomsg")
-
-#: Bytes read per system call: large reads amortise the per-read cost over many
-#: messages. The buffer is shared by every connection of a thread, so its size
-#: costs nothing per connection.
-DEFAULT_READ_SIZE = 256 * 1024
-#: Unsent bytes above which ``drain()`` (and the Streams ``send()``) wait for the
-#: peer, and above which the Protocol front stops reading from it.
-DEFAULT_WRITE_HIGH_WATER = 256 * 1024
-#: Seconds a message that has begun may take to complete.
-DEFAULT_MESSAGE_TIMEOUT = 60.0
-#: Seconds of silence before TCP keepalive probes a peer (then every
-#: ``keepalive / 6`` s, 5 times): a dead peer is found in about twice this.
-DEFAULT_KEEPALIVE = 60.0
-#: Seconds a closing connection may make no progress flushing its output before
-#: it is aborted (a peer that never reads would otherwise hold it forever).
-DEFAULT_CLOSE_TIMEOUT = 30.0
-# Messages this large go to writelines() as header + body, not copied into one object.
-_COPY_LIMIT = 64 * 1024
-
 
 class _Unset(enum.Enum):
     UNSET = enum.auto()
@@ -134,7 +124,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
     #: Seconds of silence before TCP keepalive probes the peer (``None``: off).
     keepalive: ClassVar[float | None] = DEFAULT_KEEPALIVE
     #: Seconds a close after a framing error waits for the peer to close too.
-    linger_timeout: ClassVar[float] = 2.0
+    linger_timeout: ClassVar[float] = DEFAULT_LINGER_TIMEOUT
     #: Seconds :meth:`close` waits without flushing progress before aborting.
     close_timeout: ClassVar[float] = DEFAULT_CLOSE_TIMEOUT
 
@@ -256,11 +246,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
     def _deliver(self, messages: list[bytes]) -> None:
         # When the application closes, _stop_delivery() empties this list, which
-        # ends the loop: cheaper than testing a flag before every message.
+        # ends messages_received()'s loop: cheaper than a flag test per message.
         self._batch = messages
-        received = self.message_received
-        for message in messages:
-            received(message)
+        self.messages_received(messages)
 
     def _stop_delivery(self) -> None:
         """The application no longer wants messages: drop the rest of this batch."""
@@ -271,10 +259,12 @@ class MessageProtocol(asyncio.BufferedProtocol):
     def _fail(self, exc: FramingError) -> None:
         """The peer broke the framing: tell the application, then close (lingering)."""
         self._discarding = True
+        keep_open = False
         try:
-            self.framing_error(exc)
+            keep_open = bool(self.framing_error(exc))
         finally:
-            self._linger_close()
+            if not keep_open:
+                self._linger_close()
 
     def _linger_close(self) -> None:
         """Close so that what was queued (an error notice) reaches the peer.
@@ -422,6 +412,18 @@ class MessageProtocol(asyncio.BufferedProtocol):
         """Called with each complete message, in order. Override it."""
         raise NotImplementedError(f"{type(self).__name__} must define message_received()")
 
+    def messages_received(self, messages: list[bytes]) -> None:
+        """Called with the complete messages of one read, in order (often one, often many).
+
+        The default calls :meth:`message_received` for each. Override it to take
+        a whole batch at once (a queue's ``extend``, one wake-up per read). The
+        list is aiomsg's: after :meth:`close` it is emptied, which ends the
+        default loop; keep its messages, not the list.
+        """
+        received = self.message_received
+        for message in messages:
+            received(message)
+
     def peer_closed(self) -> bool:
         """Called when the peer half-closed, after its last message was delivered.
 
@@ -431,17 +433,20 @@ class MessageProtocol(asyncio.BufferedProtocol):
         """
         return False
 
-    def framing_error(self, exc: FramingError) -> None:
+    def framing_error(self, exc: FramingError) -> bool | None:
         """Called when the peer broke the framing (``MessageTooLarge``, a bad header...).
 
-        The messages before the bad bytes have already been delivered. You may
-        :meth:`send` a last notice here. After this returns the connection is
-        closed: the stream cannot be resynchronised, so nothing more is decoded;
-        what was queued is sent, then EOF, and the peer gets ``linger_timeout``
-        seconds to close its side before the connection is aborted. The default
-        logs a warning.
+        The messages before the bad bytes have already been delivered, and
+        nothing more will be: the stream cannot be resynchronised. You may
+        :meth:`send` a last notice here. When this returns, the connection is
+        closed: what was queued is sent, then EOF, and the peer gets
+        ``linger_timeout`` seconds to close its side before the connection is
+        aborted. Return ``True`` to close it later yourself instead (with
+        :meth:`close`, which then lingers the same way), for example once the
+        application has seen the error. The default logs a warning.
         """
         logger.warning("closing connection from %r: %s", self.remote_address, exc)
+        return None
 
     def connection_timed_out(self, exc: ConnectionTimeout) -> None:
         """Called when the peer was too slow: ``exc`` is a :class:`~aiomsg.MessageTimeout`
@@ -468,7 +473,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         transport = self.transport  # _writable(), inlined on this hot path
         if transport is None or transport.is_closing():
             raise ConnectionClosed("cannot send: connection is closed")
-        if len(message) < _COPY_LIMIT:
+        if len(message) < COPY_LIMIT:
             transport.write(self._framing.encode(message))
         else:
             transport.writelines(self._framing.encode_parts(message))
@@ -552,8 +557,12 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
         A peer that stops reading cannot hold the connection open: once nothing
         of what is queued has been sent for ``close_timeout`` seconds, the
-        connection is aborted.
+        connection is aborted. After the peer broke the framing, the close
+        lingers (see :meth:`framing_error`).
         """
+        if self._discarding:
+            self._linger_close()
+            return
         self._stop_delivery()
         transport = self.transport
         if transport is not None and not transport.is_closing():
@@ -594,6 +603,23 @@ class MessageProtocol(asyncio.BufferedProtocol):
         if self.transport is not None:
             reset_on_close(self.transport.get_extra_info("socket"))
             self.transport.abort()
+
+    @property
+    def needs_drain(self) -> bool:
+        """Whether :meth:`drain` would wait or raise now (the write buffer is over its
+        high-water mark, or the connection is lost); when ``False`` it returns at once,
+        so a sender on a hot path can skip the call."""
+        return self._write_paused or self._lost is not None
+
+    @property
+    def close_error(self) -> ConnectionClosed | None:
+        """Why the connection ended, once ``connection_lost`` has run (``None`` before).
+
+        Its ``__cause__`` is the :class:`OSError` when there was one (a reset).
+        Kept without traceback; raise a copy: ``raise aiomsg.errors.fresh(e) from
+        e.__cause__``.
+        """
+        return self._lost
 
     def is_closing(self) -> bool:
         """Whether the connection is closed or on its way out (closing, lingering

@@ -257,11 +257,12 @@ class RequestProtocol(MessageProtocol):
     def peer_closed(self) -> bool:
         return True  # the request is complete; keep the connection to answer it
 
-    def _fail(self, exc: FramingError) -> None:
+    def framing_error(self, exc: FramingError) -> bool:
         # Refuse with a reset, not the lingering close: a clean close would read
         # as an empty response.
         logger.warning("request from %r refused: %s", self.remote_address, exc)
         self.abort()
+        return True  # closed already
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

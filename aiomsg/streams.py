@@ -22,18 +22,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Itera
 from types import TracebackType
 from typing import Any, TypedDict
 
-from anyio import BusyResourceError
-
 from ._connection_end import log_connection_end
-from .errors import ConnectionClosed, ConnectionTimeout, FramingError, fresh
+from .errors import BusyError, ConnectionClosed, ConnectionTimeout, FramingError, fresh
 from .framing import Buffer, Framing
-from .protocol import (
+from .limits import (
+    DEFAULT_BACKLOG,
     DEFAULT_KEEPALIVE,
     DEFAULT_MESSAGE_TIMEOUT,
     DEFAULT_READ_SIZE,
     DEFAULT_WRITE_HIGH_WATER,
-    MessageProtocol,
 )
+from .protocol import MessageProtocol
 
 __all__ = [
     "DEFAULT_BACKLOG",
@@ -61,6 +60,8 @@ class _QueueProtocol(MessageProtocol):
         on_connected: Callable[[_QueueProtocol], None] | None = None,
     ) -> None:
         super().__init__(framing=framing, **options)
+        self.message_framing = framing
+        self._pause_after = options["read_size"]  # a message this large pauses reading
         self.ready: deque[bytes] = deque()
         self.waiter: asyncio.Future[None] | None = None
         # Raised (a fresh copy) once `ready` is drained; kept without traceback.
@@ -74,10 +75,10 @@ class _QueueProtocol(MessageProtocol):
             self._on_connected(self)
             self._on_connected = None
 
-    def _deliver(self, messages: list[bytes]) -> None:
+    def messages_received(self, messages: list[bytes]) -> None:
         if not messages:  # a read inside a long message: nothing to wake the receiver for
             return
-        if self.ready or len(messages[-1]) >= len(self._buffer):
+        if self.ready or len(messages[-1]) >= self._pause_after:
             # Stop reading until the application catches up: when it is a batch
             # behind, so that decoded messages never pile up without bound; and
             # after a message as large as a read, so that such messages are not
@@ -85,38 +86,38 @@ class _QueueProtocol(MessageProtocol):
             # back to the OS and fetch it again: half the speed, measured).
             self.pause_reading()
         self.ready.extend(messages)
-        self._wake()
+        self.wake()
 
     def peer_closed(self) -> bool:
         self.at_eof = True
-        self._wake()
+        self.wake()
         # Keep the connection open: the application may still send. Not over
         # TLS, where the peer's close_notify closes both directions (asyncio
         # would log a warning for asking).
         return self.transport is not None and self.transport.get_extra_info("sslcontext") is None
 
-    def _fail(self, exc: FramingError) -> None:
+    def framing_error(self, exc: FramingError) -> bool:
         # The good messages are queued already; the error comes after them.
         # Nothing more is decoded; the application closes when it meets the
-        # error, and Connection.close() then closes lingering (see MessageProtocol).
+        # error, and that close lingers (see MessageProtocol.framing_error).
         self.error = exc
-        self._discarding = True
-        self._wake()
+        self.wake()
+        return True
 
     def connection_timed_out(self, exc: ConnectionTimeout) -> None:
         # The connection closes now; the receiver meets the error after the
         # messages that arrived before it. The server logs it where the
         # handler ends, so nothing is logged here.
         self.error = exc
-        self._wake()
+        self.wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         if self.error is None and (exc is not None or not self.at_eof):
-            self.error = self._lost
-        self._wake()
+            self.error = self.close_error
+        self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -130,7 +131,7 @@ class Connection:
     ``async for message in conn``, which ends when the peer closes cleanly.
 
     Only one task may receive at a time: a second concurrent ``receive()``
-    raises :class:`anyio.BusyResourceError`. Several tasks may send (each
+    raises :class:`~aiomsg.BusyError`. Several tasks may send (each
     message is written whole). A cancelled ``receive()`` loses no message.
     """
 
@@ -138,7 +139,7 @@ class Connection:
         """Internal: use :func:`connect`, :func:`serve` or :meth:`wrap`."""
         self._protocol = protocol
         self._ready = protocol.ready
-        self.framing: Framing = protocol._framing
+        self.framing: Framing = protocol.message_framing
         self._receiving = False
         self._closed = False
 
@@ -205,7 +206,7 @@ class Connection:
             MessageTooLarge, FramingError: the peer broke the framing. Messages
                 that arrived before the bad bytes are delivered first. Close the
                 connection: the stream cannot be resynchronised.
-            anyio.BusyResourceError: another task is already receiving.
+            BusyError: another task is already receiving.
         """
         if self._ready:
             return self._ready.popleft()
@@ -243,7 +244,7 @@ class Connection:
         Raises what :meth:`receive` raises for a broken or closed connection.
         """
         if self._receiving:
-            raise BusyResourceError("receiving")
+            raise BusyError("another task is already receiving on this connection")
         protocol = self._protocol
         self._receiving = True
         try:
@@ -288,7 +289,7 @@ class Connection:
         """
         protocol = self._protocol
         protocol.send(message)
-        if protocol._write_paused or protocol._lost is not None:
+        if protocol.needs_drain:
             await protocol.drain()  # a coroutine call costs: skip it when it would return at once
 
     async def send_many(self, messages: Iterable[Buffer]) -> None:
@@ -347,17 +348,14 @@ class Connection:
         so that a reset does not destroy the notice.
         """
         self._closed = True
-        if self._protocol._discarding:
-            self._protocol._linger_close()
-        else:
-            self._protocol.close()
-        self._protocol._wake()
+        self._protocol.close()
+        self._protocol.wake()
 
     def abort(self) -> None:
         """Close at once, dropping unsent data; the peer sees a reset."""
         self._closed = True
         self._protocol.abort()
-        self._protocol._wake()
+        self._protocol.wake()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed. Never raises for connection errors."""
@@ -402,11 +400,6 @@ class Connection:
 
 
 # --- clients ---------------------------------------------------------------------------
-
-#: Listen backlog of :func:`serve`: a burst of clients connecting at once is
-#: queued by the kernel instead of being made to retry (a SYN retry costs 1 s+).
-DEFAULT_BACKLOG = 1024
-
 
 class _Options(TypedDict):
     """The per-connection limits, passed to :class:`MessageProtocol` (see its docstring)."""
@@ -560,7 +553,8 @@ class Server:
         if self._server is not None:
             await self._server.wait_closed()
 
-    def _accept(self, protocol: _QueueProtocol) -> None:
+    def accept(self, protocol: _QueueProtocol) -> None:
+        """Internal: run the handler for a new connection (called by its protocol)."""
         conn = Connection(protocol)
         task = asyncio.get_running_loop().create_task(self._run_handler(conn))
         self._handlers.add(task)
@@ -612,7 +606,7 @@ def serve(
 
     async def listen(server: Server) -> asyncio.Server:
         return await asyncio.get_running_loop().create_server(
-            lambda: _QueueProtocol(framing, options, server._accept),
+            lambda: _QueueProtocol(framing, options, server.accept),
             host,
             port,
             ssl=ssl,
@@ -646,7 +640,7 @@ def serve_unix(
 
     async def listen(server: Server) -> asyncio.Server:
         return await asyncio.get_running_loop().create_unix_server(
-            lambda: _QueueProtocol(framing, options, server._accept),
+            lambda: _QueueProtocol(framing, options, server.accept),
             os.fspath(path),
             backlog=backlog,
             **kwargs,

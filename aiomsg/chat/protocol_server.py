@@ -6,6 +6,7 @@ import asyncio
 from collections import deque
 
 import aiomsg
+from aiomsg.limits import DEFAULT_BACKLOG
 
 from .room import ChatLimits, ChatRoom
 
@@ -44,8 +45,8 @@ class ChatProtocol(aiomsg.MessageProtocol):
     # --- what the room calls ---------------------------------------------------
 
     def deliver(self, line: str) -> bool:
-        if self._closed:
-            return True  # on its way out: nothing more to send
+        if self.is_closing():
+            return True  # on its way out (closed, or reset by the peer): nothing more to send
         if self.paused:
             if len(self.backlog) >= self.room.limits.queue_lines:
                 return False
@@ -70,7 +71,7 @@ class ChatProtocol(aiomsg.MessageProtocol):
     def resume_writing(self) -> None:
         super().resume_writing()
         self.paused = False
-        if self.backlog and not self._closed:
+        if self.backlog and not self.is_closing():
             backlog, self.backlog = list(self.backlog), deque()
             self.send_many(backlog)
 
@@ -82,5 +83,5 @@ async def serve_chat(
     room = ChatRoom(limits or ChatLimits())
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: ChatProtocol(room), host, port, backlog=aiomsg.streams.DEFAULT_BACKLOG
+        lambda: ChatProtocol(room), host, port, backlog=DEFAULT_BACKLOG
     )
