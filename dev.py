@@ -3,13 +3,16 @@
 
 The first run creates ``.venv`` and installs aiomsg (editable) with its test,
 lint and benchmark extras, compiling its optional C speedups when a C compiler
-is there; later runs reinstall only when the build inputs changed.
+is there; later runs reinstall only when the build inputs changed. ``test``
+also makes sure the peer programs the tests drive (``nc``, ``socat``) are
+there, installing them with apt-get when it can.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -48,6 +51,33 @@ def ensure_venv() -> None:
     STAMP.write_text(wanted)
 
 
+# Programs the tests drive as real peers, and the Debian packages that bring them.
+TEST_PROGRAMS = {"nc": "netcat-openbsd", "socat": "socat"}
+
+
+def ensure_test_programs() -> bool:
+    """Install the tests' peer programs with apt-get when missing (as root), or say what to do."""
+    missing = {prog: pkg for prog, pkg in TEST_PROGRAMS.items() if shutil.which(prog) is None}
+    if not missing:
+        return True
+    packages = sorted(set(missing.values()))
+    apt = shutil.which("apt-get")
+    if apt and hasattr(os, "geteuid") and os.geteuid() == 0:
+        print(f"dev.py: installing {', '.join(packages)} with apt-get", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run([apt, "update", "-qq"], check=False, env=env)
+        subprocess.run([apt, "install", "-y", "-qq", *packages], check=False, env=env)
+        missing = {p: k for p, k in missing.items() if shutil.which(p) is None}
+        if not missing:
+            return True
+    print(
+        f"dev.py: the tests need {', '.join(sorted(missing))} as real peers; install "
+        f"{' '.join(sorted(set(missing.values())))} (Debian/Ubuntu package names) and run again",
+        file=sys.stderr,
+    )
+    return False
+
+
 def lint() -> int:
     for cmd in (
         [str(PYTHON), "-m", "ruff", "check", "."],
@@ -64,6 +94,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(__doc__)
         return 2
+    if argv[0] == "test" and not ensure_test_programs():
+        return 1
     ensure_venv()
     if argv[0] == "lint":
         return lint()
