@@ -8,6 +8,21 @@ like. See the README and ``docs/`` for a tour.
 from importlib import metadata as _metadata
 
 from . import limits
+from .anyio import FramedStream, connect_framed, serve_framed
+from .asyncio import (
+    Connection,
+    MessageProtocol,
+    RequestProtocol,
+    Server,
+    connect,
+    connect_unix,
+    request,
+    request_unix,
+    serve,
+    serve_requests,
+    serve_requests_unix,
+    serve_unix,
+)
 from .errors import (
     AiomsgError,
     BusyError,
@@ -19,7 +34,6 @@ from .errors import (
     MessageTimeout,
     MessageTooLarge,
 )
-from .framed_stream import FramedStream, connect_framed, serve_framed
 from .framing import (
     DEFAULT_MAX_SIZE,
     AsciiLengthPrefixed,
@@ -35,15 +49,6 @@ from .framing import (
     Varint,
 )
 from .loops import loop_factory, loop_name, new_event_loop, run
-from .protocol import MessageProtocol
-from .requests import (
-    RequestProtocol,
-    request,
-    request_unix,
-    serve_requests,
-    serve_requests_unix,
-)
-from .streams import Connection, Server, connect, connect_unix, serve, serve_unix
 
 try:  # the version is written once, in pyproject.toml
     __version__ = _metadata.version("aiomsg-framing")

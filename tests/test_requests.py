@@ -21,59 +21,49 @@ from .peers import connect_blocking, exchange, recv_all
 
 pytestmark = pytest.mark.asyncio
 
-FRONTS = ["streams", "protocol"]
-
-
 def reverse(request: bytes) -> bytes:
     return request[::-1]
 
 
 @contextlib.asynccontextmanager
-async def request_server(
-    front: str, handler: Any = reverse, **kw: Any
-) -> AsyncIterator[tuple[str, int]]:
-    async with aiomsg.serve_requests(handler, "127.0.0.1", 0, front=front, **kw) as server:  # type: ignore[arg-type]
+async def request_server(handler: Any = reverse, **kw: Any) -> AsyncIterator[tuple[str, int]]:
+    async with aiomsg.serve_requests(handler, "127.0.0.1", 0, **kw) as server:
         yield ("127.0.0.1", server.port)
 
 
-@pytest.mark.parametrize("front", FRONTS)
 @pytest.mark.parametrize("size", [0, 1, 10 * 1024 * 1024])
-async def test_blocking_client_with_shutdown(front: str, size: int) -> None:
+async def test_blocking_client_with_shutdown(size: int) -> None:
     payload = bytes(i % 251 for i in range(size))
-    async with request_server(front) as address:
+    async with request_server() as address:
         assert await asyncio.to_thread(exchange, address, payload) == payload[::-1]
 
 
-@pytest.mark.parametrize("front", FRONTS)
 @pytest.mark.parametrize("size", [0, 1, 10 * 1024 * 1024])
-async def test_request_function(front: str, size: int) -> None:
+async def test_request_function(size: int) -> None:
     payload = bytes(i % 251 for i in range(size))
-    async with request_server(front) as address:
+    async with request_server() as address:
         assert await aiomsg.request(*address, payload) == payload[::-1]
 
 
-@pytest.mark.parametrize("front", FRONTS)
-async def test_async_handler_and_unix_socket(front: str) -> None:
+async def test_async_handler_and_unix_socket() -> None:
     async def shout(request: bytes) -> bytes:
         await asyncio.sleep(0)
         return request.upper()
 
     with tempfile.TemporaryDirectory(dir="/tmp") as folder:
         path = f"{folder}/s"
-        async with aiomsg.serve_requests_unix(shout, path, front=front):  # type: ignore[arg-type]
+        async with aiomsg.serve_requests_unix(shout, path):
             assert await aiomsg.request_unix(path, b"quiet") == b"QUIET"
 
 
-@pytest.mark.parametrize("front", FRONTS)
-async def test_200_concurrent_requests(front: str) -> None:
-    async with request_server(front) as address:
+async def test_200_concurrent_requests() -> None:
+    async with request_server() as address:
         payloads = [b"request %d" % i for i in range(200)]
         answers = await asyncio.gather(*(aiomsg.request(*address, p) for p in payloads))
     assert answers == [p[::-1] for p in payloads]
 
 
-@pytest.mark.parametrize("front", FRONTS)
-async def test_sender_dribbling_one_byte_at_a_time(front: str) -> None:
+async def test_sender_dribbling_one_byte_at_a_time() -> None:
     payload = b"slowly but surely"
 
     def dribble(address: tuple[str, int]) -> bytes:
@@ -84,7 +74,7 @@ async def test_sender_dribbling_one_byte_at_a_time(front: str) -> None:
             sock.shutdown(socket.SHUT_WR)
             return recv_all(sock)
 
-    async with request_server(front) as address:
+    async with request_server() as address:
         assert await asyncio.to_thread(dribble, address) == payload[::-1]
 
 
@@ -92,29 +82,26 @@ def _run_tool(args: list[str], data: bytes) -> bytes:
     return subprocess.run(args, input=data, capture_output=True, timeout=30, check=True).stdout
 
 
-@pytest.mark.parametrize("front", FRONTS)
-async def test_netcat_client(front: str) -> None:
+async def test_netcat_client() -> None:
     nc = shutil.which("nc")
     assert nc, "netcat-openbsd is required (.ci/run installs it)"
-    async with request_server(front) as (host, port):
+    async with request_server() as (host, port):
         out = await asyncio.to_thread(_run_tool, [nc, "-N", host, str(port)], b"hello from nc")
     assert out == b"cn morf olleh"
 
 
-@pytest.mark.parametrize("front", FRONTS)
-async def test_socat_client(front: str) -> None:
+async def test_socat_client() -> None:
     socat = shutil.which("socat")
     assert socat, "socat is required (.ci/run installs it)"
-    async with request_server(front) as (host, port):
+    async with request_server() as (host, port):
         out = await asyncio.to_thread(
             _run_tool, [socat, "-t", "10", "-", f"TCP:{host}:{port}"], b"hello from socat"
         )
     assert out == b"tacos morf olleh"
 
 
-@pytest.mark.parametrize("front", FRONTS)
-async def test_client_that_never_half_closes_times_out_while_others_are_served(front: str) -> None:
-    async with request_server(front, timeout=0.5) as address:
+async def test_client_that_never_half_closes_times_out_while_others_are_served() -> None:
+    async with request_server(timeout=0.5) as address:
         silent = connect_blocking(address)
         try:
             silent.sendall(b"no end in sight")
@@ -141,15 +128,14 @@ async def test_server_that_never_answers_gives_a_timeout_error() -> None:
         listener.close()
 
 
-@pytest.mark.parametrize("front", FRONTS)
-async def test_request_over_max_size_is_refused_without_buffering_it(front: str) -> None:
+async def test_request_over_max_size_is_refused_without_buffering_it() -> None:
     seen: list[bytes] = []
 
     def record(request: bytes) -> bytes:
         seen.append(request)
         return b"ok"
 
-    async with request_server(front, handler=record, max_size=1000) as address:
+    async with request_server(handler=record, max_size=1000) as address:
         with pytest.raises((aiomsg.ConnectionClosed, ConnectionError)):
             # The client's own limit is higher: the server's refusal is what is tested.
             await aiomsg.request(*address, b"x" * 100_000, max_size=200_000)
@@ -162,14 +148,11 @@ async def test_request_refuses_payload_over_its_own_max_size() -> None:
         await aiomsg.request("127.0.0.1", 9, b"x" * 11, max_size=10)
 
 
-@pytest.mark.parametrize("front", FRONTS)
-async def test_handler_failure_resets_the_client(
-    front: str, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_handler_failure_resets_the_client(caplog: pytest.LogCaptureFixture) -> None:
     def broken(request: bytes) -> bytes:
         raise RuntimeError("handler bug")
 
-    async with request_server(front, handler=broken) as address:
+    async with request_server(handler=broken) as address:
         with pytest.raises((aiomsg.ConnectionClosed, ConnectionError)):
             await aiomsg.request(*address, b"hi")
     assert "handler bug" in caplog.text
@@ -217,9 +200,16 @@ async def test_send_eof_over_tls_is_a_clear_error_not_a_hang() -> None:
 async def test_send_eof_flushes_many_megabytes_first() -> None:
     payload = bytes(range(256)) * (40 * 4096)  # 40 MiB
 
-    async with request_server("streams", max_size=len(payload)) as address:
+    async with request_server(max_size=len(payload)) as address:
         conn = await aiomsg.connect(*address, framing=aiomsg.EndOfStream(max_size=len(payload)))
         async with conn:
             await conn.send(payload)
             await conn.send_eof()  # must not cut the request short
             assert await conn.receive() == payload[::-1]
+
+
+async def test_the_front_argument_is_deprecated_and_ignored() -> None:
+    with pytest.warns(DeprecationWarning, match="front"):
+        server = aiomsg.serve_requests(reverse, "127.0.0.1", 0, front="streams")
+    async with server:
+        assert await aiomsg.request("127.0.0.1", server.port, b"abc") == b"cba"

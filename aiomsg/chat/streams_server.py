@@ -10,7 +10,7 @@ from .outbox import QueuedMember
 from .room import ChatLimits, ChatRoom
 
 
-def chat_handler(room: ChatRoom) -> aiomsg.streams.Handler:
+def chat_handler(room: ChatRoom) -> aiomsg.asyncio.Handler:
     async def handle(conn: aiomsg.Connection) -> None:
         member = QueuedMember(room.limits.queue_lines, conn.send_many, conn.abort)
         writer = asyncio.create_task(member.outbox.write_out())

@@ -14,8 +14,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any, ClassVar, Final, Literal, cast
 
-from ._socket_options import enable_keepalive, reset_on_close
-from .errors import (
+from .._socket_options import enable_keepalive, reset_on_close
+from ..errors import (
     ConnectionClosed,
     ConnectionTimeout,
     FramingError,
@@ -24,8 +24,8 @@ from .errors import (
     detached,
     fresh,
 )
-from .framing import Buffer, Framing
-from .limits import (
+from ..framing import Buffer, Framing
+from ..limits import (
     COPY_LIMIT,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_KEEPALIVE,

@@ -1,32 +1,28 @@
-"""The asyncio Streams front: ``await conn.receive()`` and ``await conn.send(msg)``.
+"""The Streams front's connection: ``await conn.receive()`` and ``await conn.send(msg)``.
 
 A :class:`Connection` is driven by a small :class:`~aiomsg.MessageProtocol`
 that decodes each read as it arrives and queues the messages; ``receive()``
 serves them from that queue without suspending while it is not empty. So the
 Streams front costs little more than the Protocol front, and much less than a
-``StreamReader.readexactly()`` loop. :func:`connect` and :func:`serve` (and
-their Unix-socket twins) make connections; :meth:`Connection.wrap` adopts a
-``(reader, writer)`` pair from :func:`asyncio.open_connection`.
+``StreamReader.readexactly()`` loop. :func:`~aiomsg.connect` and
+:func:`~aiomsg.serve` (and their Unix-socket twins) make connections;
+:meth:`Connection.wrap` adopts a ``(reader, writer)`` pair from
+:func:`asyncio.open_connection`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import os
-import socket
 import ssl as _ssl
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, TypedDict
 
-from ._connection_end import log_connection_end
-from .errors import BusyError, ConnectionClosed, ConnectionTimeout, FramingError, fresh
-from .framing import Buffer, Framing
-from .limits import (
-    DEFAULT_BACKLOG,
+from ..errors import BusyError, ConnectionClosed, ConnectionTimeout, FramingError, fresh
+from ..framing import Buffer, Framing
+from ..limits import (
     DEFAULT_KEEPALIVE,
     DEFAULT_MESSAGE_TIMEOUT,
     DEFAULT_READ_SIZE,
@@ -34,20 +30,18 @@ from .limits import (
 )
 from .protocol import MessageProtocol
 
-__all__ = [
-    "DEFAULT_BACKLOG",
-    "Connection",
-    "Handler",
-    "Server",
-    "connect",
-    "connect_unix",
-    "serve",
-    "serve_unix",
-]
+__all__ = ["Connection"]
 
-logger = logging.getLogger("aiomsg")
 
-Handler = Callable[["Connection"], Awaitable[None]]
+class _Options(TypedDict):
+    """The per-connection limits, passed to :class:`MessageProtocol` (see its docstring)."""
+
+    read_size: int
+    write_high_water: int
+    message_timeout: float | None
+    idle_timeout: float | None
+    keepalive: float | None
+
 
 
 class _QueueProtocol(MessageProtocol):
@@ -397,253 +391,3 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.remote_address!r} {self.framing!r}>"
-
-
-# --- clients ---------------------------------------------------------------------------
-
-class _Options(TypedDict):
-    """The per-connection limits, passed to :class:`MessageProtocol` (see its docstring)."""
-
-    read_size: int
-    write_high_water: int
-    message_timeout: float | None
-    idle_timeout: float | None
-    keepalive: float | None
-
-
-async def connect(
-    host: str,
-    port: int,
-    *,
-    framing: Framing,
-    ssl: _ssl.SSLContext | bool | None = None,
-    read_size: int = DEFAULT_READ_SIZE,
-    write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
-    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
-    idle_timeout: float | None = None,
-    keepalive: float | None = DEFAULT_KEEPALIVE,
-    **kwargs: Any,
-) -> Connection:
-    """Open a TCP connection and return it framed with ``framing``.
-
-    Limits (``None`` turns a timeout off):
-
-    * ``message_timeout`` - seconds a message that has begun may take to
-      complete; then ``receive()`` raises :class:`~aiomsg.MessageTimeout` and
-      the connection is closed.
-    * ``idle_timeout`` - seconds without any byte from the peer; then
-      ``receive()`` raises :class:`~aiomsg.IdleTimeout` and the connection is
-      closed. Off by default.
-    * ``keepalive`` - seconds of silence before TCP keepalive probes the peer,
-      so that a peer that vanished is found (the connection then fails with
-      :class:`~aiomsg.ConnectionClosed`).
-    * ``read_size`` (bytes per read) and ``write_high_water`` (unsent bytes
-      above which ``send()`` waits and reading stops).
-
-    ``ssl`` and other keyword arguments go to :meth:`asyncio.loop.create_connection`.
-    Raises :class:`OSError` if the connection cannot be made.
-    """
-    options = _Options(
-        read_size=read_size,
-        write_high_water=write_high_water,
-        message_timeout=message_timeout,
-        idle_timeout=idle_timeout,
-        keepalive=keepalive,
-    )
-    loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(
-        lambda: _QueueProtocol(framing, options), host, port, ssl=ssl, **kwargs
-    )
-    return Connection(protocol)
-
-
-async def connect_unix(
-    path: str | os.PathLike[str],
-    *,
-    framing: Framing,
-    read_size: int = DEFAULT_READ_SIZE,
-    write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
-    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
-    idle_timeout: float | None = None,
-    **kwargs: Any,
-) -> Connection:
-    """Open a Unix-socket connection and return it framed with ``framing``; see :func:`connect`."""
-    options = _Options(
-        read_size=read_size,
-        write_high_water=write_high_water,
-        message_timeout=message_timeout,
-        idle_timeout=idle_timeout,
-        keepalive=None,
-    )
-    loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_unix_connection(
-        lambda: _QueueProtocol(framing, options), os.fspath(path), **kwargs
-    )
-    return Connection(protocol)
-
-
-# --- servers ---------------------------------------------------------------------------
-
-
-class Server:
-    """A listening server that runs ``handler(connection)`` in a task for every client.
-
-    Returned by :func:`serve`; ``await`` it to start listening, or use
-    ``async with`` (which also closes it). An exception in a handler is logged
-    and closes that client's connection only; the server goes on. When a
-    handler returns, its connection is closed for it.
-    """
-
-    def __init__(
-        self, listen: Callable[[Server], Awaitable[asyncio.Server]], handler: Handler | None = None
-    ) -> None:
-        """Internal: use :func:`serve` (``listen`` starts the asyncio server)."""
-        self._handler = handler
-        self._listen = listen
-        self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> Server:
-        """Start listening (done for you by ``await`` and ``async with``)."""
-        if self._server is None:
-            self._server = await self._listen(self)
-        return self
-
-    def __await__(self) -> Generator[Any, None, Server]:
-        return self.start().__await__()
-
-    async def __aenter__(self) -> Server:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-        await self.wait_closed()
-
-    @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        """The listening sockets."""
-        return tuple(self._server.sockets) if self._server else ()
-
-    @property
-    def port(self) -> int:
-        """The TCP port of the first listening socket (useful after binding port 0)."""
-        return int(self.sockets[0].getsockname()[1])
-
-    async def serve_forever(self) -> None:
-        """Serve until cancelled; closes the server (and its connections) on the way out."""
-        await self.start()
-        assert self._server is not None
-        try:
-            await self._server.serve_forever()
-        finally:
-            self.close()
-            await self.wait_closed()
-
-    def close(self) -> None:
-        """Stop listening and cancel every handler (their connections are then closed)."""
-        if self._server is not None:
-            self._server.close()
-        for task in self._handlers:
-            task.cancel()
-
-    async def wait_closed(self) -> None:
-        """Wait until the listener is closed and every handler has finished."""
-        if self._handlers:
-            await asyncio.wait(list(self._handlers))
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    def accept(self, protocol: _QueueProtocol) -> None:
-        """Internal: run the handler for a new connection (called by its protocol)."""
-        conn = Connection(protocol)
-        task = asyncio.get_running_loop().create_task(self._run_handler(conn))
-        self._handlers.add(task)
-        task.add_done_callback(self._handlers.discard)
-
-    async def _run_handler(self, conn: Connection) -> None:
-        assert self._handler is not None
-        peer = conn.remote_address  # read now: a closed transport no longer knows it
-        try:
-            await self._handler(conn)
-        except Exception as exc:  # one connection's failure never ends the server
-            log_connection_end(exc, peer)
-        finally:
-            conn.close()
-            await conn.wait_closed()
-
-
-def serve(
-    handler: Handler,
-    host: str | None,
-    port: int | None,
-    *,
-    framing: Framing,
-    ssl: _ssl.SSLContext | None = None,
-    read_size: int = DEFAULT_READ_SIZE,
-    write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
-    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
-    idle_timeout: float | None = None,
-    keepalive: float | None = DEFAULT_KEEPALIVE,
-    backlog: int = DEFAULT_BACKLOG,
-    **kwargs: Any,
-) -> Server:
-    """Serve framed TCP connections: ``async with serve(handler, host, port, framing=...)``.
-
-    ``handler(conn)`` runs in its own task for each client; the connection is
-    closed when it returns or raises (exceptions are logged, the server goes on).
-    Port 0 picks a free port: read it from ``server.port``. The per-connection
-    limits are those of :func:`connect`; ``backlog`` is the listen queue. ``ssl``
-    and other keyword arguments (``ssl_handshake_timeout``, ``reuse_port``...)
-    go to :meth:`asyncio.loop.create_server`.
-    """
-    options = _Options(
-        read_size=read_size,
-        write_high_water=write_high_water,
-        message_timeout=message_timeout,
-        idle_timeout=idle_timeout,
-        keepalive=keepalive,
-    )
-
-    async def listen(server: Server) -> asyncio.Server:
-        return await asyncio.get_running_loop().create_server(
-            lambda: _QueueProtocol(framing, options, server.accept),
-            host,
-            port,
-            ssl=ssl,
-            backlog=backlog,
-            **kwargs,
-        )
-
-    return Server(listen, handler)
-
-
-def serve_unix(
-    handler: Handler,
-    path: str | os.PathLike[str],
-    *,
-    framing: Framing,
-    read_size: int = DEFAULT_READ_SIZE,
-    write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
-    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
-    idle_timeout: float | None = None,
-    backlog: int = DEFAULT_BACKLOG,
-    **kwargs: Any,
-) -> Server:
-    """Serve framed connections on a Unix socket at ``path``; otherwise as :func:`serve`."""
-    options = _Options(
-        read_size=read_size,
-        write_high_water=write_high_water,
-        message_timeout=message_timeout,
-        idle_timeout=idle_timeout,
-        keepalive=None,
-    )
-
-    async def listen(server: Server) -> asyncio.Server:
-        return await asyncio.get_running_loop().create_unix_server(
-            lambda: _QueueProtocol(framing, options, server.accept),
-            os.fspath(path),
-            backlog=backlog,
-            **kwargs,
-        )
-
-    return Server(listen, handler)

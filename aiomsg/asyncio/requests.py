@@ -17,13 +17,16 @@ import inspect
 import logging
 import os
 import ssl as _ssl
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from .errors import ConnectionClosed, FramingError
-from .framing import DEFAULT_MAX_SIZE, Buffer, EndOfStream
+from ..errors import ConnectionClosed, FramingError
+from ..framing import DEFAULT_MAX_SIZE, Buffer, EndOfStream
+from .client import connect, connect_unix
+from .connection import Connection
 from .protocol import MessageProtocol
-from .streams import Connection, Server, connect, connect_unix, serve, serve_unix
+from .server import Server
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
@@ -117,30 +120,6 @@ async def _call(handler: RequestHandler, payload: bytes) -> Buffer:
     return result
 
 
-def _streams_handler(
-    handler: RequestHandler, timeout: float | None
-) -> Callable[[Connection], Awaitable[None]]:
-    async def handle(conn: Connection) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                payload = await conn.receive()  # the whole request, at the client's EOF
-                await conn.send(await _call(handler, payload))
-        except TimeoutError:
-            logger.info("request from %r timed out after %ss", conn.remote_address, timeout)
-            conn.abort()
-        except FramingError as exc:  # over max_size: refused, not buffered whole
-            logger.warning("request from %r refused: %s", conn.remote_address, exc)
-            conn.abort()
-        except Exception:
-            # A reset, not a clean close: the client must not take an empty answer
-            # for a response.
-            logger.exception("request handler failed for %r", conn.remote_address)
-            conn.abort()
-        # Returning closes the connection after the response is flushed.
-
-    return handle
-
-
 def serve_requests(
     handler: RequestHandler,
     host: str | None,
@@ -148,7 +127,7 @@ def serve_requests(
     *,
     max_size: int = DEFAULT_MAX_SIZE,
     timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
-    front: Literal["streams", "protocol"] = "streams",
+    front: Literal["streams", "protocol"] | None = None,
     **kwargs: Any,
 ) -> Server:
     """Serve half-close exchanges: read a request until the client's EOF, answer, close.
@@ -165,23 +144,23 @@ def serve_requests(
     * An exception in the handler is logged and that connection is reset, so the
       client gets an error rather than an empty response.
 
-    ``front="protocol"`` serves with :class:`RequestProtocol` instead of the
-    Streams front: same behaviour, fewer objects per request.
+    Each connection is a :class:`RequestProtocol`. ``front`` is deprecated and
+    ignored (there used to be a second, Streams-based implementation of the
+    same behaviour). Other keyword arguments go to
+    :meth:`asyncio.loop.create_server`.
     """
+    _warn_front(front)
     framing = EndOfStream(max_size=max_size)
-    if front == "protocol":
 
-        async def listen(_: Server) -> asyncio.Server:
-            return await asyncio.get_running_loop().create_server(
-                lambda: RequestProtocol(handler, framing=framing, timeout=timeout),
-                host,
-                port,
-                **kwargs,
-            )
+    async def listen(_: Server) -> asyncio.Server:
+        return await asyncio.get_running_loop().create_server(
+            lambda: RequestProtocol(handler, framing=framing, timeout=timeout),
+            host,
+            port,
+            **kwargs,
+        )
 
-        return Server(listen)
-    kwargs.setdefault("message_timeout", None)  # `timeout` bounds the exchange
-    return serve(_streams_handler(handler, timeout), host, port, framing=framing, **kwargs)
+    return Server(listen)
 
 
 def serve_requests_unix(
@@ -190,23 +169,31 @@ def serve_requests_unix(
     *,
     max_size: int = DEFAULT_MAX_SIZE,
     timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
-    front: Literal["streams", "protocol"] = "streams",
+    front: Literal["streams", "protocol"] | None = None,
     **kwargs: Any,
 ) -> Server:
     """:func:`serve_requests` on a Unix socket at ``path``."""
+    _warn_front(front)
     framing = EndOfStream(max_size=max_size)
-    if front == "protocol":
 
-        async def listen(_: Server) -> asyncio.Server:
-            return await asyncio.get_running_loop().create_unix_server(
-                lambda: RequestProtocol(handler, framing=framing, timeout=timeout),
-                os.fspath(path),
-                **kwargs,
-            )
+    async def listen(_: Server) -> asyncio.Server:
+        return await asyncio.get_running_loop().create_unix_server(
+            lambda: RequestProtocol(handler, framing=framing, timeout=timeout),
+            os.fspath(path),
+            **kwargs,
+        )
 
-        return Server(listen)
-    kwargs.setdefault("message_timeout", None)  # `timeout` bounds the exchange
-    return serve_unix(_streams_handler(handler, timeout), path, framing=framing, **kwargs)
+    return Server(listen)
+
+
+def _warn_front(front: object) -> None:
+    if front is not None:
+        warnings.warn(
+            "serve_requests(front=...) is deprecated and ignored: requests are always served "
+            "by RequestProtocol",
+            DeprecationWarning,
+            stacklevel=3,
+        )
 
 
 class RequestProtocol(MessageProtocol):

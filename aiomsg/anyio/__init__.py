@@ -1,0 +1,11 @@
+"""The anyio front: :class:`FramedStream` for task groups on asyncio, uvloop and trio.
+
+* :mod:`.framed_stream` - :class:`FramedStream` around any anyio byte stream.
+* :mod:`.tcp` - :func:`connect_framed` and :func:`serve_framed`.
+* :mod:`.on_asyncio` - the FramedStream those make on asyncio, on aiomsg's transport.
+"""
+
+from .framed_stream import FramedStream
+from .tcp import connect_framed, serve_framed
+
+__all__ = ["FramedStream", "connect_framed", "serve_framed"]

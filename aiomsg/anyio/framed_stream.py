@@ -1,0 +1,254 @@
+"""The anyio front: :class:`FramedStream`, an ``ObjectStream[bytes]`` for task groups.
+
+Wrap any anyio byte stream (TCP, Unix, TLS, or your own) and send and receive
+whole messages, on asyncio, asyncio+uvloop or trio. ``connect_framed`` and
+``serve_framed`` (``tcp.py``) are the conveniences for TCP.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, ObjectStream
+from anyio.lowlevel import checkpoint_if_cancelled
+
+from ..errors import ConnectionTimeout, FramingError, IdleTimeout, MessageTimeout, detached, fresh
+from ..framing import Buffer, Framing
+from ..limits import COPY_LIMIT, DEFAULT_MESSAGE_TIMEOUT, DEFAULT_READ_SIZE
+
+__all__ = ["FramedStream"]
+
+
+class FramedStream(ObjectStream[bytes]):
+    """Whole messages over an anyio byte stream.
+
+    ``FramedStream(byte_stream, framing)`` owns ``byte_stream``: closing one closes
+    the other. Extra attributes (addresses, TLS details...) are those of the inner
+    stream. ``async for message in stream`` ends at a clean end of stream.
+
+    Exception contract, as for every anyio object stream:
+
+    * ``receive()`` raises :class:`anyio.EndOfStream` after the peer closed its
+      side cleanly (every message before it was delivered),
+      :class:`~aiomsg.IncompleteMessageError` if it closed inside a message,
+      :class:`~aiomsg.FramingError` / :class:`~aiomsg.MessageTooLarge` when it
+      broke the framing (the good messages before come first; then close),
+      :class:`~aiomsg.MessageTimeout` / :class:`~aiomsg.IdleTimeout` (both
+      :class:`TimeoutError`) when the peer was too slow (the inner stream is
+      closed then), :class:`anyio.BrokenResourceError` if the connection broke,
+      :class:`anyio.BusyResourceError` if another task is already receiving.
+    * ``send()``/``receive()`` after :meth:`aclose` raise
+      :class:`anyio.ClosedResourceError`.
+    * Concurrent ``send()`` calls are allowed: each message is written whole, in
+      turn.
+
+    Limits: ``message_timeout`` (default 60 s): a message that has begun must
+    complete within it, counting only time spent in ``receive()``;
+    ``idle_timeout`` (default off): some byte must arrive within it while
+    receiving. ``None`` turns either off. Memory: decoded messages wait here
+    only while fewer than one read's worth (``read_size``) is queued, since the
+    inner stream is read only when the queue is empty; what the *inner* stream
+    buffers is its own affair (anyio's asyncio sockets buffer without bound:
+    prefer :func:`connect_framed`/:func:`serve_framed`, which avoid them).
+
+    Checkpoints: a ``receive()`` that reads from the connection is a full
+    checkpoint (the inner ``receive()`` is). A ``receive()`` served from messages
+    already decoded checks for cancellation (``checkpoint_if_cancelled``) but
+    does not yield to the event loop: a full checkpoint per buffered message
+    would cost most of the throughput (measured with ``benchmarks/fronts.py``:
+    about 2.5x fewer messages per second on asyncio). Other tasks still run at
+    least once per read, so a busy receiver delays them by at most one read's
+    worth of messages. Cancelling a ``receive()`` never loses or duplicates a
+    message: the next call gets it.
+
+    The streams :func:`connect_framed` and :func:`serve_framed` make on asyncio
+    (on aiomsg's transport) skip that check too, like the Streams front: a
+    buffered message is returned without looking at cancel scopes, and
+    cancellation arrives at the next ``receive()`` that waits, at most one
+    read's worth of messages later. This changes only one case: a task that
+    cancels its own scope and then receives gets a buffered message instead of
+    the cancellation (a scope cancelled by another task, or by its deadline,
+    is delivered when the receiver last waited). The check cost 2 µs per
+    message, four times everything else.
+    """
+
+    def __init__(
+        self,
+        transport_stream: ByteStream,
+        framing: Framing,
+        *,
+        read_size: int = DEFAULT_READ_SIZE,
+        message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
+        idle_timeout: float | None = None,
+    ) -> None:
+        self.transport_stream = transport_stream
+        self.framing = framing
+        self._decoder = framing.decoder()
+        self._ready: deque[bytes] = deque()
+        self._read_size = read_size
+        self._message_timeout = message_timeout
+        self._idle_timeout = idle_timeout
+        self._message_started: float | None = None
+        self._last_read = 0.0
+        # Raised (a fresh copy) once `_ready` is drained; kept without traceback.
+        self._error: BaseException | None = None
+        self._closed = False
+        self._receiving = False
+        # fast_acquire: an uncontended send does not pay an extra event-loop round trip.
+        self._send_lock = anyio.Lock(fast_acquire=True)
+
+    async def receive(self) -> bytes:
+        """Return the next message. Raises as the class docstring says."""
+        if self._ready and not self._receiving and not self._closed:
+            await checkpoint_if_cancelled()  # cancelled: the message stays queued
+            return self._ready.popleft()
+        return await self._receive_slow()
+
+    async def _receive_slow(self) -> bytes:
+        # A plain flag rather than anyio.ResourceGuard: this runs per message.
+        if self._receiving:
+            raise anyio.BusyResourceError("reading from")
+        self._receiving = True
+        try:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if self._ready:
+                await checkpoint_if_cancelled()
+            since = anyio.current_time()  # the clocks count only while receiving
+            while not self._ready:
+                error = self._error
+                if error is not None:
+                    raise fresh(error) from error.__cause__
+                await self._read(since)
+            return self._ready.popleft()
+        finally:
+            self._receiving = False
+
+    def _time_left(self, since: float) -> tuple[float, ConnectionTimeout] | None:
+        """The nearest deadline as (seconds left, the error it raises), or ``None``."""
+        nearest: tuple[float, ConnectionTimeout] | None = None
+        now = anyio.current_time()
+        if self._idle_timeout is not None:
+            left = max(self._last_read, since) + self._idle_timeout - now
+            nearest = (left, IdleTimeout(
+                f"no data from the peer for {self._idle_timeout:g} s (idle_timeout)",
+                timeout=self._idle_timeout,
+            ))
+        if self._message_timeout is not None and self._message_started is not None:
+            left = max(self._message_started, since) + self._message_timeout - now
+            if nearest is None or left < nearest[0]:
+                nearest = (left, MessageTimeout(
+                    f"a message is still incomplete after {self._message_timeout:g} s "
+                    f"({self._decoder.buffered} bytes; message_timeout)",
+                    timeout=self._message_timeout,
+                ))
+        return nearest
+
+    async def _read(self, since: float) -> None:
+        limit = self._time_left(since)
+        try:
+            if limit is None:
+                chunk = await self.transport_stream.receive(self._read_size)
+            else:
+                with anyio.move_on_after(max(limit[0], 0)):
+                    chunk = await self.transport_stream.receive(self._read_size)
+                    limit = None
+                if limit is not None:  # the peer was too slow: close, and say why
+                    self._error = limit[1]
+                    await anyio.aclose_forcefully(self.transport_stream)
+                    return
+        except anyio.EndOfStream:
+            try:
+                self._ready.extend(self._decoder.feed_eof())
+            except FramingError as exc:
+                self._error = detached(exc)
+                return
+            self._error = anyio.EndOfStream()
+            return
+        try:
+            messages = self._decoder.feed(chunk)
+        except FramingError as exc:
+            self._ready.extend(exc.messages)
+            self._error = detached(exc)
+            return
+        if self._message_timeout is not None or self._idle_timeout is not None:
+            self._track_message(bool(messages))
+        self._ready.extend(messages)
+
+    def _track_message(self, completed: bool) -> None:
+        now = anyio.current_time()
+        self._last_read = now
+        if not self._decoder.buffered:
+            self._message_started = None
+        elif completed or self._message_started is None:
+            self._message_started = now  # a new message began in this read
+
+    async def send(self, item: Buffer) -> None:
+        """Send one message (waits its turn behind other senders).
+
+        Raises:
+            MessageTooLarge, FramingError: the framing cannot carry ``item``;
+                nothing was sent.
+            anyio.ClosedResourceError: this stream was closed.
+            anyio.BrokenResourceError: the connection broke.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        parts = self.framing.encode_parts(item)
+        async with self._send_lock:
+            if len(parts) == 1 or len(item) < COPY_LIMIT:
+                await self.transport_stream.send(b"".join(parts))
+            else:  # large: do not copy the body into a new object
+                for part in parts:
+                    await self.transport_stream.send(part)  # type: ignore[arg-type]
+
+    async def send_many(self, items: Iterable[Buffer]) -> None:
+        """Send several messages with one write to the inner stream, in order.
+
+        Raises what :meth:`send` raises; if one cannot be encoded, none is sent.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        data = self.framing.encode_many(items)
+        async with self._send_lock:
+            await self.transport_stream.send(data)
+
+    async def send_eof(self) -> None:
+        """Half-close: "done sending, still listening" (``shutdown(SHUT_WR)``).
+
+        Raises:
+            NotImplementedError: the inner stream cannot half-close. A TLS stream
+                cannot: TLS has no way to end one direction only. Nothing is sent;
+                mark the end of your message with the framing instead.
+            anyio.ClosedResourceError: this stream was closed.
+            anyio.BrokenResourceError: the connection broke.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        async with self._send_lock:
+            try:
+                await self.transport_stream.send_eof()
+            except NotImplementedError as exc:
+                raise NotImplementedError(
+                    f"{type(self.transport_stream).__name__} cannot half-close (TLS cannot "
+                    f"end one direction only): {exc}"
+                ) from exc
+            except OSError as exc:  # the trio backend lets ENOTCONN through
+                raise anyio.BrokenResourceError(f"cannot half-close: {exc}") from exc
+
+    async def aclose(self) -> None:
+        """Close this stream and the inner one. Later calls raise ``ClosedResourceError``.
+
+        Errors of the close itself (a TLS peer that left without close_notify)
+        are the inner stream's and propagate; the stream is closed anyway.
+        """
+        self._closed = True
+        self._ready.clear()
+        await self.transport_stream.aclose()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self.transport_stream.extra_attributes

@@ -1,0 +1,29 @@
+"""The asyncio fronts (uvloop included).
+
+* :mod:`.protocol` - :class:`MessageProtocol`, callbacks on a ``BufferedProtocol``.
+* :mod:`.connection` - :class:`Connection`, ``await receive()`` / ``send()``.
+* :mod:`.client`, :mod:`.server` - :func:`connect`, :func:`serve` and their Unix twins.
+* :mod:`.requests` - half-close request/response exchanges.
+"""
+
+from .client import connect, connect_unix
+from .connection import Connection
+from .protocol import MessageProtocol
+from .requests import RequestProtocol, request, request_unix, serve_requests, serve_requests_unix
+from .server import Handler, Server, serve, serve_unix
+
+__all__ = [
+    "Connection",
+    "Handler",
+    "MessageProtocol",
+    "RequestProtocol",
+    "Server",
+    "connect",
+    "connect_unix",
+    "request",
+    "request_unix",
+    "serve",
+    "serve_requests",
+    "serve_requests_unix",
+    "serve_unix",
+]
