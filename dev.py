@@ -81,7 +81,7 @@ def ensure_test_programs() -> bool:
 def lint() -> int:
     for cmd in (
         [str(PYTHON), "-m", "ruff", "check", "."],
-        [str(PYTHON), "-m", "mypy", "--strict", "aiomsg"],
+        [str(PYTHON), "-m", "mypy", "--strict", "aiomsg", "tests"],
     ):
         print("+", " ".join(cmd[2:]), flush=True)
         code = subprocess.run(cmd, cwd=ROOT).returncode

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import pytest
@@ -54,7 +55,7 @@ async def framed_server(
 
 
 async def round_trip(
-    port: int, framing: Framing, messages: list[bytes], **kw: object
+    port: int, framing: Framing, messages: list[bytes], **kw: Any
 ) -> list[bytes]:
     """Send ``messages`` and half-close while receiving the echo, both in one task group."""
     received: list[bytes] = []
@@ -119,7 +120,9 @@ async def pair(
         accepted: list[aiomsg.FramedStream] = []
 
         async def accept() -> None:
-            accepted.append(aiomsg.FramedStream(await listener.listeners[0].accept(), framing))
+            inner = listener.listeners[0]
+            assert isinstance(inner, anyio.abc.SocketListener)
+            accepted.append(aiomsg.FramedStream(await inner.accept(), framing))
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(accept)

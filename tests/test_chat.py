@@ -39,6 +39,7 @@ class Client:
 
     def __init__(self, conn: aiomsg.Connection) -> None:
         self.conn = conn
+        self.nick = ""  # the server names it on join
 
     @classmethod
     async def join(cls, port: int) -> Client:

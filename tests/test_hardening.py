@@ -467,7 +467,7 @@ async def framed_server(
 
 @pytest.mark.anyio
 async def test_framed_stream_message_timeout() -> None:
-    outcome: list[BaseException] = []
+    outcome: list[aiomsg.MessageTimeout] = []
     done = anyio.Event()
 
     async def handler(stream: aiomsg.FramedStream) -> None:

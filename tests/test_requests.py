@@ -123,7 +123,8 @@ async def test_server_that_never_answers_gives_a_timeout_error() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     try:
         with pytest.raises(TimeoutError):
-            await aiomsg.request(*listener.getsockname(), b"anyone?", timeout=0.3)
+            host, port = listener.getsockname()
+            await aiomsg.request(host, port, b"anyone?", timeout=0.3)
     finally:
         listener.close()
 
@@ -162,7 +163,8 @@ async def test_tls_is_refused_before_anything_is_sent() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     try:
         with pytest.raises(NotImplementedError, match="TLS"):
-            await aiomsg.request(*listener.getsockname(), b"secret", ssl=True)
+            host, port = listener.getsockname()
+            await aiomsg.request(host, port, b"secret", ssl=True)
         listener.setblocking(False)
         with pytest.raises(BlockingIOError):
             listener.accept()  # nobody even connected
