@@ -4,8 +4,9 @@ decodes, bounds memory and keeps the timeouts; this class speaks anyio's contrac
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -151,26 +152,24 @@ class ConnectionFramedStream(FramedStream):
         return message
 
     async def send(self, item: Buffer) -> None:
-        if self._closed:
-            raise anyio.ClosedResourceError
-        try:
+        with self._anyio_errors():
             await self._conn.send(item)
-        except ConnectionClosed as exc:
-            raise anyio.BrokenResourceError(str(exc)) from exc.__cause__
 
     async def send_many(self, items: Iterable[Buffer]) -> None:
-        if self._closed:
-            raise anyio.ClosedResourceError
-        try:
+        with self._anyio_errors():
             await self._conn.send_many(items)
-        except ConnectionClosed as exc:
-            raise anyio.BrokenResourceError(str(exc)) from exc.__cause__
 
     async def send_eof(self) -> None:
+        with self._anyio_errors():
+            await self._conn.send_eof()
+
+    @contextlib.contextmanager
+    def _anyio_errors(self) -> Iterator[None]:
+        """Speak anyio's contract: closed here, or broken underneath."""
         if self._closed:
             raise anyio.ClosedResourceError
         try:
-            await self._conn.send_eof()
+            yield
         except ConnectionClosed as exc:
             raise anyio.BrokenResourceError(str(exc)) from exc.__cause__
 
