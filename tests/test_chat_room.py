@@ -61,3 +61,31 @@ def test_slow_member_is_dropped_and_others_told() -> None:
     room.receive(talker, b"hello")  # slow's queue was full (welcome + 2 joins)
     assert slow.notice is None  # reset, no notice: it is not reading
     assert other.lines[-2:] == ["guest3: hello", "* guest1 left (too slow)"]
+
+
+class BrokenMember(FakeMember):
+    """A member whose connection is reset under it once ``reset`` is set: delivering raises."""
+
+    reset = False
+
+    def deliver(self, line: str) -> bool:
+        if self.reset:
+            raise ConnectionResetError("reset by peer")
+        return super().deliver(line)
+
+    def disconnect(self, notice: str | None) -> None:
+        raise ConnectionResetError("reset by peer")
+
+
+def test_a_member_that_fails_never_costs_the_others_a_line() -> None:
+    room = ChatRoom()
+    first, broken, last, talker = FakeMember(), BrokenMember(), FakeMember(), FakeMember()
+    for member in (first, broken, last, talker):
+        room.join(member)
+    broken.reset = True
+    room.receive(talker, b"hello")  # broken sits between first and last in the room
+    room.receive(talker, b"again")
+    for member in (first, last):
+        assert member.lines[-3:] == ["guest4: hello", "* guest2 left", "guest4: again"]
+    assert talker.lines[-1] == "* guest2 left"
+    assert room.nicknames() == ["guest1", "guest3", "guest4"]

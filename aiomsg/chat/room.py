@@ -26,6 +26,7 @@ The room knows nothing of sockets or event loops: each server gives it a
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = ["ChatLimits", "ChatRoom", "Member"]
+
+logger = logging.getLogger("aiomsg.chat")
 
 _NICK = re.compile(r"[A-Za-z0-9_-]{1,24}")
 HELP = "/nick NAME, /who, /me ACTION, /quit"
@@ -188,15 +191,25 @@ class ChatRoom:
     # --- delivery ------------------------------------------------------------------
 
     def _tell(self, member: Member, line: str) -> None:
-        if not member.deliver(line):
-            self._drop_slow([member])
+        self._broadcast_to([member], line)
 
     def _broadcast(self, line: str, but: Member | None = None) -> None:
-        slow = [
-            m
-            for m, s in list(self._members.items())
-            if m is not but and not s.gone and not m.deliver(line)
-        ]
+        self._broadcast_to(
+            [m for m, s in self._members.items() if m is not but and not s.gone], line
+        )
+
+    def _broadcast_to(self, members: list[Member], line: str) -> None:
+        """Deliver ``line`` to each of ``members``; one's failure is that one's only."""
+        slow, broken = [], []
+        for member in members:
+            try:
+                if not member.deliver(line):
+                    slow.append(member)
+            except Exception:  # its connection broke under it (a reset): drop it
+                logger.debug("dropping a chat member whose delivery failed", exc_info=True)
+                broken.append(member)
+        for member in broken:
+            self._remove(member, None, "")
         if slow:
             self._drop_slow(slow)
 
@@ -206,17 +219,19 @@ class ChatRoom:
 
     def _drop_slow(self, members: list[Member]) -> None:
         for member in members:
-            state = self._members.get(member)
-            if state is None or state.gone:
-                continue
-            state.gone = True
-            member.disconnect(None)
-            self.leave(member, " (too slow)")
+            self._remove(member, None, " (too slow)")
 
     def _expel(self, member: Member, notice: str) -> None:
+        self._remove(member, notice, "")
+
+    def _remove(self, member: Member, notice: str | None, why: str) -> None:
+        """Disconnect ``member`` (``notice`` first, or a reset for ``None``) and tell the others."""
         state = self._members.get(member)
         if state is None or state.gone:
             return
         state.gone = True
-        member.disconnect(notice)
-        self.leave(member)
+        try:
+            member.disconnect(notice)
+        except Exception:  # already broken: leaving is all that is left to do
+            logger.debug("disconnecting a chat member failed", exc_info=True)
+        self.leave(member, why)
