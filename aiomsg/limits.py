@@ -12,6 +12,7 @@ __all__ = [
     "COPY_LIMIT",
     "DEFAULT_BACKLOG",
     "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_KEEPALIVE",
     "DEFAULT_LINGER_TIMEOUT",
     "DEFAULT_MESSAGE_TIMEOUT",
@@ -35,6 +36,9 @@ DEFAULT_MESSAGE_TIMEOUT = 60.0
 #: Seconds of silence before TCP keepalive probes a peer (then every
 #: ``keepalive / 6`` s, 5 times): a dead peer is found in about twice this.
 DEFAULT_KEEPALIVE = 60.0
+
+#: Seconds ``connect()`` may take, TLS handshake included.
+DEFAULT_CONNECT_TIMEOUT = 30.0
 
 #: Seconds a closing connection may make no progress flushing its output before
 #: it is aborted (a peer that never reads would otherwise hold it forever).

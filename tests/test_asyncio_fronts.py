@@ -547,3 +547,57 @@ async def test_tls_round_trip_of_large_and_small_messages(
         await asyncio.wait_for(ended.wait(), 10)  # the server saw the close
     # A TLS close ends both directions: the front must not ask asyncio to keep it half open.
     assert "eof_received" not in caplog.text
+
+
+async def test_connect_timeout_covers_the_tls_handshake() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, then says nothing
+    try:
+        host, port = listener.getsockname()
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await aiomsg.connect(
+                host, port, framing=aiomsg.Lines(), ssl=ssl.create_default_context(), timeout=0.3
+            )
+        assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        listener.close()
+
+
+async def test_aclose_closes_and_waits() -> None:
+    async def hold(conn: aiomsg.Connection) -> None:
+        await conn.receive_or_none()
+
+    async with aiomsg.serve(hold, "127.0.0.1", 0, framing=aiomsg.Lines()) as server:
+        conn = await aiomsg.connect("127.0.0.1", server.port, framing=aiomsg.Lines())
+        await conn.aclose()
+        assert conn.is_closing()
+        await conn.aclose()  # twice is fine
+        with pytest.raises(aiomsg.ConnectionClosed):
+            await conn.send(b"late")
+
+
+async def test_broadcast_skips_closed_connections_and_never_waits() -> None:
+    framing = aiomsg.Lines()
+    received: list[bytes] = []
+    joined = asyncio.Event()
+    conns: list[aiomsg.Connection] = []
+
+    async def member(conn: aiomsg.Connection) -> None:
+        conns.append(conn)
+        if len(conns) == 3:
+            joined.set()
+        async for message in conn:
+            received.append(message)
+
+    async with aiomsg.serve(member, "127.0.0.1", 0, framing=framing) as server:
+        port = server.port
+        clients = [await aiomsg.connect("127.0.0.1", port, framing=framing) for _ in range(3)]
+        await asyncio.wait_for(joined.wait(), 10)
+        conns[0].abort()
+        assert aiomsg.broadcast(conns, b"to all") == 2
+        got = [await asyncio.wait_for(c.receive(), 10) for c in clients[1:]]
+        assert got == [b"to all", b"to all"]
+        with pytest.raises(aiomsg.FramingError):
+            aiomsg.broadcast(conns, b"two\nlines")  # refused before anything is sent
+        for client in clients:
+            await client.aclose()

@@ -4,8 +4,10 @@
 * :mod:`.connection` - :class:`Connection`, ``await receive()`` / ``send()``.
 * :mod:`.client`, :mod:`.server` - :func:`connect`, :func:`serve` and their Unix twins.
 * :mod:`.requests` - half-close request/response exchanges.
+* :mod:`.broadcast` - one message to many connections without waiting for any.
 """
 
+from .broadcast import broadcast
 from .client import connect, connect_unix
 from .connection import Connection
 from .protocol import MessageProtocol
@@ -18,6 +20,7 @@ __all__ = [
     "MessageProtocol",
     "RequestProtocol",
     "Server",
+    "broadcast",
     "connect",
     "connect_unix",
     "request",

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..framing import Framing
 from ..limits import (
+    DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_KEEPALIVE,
     DEFAULT_MESSAGE_TIMEOUT,
     DEFAULT_READ_SIZE,
@@ -30,9 +31,14 @@ async def connect(
     message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
     idle_timeout: float | None = None,
     keepalive: float | None = DEFAULT_KEEPALIVE,
+    timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     **kwargs: Any,
 ) -> Connection:
     """Open a TCP connection and return it framed with ``framing``.
+
+    ``timeout`` bounds the connection and the TLS handshake together: after
+    that many seconds :class:`TimeoutError` is raised and nothing is left open
+    (``None``: wait as long as the system does).
 
     Limits (``None`` turns a timeout off):
 
@@ -49,7 +55,12 @@ async def connect(
       above which ``send()`` waits and reading stops).
 
     ``ssl`` and other keyword arguments go to :meth:`asyncio.loop.create_connection`.
-    Raises :class:`OSError` if the connection cannot be made.
+
+    Raises:
+        OSError: the connection cannot be made (refused, unreachable, no such
+            host: :class:`socket.gaierror`).
+        TimeoutError: no connection within ``timeout`` seconds.
+        ssl.SSLError: the TLS handshake failed.
     """
     options = _Options(
         read_size=read_size,
@@ -59,9 +70,10 @@ async def connect(
         keepalive=keepalive,
     )
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(
-        lambda: _QueueProtocol(framing, options), host, port, ssl=ssl, **kwargs
-    )
+    async with asyncio.timeout(timeout):
+        _, protocol = await loop.create_connection(
+            lambda: _QueueProtocol(framing, options), host, port, ssl=ssl, **kwargs
+        )
     return Connection(protocol)
 
 

@@ -351,6 +351,12 @@ class Connection:
         self._protocol.abort()
         self._protocol.wake()
 
+    async def aclose(self) -> None:
+        """Close and wait until closed (:meth:`close`, then :meth:`wait_closed`), as anyio's
+        ``aclose()``. Safe to call twice; never raises for connection errors."""
+        self.close()
+        await self.wait_closed()
+
     async def wait_closed(self) -> None:
         """Wait until the connection is closed. Never raises for connection errors."""
         with contextlib.suppress(ConnectionError, _ssl.SSLError):
@@ -369,8 +375,7 @@ class Connection:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
-        await self.wait_closed()
+        await self.aclose()
 
     # --- information ---------------------------------------------------------------
 
