@@ -57,7 +57,40 @@ class Framing(ABC):
     max_size: int
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
-        self.max_size = _check_max_size(max_size)
+        self._set(max_size=_check_max_size(max_size))
+
+    # --- immutability -------------------------------------------------------------
+    # A decoder copies what it needs from its framing when it is made (the C
+    # scanner does too), so a framing changed afterwards would make the decoders
+    # it already made disagree with the new ones, and the C path with the
+    # Python one. Hence frozen: attributes are set once, in __init__, by _set().
+
+    def _set(self, **values: object) -> None:
+        """Set attributes while constructing (the only way: see ``__setattr__``)."""
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"{type(self).__name__} is immutable: cannot set {name!r};"
+            " make a new framing with the value you want"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
+
+    def _key(self) -> tuple[object, ...]:
+        """What makes two framings of one class equal: their parameters."""
+        return (self.max_size,)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Framing)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key()))
 
     @abstractmethod
     def decoder(self) -> Decoder:

@@ -19,11 +19,14 @@ class AsciiLengthPrefixed(HeaderFraming):
 
     __slots__ = ("digits",)
 
+    #: How many decimal digits every header has.
+    digits: int
+
     def __init__(self, digits: int = 5, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
         if not isinstance(digits, int) or not 1 <= digits <= 20:
             raise ValueError(f"digits must be an int from 1 to 20, not {digits!r}")
         super().__init__(min(max_size, 10**digits - 1))
-        self.digits = digits
+        self._set(digits=digits)
 
     def _header_at(self, buf: bytes, pos: int) -> tuple[int, int] | None:
         start = pos + self.digits
@@ -38,6 +41,9 @@ class AsciiLengthPrefixed(HeaderFraming):
         if size > self.max_size:
             raise self._too_large(size)
         return start, size
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.digits, self.max_size)
 
     def decoder(self) -> HeaderDecoder:
         return _AsciiLengthDecoder(self)

@@ -22,11 +22,17 @@ class Delimited(Framing):
 
     __slots__ = ("delimiter",)
 
+    #: The bytes that end every message.
+    delimiter: bytes
+
     def __init__(self, delimiter: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
         if not isinstance(delimiter, bytes) or not delimiter:
             raise ValueError(f"delimiter must be non-empty bytes, not {delimiter!r}")
         super().__init__(max_size)
-        self.delimiter = delimiter
+        self._set(delimiter=delimiter)
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.delimiter, self.max_size)
 
     def decoder(self) -> DelimitedDecoder:
         return DelimitedDecoder(self.delimiter, self.max_size, strip_cr=False, framing=self)
@@ -67,11 +73,17 @@ class Lines(Delimited):
 
     __slots__ = ("newline",)
 
+    #: What ``encode()`` appends: ``b"\n"`` or ``b"\r\n"``.
+    newline: bytes
+
     def __init__(self, *, newline: bytes = b"\n", max_size: int = DEFAULT_MAX_SIZE) -> None:
         if newline not in (b"\n", b"\r\n"):
             raise ValueError(f"newline must be b'\\n' or b'\\r\\n', not {newline!r}")
         super().__init__(b"\n", max_size=max_size)
-        self.newline = newline
+        self._set(newline=newline)
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.newline, self.max_size)
 
     def decoder(self) -> DelimitedDecoder:
         return DelimitedDecoder(b"\n", self.max_size, strip_cr=True, framing=self)

@@ -18,16 +18,22 @@ class FixedLength(HeaderFraming):
 
     __slots__ = ("size",)
 
+    #: The size of every message, in bytes.
+    size: int
+
     def __init__(self, size: int, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
         super().__init__(max_size)
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive int, not {size!r}")
         if size > self.max_size:
             raise ValueError(f"size={size} is over max_size={self.max_size}")
-        self.size = size
+        self._set(size=size)
 
     def _header_at(self, buf: bytes, pos: int) -> tuple[int, int]:
         return pos, self.size
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.size, self.max_size)
 
     def decoder(self) -> HeaderDecoder:
         return _FixedLengthDecoder(self, self.size)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from ..errors import FramingError
@@ -32,6 +32,14 @@ class LengthPrefixed(HeaderFraming):
 
     __slots__ = ("_little", "_pack", "_unpack_from", "byteorder", "width")
 
+    #: Bytes in the length header: 1, 2, 4 or 8.
+    width: int
+    #: ``"big"`` (network order) or ``"little"``.
+    byteorder: str
+    _little: bool
+    _pack: Callable[[int], bytes]
+    _unpack_from: Callable[..., tuple[int]]
+
     def __init__(
         self,
         width: Literal[1, 2, 4, 8] = 4,
@@ -44,12 +52,14 @@ class LengthPrefixed(HeaderFraming):
         if byteorder not in ("big", "little"):
             raise ValueError(f"byteorder must be 'big' or 'little', not {byteorder!r}")
         super().__init__(min(max_size, (1 << (8 * width)) - 1))
-        self.width = width
-        self.byteorder = byteorder
-        self._little = byteorder == "little"
         codec = struct.Struct((">" if byteorder == "big" else "<") + _FORMATS[width])
-        self._pack = codec.pack
-        self._unpack_from = codec.unpack_from
+        self._set(
+            width=width,
+            byteorder=byteorder,
+            _little=byteorder == "little",
+            _pack=codec.pack,
+            _unpack_from=codec.unpack_from,
+        )
 
     def _header_at(self, buf: bytes, pos: int) -> tuple[int, int] | None:
         start = pos + self.width
@@ -59,6 +69,9 @@ class LengthPrefixed(HeaderFraming):
         if size > self.max_size:
             raise self._too_large(size)
         return start, size
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.width, self.byteorder, self.max_size)
 
     def decoder(self) -> HeaderDecoder:
         if _accelerated.speedups is not None:

@@ -26,11 +26,13 @@ class Netstring(HeaderFraming):
 
     __slots__ = ("_max_digits",)
 
+    _max_digits: int
+
     _trailer = b","
 
     def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
         super().__init__(max_size)
-        self._max_digits = len(str(self.max_size))
+        self._set(_max_digits=len(str(self.max_size)))
 
     def _header_at(self, buf: bytes, pos: int) -> tuple[int, int] | None:
         # The slow path (the decoder's _scan takes well-formed headers itself).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from ..errors import FramingError
 from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderDecoder, HeaderFraming
@@ -30,6 +31,10 @@ class TypePrefixed(HeaderFraming):
 
     __slots__ = ("_specs", "table")
 
+    #: Type byte -> fixed body size or nested framing (read-only).
+    table: Mapping[int, int | HeaderFraming]
+    _specs: tuple[int | HeaderFraming | None, ...]
+
     def __init__(
         self, table: Mapping[int, int | HeaderFraming], *, max_size: int = DEFAULT_MAX_SIZE
     ) -> None:
@@ -48,13 +53,16 @@ class TypePrefixed(HeaderFraming):
             specs[kind] = spec
         if not table:
             raise ValueError("table must have at least one type")
-        self.table = dict(table)
-        self._specs = specs
+        # A read-only view: the framing is immutable, its table included.
+        self._set(table=MappingProxyType(dict(table)), _specs=tuple(specs))
 
     def _header_at(self, buf: bytes, pos: int) -> tuple[int, int] | None:
         # Not used by the decoder (which must keep the type byte); defined so the
         # class is a complete HeaderFraming.
         raise NotImplementedError  # pragma: no cover
+
+    def _key(self) -> tuple[object, ...]:
+        return (tuple(sorted(self.table.items())), self.max_size)
 
     def decoder(self) -> HeaderDecoder:
         return _TypePrefixedDecoder(self)
@@ -78,7 +86,7 @@ class TypePrefixed(HeaderFraming):
         return [bytes((kind,)), *spec.encode_parts(body)]
 
     def __repr__(self) -> str:
-        return f"TypePrefixed({self.table!r}, max_size={self.max_size})"
+        return f"TypePrefixed({dict(self.table)!r}, max_size={self.max_size})"
 
 
 class _TypePrefixedDecoder(HeaderDecoder):

@@ -1,0 +1,78 @@
+"""What every framing promises besides encoding and decoding: it is a frozen value."""
+
+from __future__ import annotations
+
+import pytest
+
+import aiomsg
+from aiomsg.framing import Framing
+
+from .strategies import CASES
+
+
+def every_framing() -> list[Framing]:
+    return [case.framing for case in CASES] + [aiomsg.EndOfStream()]
+
+
+@pytest.mark.parametrize("framing", every_framing(), ids=repr)
+def test_framings_are_frozen(framing: Framing) -> None:
+    decoder = framing.decoder()
+    names = [n for cls in type(framing).__mro__ for n in getattr(cls, "__slots__", ())]
+    assert "max_size" in names
+    for name in names:
+        before = getattr(framing, name)
+        with pytest.raises(AttributeError, match="immutable"):
+            setattr(framing, name, 3)
+        with pytest.raises(AttributeError, match="immutable"):
+            delattr(framing, name)
+        assert getattr(framing, name) is before
+    with pytest.raises(AttributeError, match="immutable"):
+        framing.new_attribute = 1  # type: ignore[attr-defined]
+    del decoder
+
+
+def test_the_issue_example_cannot_happen() -> None:
+    # Changing max_size after a decoder was made used to make C and Python disagree.
+    framing = aiomsg.LengthPrefixed(4)
+    decoder = framing.decoder()
+    with pytest.raises(AttributeError, match="LengthPrefixed is immutable: cannot set 'max_size'"):
+        framing.max_size = 3  # type: ignore[misc]
+    assert decoder.feed(b"\0\0\0\5hello") == [b"hello"]
+
+
+def test_type_prefixed_table_is_read_only() -> None:
+    framing = aiomsg.TypePrefixed({1: 2})
+    with pytest.raises(TypeError):
+        framing.table[2] = 3  # type: ignore[index]
+    assert framing.decoder().feed(b"\x01ab") == [b"\x01ab"]
+
+
+@pytest.mark.parametrize("framing", every_framing(), ids=repr)
+def test_framings_are_equal_by_value_with_a_matching_hash(framing: Framing) -> None:
+    twin = eval(repr(framing), vars(aiomsg))  # repr shows every parameter
+    assert twin == framing
+    assert hash(twin) == hash(framing)
+    assert len({twin, framing}) == 1
+
+
+def test_framings_differ_by_any_parameter_and_by_class() -> None:
+    distinct = [
+        aiomsg.LengthPrefixed(4),
+        aiomsg.LengthPrefixed(2),
+        aiomsg.LengthPrefixed(4, "little"),
+        aiomsg.LengthPrefixed(4, max_size=10),
+        aiomsg.Delimited(b"\n"),
+        aiomsg.Lines(),
+        aiomsg.Lines(newline=b"\r\n"),
+        aiomsg.Netstring(),
+        aiomsg.Varint(),
+        aiomsg.FixedLength(7),
+        aiomsg.FixedLength(8),
+        aiomsg.TypePrefixed({1: 2}),
+        aiomsg.TypePrefixed({1: aiomsg.LengthPrefixed(2)}),
+        aiomsg.TypePrefixed({1: aiomsg.LengthPrefixed(4)}),
+    ]
+    assert len(set(distinct)) == len(distinct)
+    for a in distinct:
+        assert [b for b in distinct if b == a] == [a]
+    assert aiomsg.LengthPrefixed(4) != "LengthPrefixed(4)"
