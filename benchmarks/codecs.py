@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiomsg
-from aiomsg.framing import Framing, _accelerated
+from aiomsg.framing import Framing, speedups_active
 
 COUNT = 200_000
 SIZE = 100
@@ -53,13 +53,8 @@ def decode_all(framing: Framing, chunks: list[bytes]) -> list[bytes]:
 
 
 def decode_pure_python(framing: Framing, chunks: list[bytes]) -> list[bytes]:
-    """decode_all() with the C speedups switched off (they are chosen per decoder)."""
-    saved = _accelerated.speedups
-    _accelerated.speedups = None
-    try:
-        decoder = framing.decoder()
-    finally:
-        _accelerated.speedups = saved
+    """decode_all() with the pure-Python decoder."""
+    decoder = framing.decoder(pure_python=True)
     out: list[bytes] = []
     for chunk in chunks:
         out += decoder.feed(chunk)
@@ -126,7 +121,7 @@ def bench_small() -> list[dict[str, object]]:
         message = message_for(framing, SIZE)
         chunks = split(framing.encode_many([message] * COUNT), CHUNK)
         assert decode_all(framing, chunks) == [message] * COUNT
-        accelerated = _accelerated.active() and isinstance(framing, aiomsg.LengthPrefixed)
+        accelerated = speedups_active() and isinstance(framing, aiomsg.LengthPrefixed)
         name = repr(framing) + (" [C]" if accelerated else "")
         candidates.append((name, lambda f=framing, c=chunks: decode_all(f, c)))  # type: ignore[misc]
         if accelerated:
@@ -182,7 +177,7 @@ def main() -> None:
         f"(a) {COUNT:,} messages of {SIZE} bytes in {CHUNK // 1024} KiB chunks, best of {REPEATS}"
     )
     small = bench_small()
-    print(f"C speedups: {'on' if _accelerated.active() else 'off (not built)'}")
+    print(f"C speedups: {'on' if speedups_active() else 'off (not built)'}")
     print(f"{'framing':<62} {'msgs/s':>12} {'vs hand-written':>16}")
     for row in small:
         print(f"{row['framing']!s:<62} {row['msgs_per_s']:>12,.0f} {row['ratio']:>15.2f}x")

@@ -6,6 +6,7 @@ messages, keeping the leftover between calls. Every I/O front of aiomsg is a
 thin adapter around these.
 """
 
+from ._accelerated import speedups_active
 from ._base import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing, HeaderFraming
 from .ascii_length import AsciiLengthPrefixed
 from .delimited import Delimited, Lines
@@ -35,4 +36,5 @@ __all__ = [
     "Varint",
     "encode_varint",
     "parse_framing",
+    "speedups_active",
 ]

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import TypeAlias
 
 from ..errors import FramingError, IncompleteMessageError, MessageTooLarge
-from . import _accelerated
+from ._accelerated import speedups
 
 __all__ = ["DEFAULT_MAX_SIZE", "Buffer", "Decoder", "Framing"]
 
@@ -93,8 +93,15 @@ class Framing(ABC):
         return hash((type(self), self._key()))
 
     @abstractmethod
-    def decoder(self) -> Decoder:
-        """Return a new decoder, with an empty buffer, for one connection."""
+    def decoder(self, *, pure_python: bool = False) -> Decoder:
+        """Return a new decoder, with an empty buffer, for one connection.
+
+        The decoder uses the C speedups when they are active (see
+        :func:`speedups_active`); ``pure_python=True`` builds the pure-Python
+        one instead, which behaves the same, only slower. That keyword is there
+        to compare the two (the test suite runs every codec test on both);
+        applications leave it alone.
+        """
 
     @abstractmethod
     def encode(self, message: Buffer) -> bytes:
@@ -212,19 +219,44 @@ class Decoder(ABC):
     def buffered(self) -> int:
         """How many received bytes are held that are not yet part of a returned message."""
 
-    def _read_window(self, minimum: int) -> memoryview | None:
-        """For event-loop fronts: a writable view to read the next bytes into, or ``None``.
+    # --- the driving API for event-loop fronts (asyncio.BufferedProtocol's shape) ---
 
-        Inside a body with more than ``minimum`` bytes to come (and only with
-        the C speedups), the bytes can be read straight into the message being
-        built, saving a copy. After reading ``n`` bytes into it, call
-        :meth:`_advance` instead of :meth:`feed`; the view completes no message.
+    def get_buffer(self, sizehint: int) -> memoryview | None:
+        """Return a writable view to read the next bytes into, or ``None``.
+
+        For fronts that read into a buffer of their own (``recv_into``,
+        :class:`asyncio.BufferedProtocol`): ``sizehint`` is how many bytes that
+        buffer holds. Inside a message body with more than ``sizehint`` bytes
+        still to come (and only with the C speedups), the view is a window
+        inside the message being built, so the bytes are read where they stay:
+        one copy saved per byte. The window is at most ``max(sizehint, bytes of
+        the body received so far)`` long, and never reaches the body's last byte.
+
+        What the caller does next:
+
+        * ``None``: read into your own buffer and pass the bytes to :meth:`feed`.
+        * a view: read at most ``len(view)`` bytes into it, release the view
+          (or drop it), then call :meth:`buffer_updated` with the number of
+          bytes read, instead of :meth:`feed`. Until then, any other call on the
+          decoder raises :class:`BufferError` rather than move the memory under
+          the view. If nothing was read (EOF, an error), drop the view and go on.
+
+        Never raises; a failed or finished decoder returns ``None``.
         """
         return None
 
-    def _advance(self, n: int) -> None:
-        """Record ``n`` bytes read into the view from :meth:`_read_window`."""
-        raise AssertionError("no read window was offered")  # pragma: no cover
+    def buffer_updated(self, nbytes: int) -> list[bytes]:
+        """Record that ``nbytes`` were read into the view from :meth:`get_buffer`.
+
+        Returns the messages those bytes completed: today always ``[]``, since
+        a window never covers a body's last byte, but call it as if it could
+        return messages and deliver them, in order, before the next read.
+
+        Raises:
+            ValueError: ``nbytes`` is negative or larger than the view, or no
+                view was handed out since the last call.
+        """
+        raise ValueError("buffer_updated() without a view from get_buffer()")
 
     def _check_usable(self) -> None:
         if self._error is not None:
@@ -267,8 +299,8 @@ class HeaderFraming(Framing):
         :class:`FramingError` for a malformed header, as early as the bytes allow.
         """
 
-    def decoder(self) -> HeaderDecoder:
-        return HeaderDecoder(self)
+    def decoder(self, *, pure_python: bool = False) -> HeaderDecoder:
+        return HeaderDecoder(self, pure_python=pure_python)
 
 
 class _GrowingBody:
@@ -297,8 +329,8 @@ class _GrowingBody:
     def window(self, limit: int) -> memoryview | None:
         return None  # reading in place needs the C BodyBuffer
 
-    def advance(self, n: int) -> None:  # pragma: no cover - window() never offers one
-        raise AssertionError("no window was offered")
+    def advance(self, n: int) -> None:
+        raise ValueError("more bytes than the window holds (no window was offered)")
 
     def finish(self) -> bytes:
         return bytes(self.buffer)
@@ -312,9 +344,7 @@ class _GrowingBody:
 _NO_BODY = _GrowingBody(0)
 
 
-def _new_body(total: int) -> _accelerated.BodyBuffer | _GrowingBody:
-    speedups = _accelerated.speedups
-    return speedups.BodyBuffer(total) if speedups is not None else _GrowingBody(total)
+_Body: TypeAlias = "_GrowingBody | speedups.BodyBuffer"
 
 
 class BodyCollector:
@@ -330,11 +360,14 @@ class BodyCollector:
     sliced off it.
     """
 
-    __slots__ = ("_body", "_tail", "header", "need", "size", "trailer")
+    __slots__ = ("_body", "_new_body", "_tail", "header", "need", "size", "trailer")
 
-    def __init__(self) -> None:
+    def __init__(self, *, pure_python: bool = False) -> None:
+        self._new_body: type[_Body] = (
+            _GrowingBody if pure_python or speedups is None else speedups.BodyBuffer
+        )
         self.header = b""  # kept only to report it in IncompleteMessageError
-        self._body: _accelerated.BodyBuffer | _GrowingBody = _NO_BODY
+        self._body: _Body = _NO_BODY
         self._tail = b""  # the trailer bytes received so far
         self.size = 0  # bytes received (body and trailer)
         self.need = 0  # bytes still to come (body and trailer)
@@ -345,7 +378,7 @@ class BodyCollector:
         self.header = header
         self.trailer = trailer
         self._tail = b""
-        self._body = _new_body(total - len(trailer))
+        self._body = self._new_body(total - len(trailer))
         self.size = 0
         self.need = total
         self.fill(first, 0)
@@ -405,21 +438,24 @@ class HeaderDecoder(Decoder):
 
     __slots__ = ("_body", "_framing", "_head")
 
-    def __init__(self, framing: HeaderFraming) -> None:
+    def __init__(self, framing: HeaderFraming, *, pure_python: bool = False) -> None:
         super().__init__()
         self._framing = framing
         self._head = b""  # an incomplete header, kept until the rest arrives
-        self._body = BodyCollector()
+        self._body = BodyCollector(pure_python=pure_python)
 
     @property
     def buffered(self) -> int:
         return len(self._head) + self._body.size
 
-    def _read_window(self, minimum: int) -> memoryview | None:
-        return self._body.window(minimum) if self._error is None else None
+    def get_buffer(self, sizehint: int) -> memoryview | None:
+        if self._error is not None or self._finished:
+            return None
+        return self._body.window(sizehint)
 
-    def _advance(self, n: int) -> None:
-        self._body.advance(n)
+    def buffer_updated(self, nbytes: int) -> list[bytes]:
+        self._body.advance(nbytes)
+        return []
 
     def _feed_buffer(self, data: Buffer, out: list[bytes]) -> None:
         # Inside a long body, copy straight from the caller's buffer: converting

@@ -45,8 +45,8 @@ class AsciiLengthPrefixed(HeaderFraming):
     def _key(self) -> tuple[object, ...]:
         return (self.digits, self.max_size)
 
-    def decoder(self) -> HeaderDecoder:
-        return _AsciiLengthDecoder(self)
+    def decoder(self, *, pure_python: bool = False) -> HeaderDecoder:
+        return _AsciiLengthDecoder(self, pure_python=pure_python)
 
     def encode(self, message: Buffer) -> bytes:
         size = self._check_size(message)

@@ -34,7 +34,7 @@ class Delimited(Framing):
     def _key(self) -> tuple[object, ...]:
         return (self.delimiter, self.max_size)
 
-    def decoder(self) -> DelimitedDecoder:
+    def decoder(self, *, pure_python: bool = False) -> DelimitedDecoder:
         return DelimitedDecoder(self.delimiter, self.max_size, strip_cr=False, framing=self)
 
     def encode(self, message: Buffer) -> bytes:
@@ -85,7 +85,7 @@ class Lines(Delimited):
     def _key(self) -> tuple[object, ...]:
         return (self.newline, self.max_size)
 
-    def decoder(self) -> DelimitedDecoder:
+    def decoder(self, *, pure_python: bool = False) -> DelimitedDecoder:
         return DelimitedDecoder(b"\n", self.max_size, strip_cr=True, framing=self)
 
     def encode(self, message: Buffer) -> bytes:

@@ -23,7 +23,8 @@ class EndOfStream(Framing):
     def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
         super().__init__(max_size)
 
-    def decoder(self) -> Decoder:
+    def decoder(self, *, pure_python: bool = False) -> Decoder:
+        # One implementation: the whole stream is one message, nothing to scan.
         return _EndOfStreamDecoder(self)
 
     def encode(self, message: Buffer) -> bytes:

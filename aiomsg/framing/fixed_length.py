@@ -35,8 +35,8 @@ class FixedLength(HeaderFraming):
     def _key(self) -> tuple[object, ...]:
         return (self.size, self.max_size)
 
-    def decoder(self) -> HeaderDecoder:
-        return _FixedLengthDecoder(self, self.size)
+    def decoder(self, *, pure_python: bool = False) -> HeaderDecoder:
+        return _FixedLengthDecoder(self, self.size, pure_python=pure_python)
 
     def encode(self, message: Buffer) -> bytes:
         if len(message) != self.size:
@@ -52,8 +52,8 @@ class FixedLength(HeaderFraming):
 class _FixedLengthDecoder(HeaderDecoder):
     __slots__ = ("_size",)
 
-    def __init__(self, framing: FixedLength, size: int) -> None:
-        super().__init__(framing)
+    def __init__(self, framing: FixedLength, size: int, *, pure_python: bool) -> None:
+        super().__init__(framing, pure_python=pure_python)
         self._size = size
 
     def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from ..errors import FramingError
-from . import _accelerated
+from ._accelerated import speedups
 from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderDecoder, HeaderFraming
 
 __all__ = ["LengthPrefixed"]
@@ -73,13 +73,12 @@ class LengthPrefixed(HeaderFraming):
     def _key(self) -> tuple[object, ...]:
         return (self.width, self.byteorder, self.max_size)
 
-    def decoder(self) -> HeaderDecoder:
-        if _accelerated.speedups is not None:
-            return _AcceleratedDecoder(self, _accelerated.speedups)
-        return _LengthPrefixedDecoder(self)
+    def decoder(self, *, pure_python: bool = False) -> HeaderDecoder:
+        if speedups is not None and not pure_python:
+            return _AcceleratedDecoder(self)
+        return _LengthPrefixedDecoder(self, pure_python=True)
 
     def encode(self, message: Buffer) -> bytes:
-        speedups = _accelerated.speedups
         if speedups is None:
             return self._pack(self._check_size(message)) + message
         wire = speedups.encode(message, self.width, self._little, self.max_size)
@@ -88,7 +87,6 @@ class LengthPrefixed(HeaderFraming):
         return wire
 
     def encode_many(self, messages: Iterable[Buffer]) -> bytes:
-        speedups = _accelerated.speedups
         if speedups is None:
             return super().encode_many(messages)
         messages = messages if isinstance(messages, list | tuple) else list(messages)
@@ -160,8 +158,9 @@ class _AcceleratedDecoder(HeaderDecoder):
 
     __slots__ = ("_little", "_max_size", "_scan_c", "_unpack_from", "_width")
 
-    def __init__(self, framing: LengthPrefixed, speedups: _accelerated.Speedups) -> None:
+    def __init__(self, framing: LengthPrefixed) -> None:
         super().__init__(framing)
+        assert speedups is not None
         self._scan_c = speedups.scan
         self._width = framing.width
         self._little = framing._little

@@ -58,8 +58,8 @@ class Netstring(HeaderFraming):
             raise FramingError("netstring has no length before ':'")
         return colon + 1, size
 
-    def decoder(self) -> HeaderDecoder:
-        return _NetstringDecoder(self)
+    def decoder(self, *, pure_python: bool = False) -> HeaderDecoder:
+        return _NetstringDecoder(self, pure_python=pure_python)
 
     def encode(self, message: Buffer) -> bytes:
         return b"%d:" % self._check_size(message) + message + b","

@@ -64,8 +64,8 @@ class TypePrefixed(HeaderFraming):
     def _key(self) -> tuple[object, ...]:
         return (tuple(sorted(self.table.items())), self.max_size)
 
-    def decoder(self) -> HeaderDecoder:
-        return _TypePrefixedDecoder(self)
+    def decoder(self, *, pure_python: bool = False) -> HeaderDecoder:
+        return _TypePrefixedDecoder(self, pure_python=pure_python)
 
     def encode(self, message: Buffer) -> bytes:
         return b"".join(self.encode_parts(message))
