@@ -3,13 +3,30 @@ from collections.abc import Iterable
 
 from .framing._base import Buffer
 
-def scan(
-    data: Buffer, pos: int, width: int, little: bool, max_size: int, out: list[bytes], /
-) -> int: ...
+K_BINARY: int
+K_ASCII: int
+K_NETSTRING: int
+K_VARINT: int
+K_FIXED: int
+K_TYPED: int
+K_DELIMITED: int
+
 def encode(message: Buffer, width: int, little: bool, max_size: int, /) -> bytes | None: ...
 def encode_many(
     messages: Iterable[Buffer], width: int, little: bool, max_size: int, /
 ) -> bytes | int: ...
+
+class Scanner:
+    def __init__(
+        self,
+        kind: int,
+        max_size: int,
+        a: int = 0,
+        flag: bool = False,
+        delimiter: bytes | None = None,
+        table: tuple[int | Scanner | None, ...] | None = None,
+    ) -> None: ...
+    def scan(self, data: Buffer, pos: int, out: list[bytes], /) -> int: ...
 
 class BodyBuffer:
     def __init__(self, total: int) -> None: ...

@@ -463,7 +463,7 @@ AGREEMENT = [
 def test_whole_and_byte_by_byte_give_the_same_messages_and_error(
     codec_implementation: Codec, framing: Framing, tokens: list[bytes], data: st.DataObject
 ) -> None:
-    # Netstring: its inlined scan loop and its header parser must judge a header alike.
+    # The fast loop (C or Python) stops where the header parser must judge, whatever the cuts.
     wire = b"".join(data.draw(st.lists(st.sampled_from(tokens), max_size=12)))
 
     def decode(chunks: list[bytes]) -> tuple[list[bytes], type[Exception] | None]:

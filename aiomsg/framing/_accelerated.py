@@ -31,3 +31,7 @@ def speedups_active() -> bool:
     ``AIOMSG_PURE_PYTHON`` was not set when aiomsg was imported.
     """
     return speedups is not None
+
+
+# The name docs/framing.md gave before speedups_active() was public.
+active = speedups_active

@@ -15,9 +15,11 @@ Why the decoders look the way they do (this is the hot path of the library):
 
 from __future__ import annotations
 
+import functools
+import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from typing import TypeAlias
+from collections.abc import Callable, Iterable
+from typing import Any, TypeAlias
 
 from ..errors import FramingError, IncompleteMessageError, MessageTooLarge
 from ._accelerated import speedups
@@ -29,6 +31,14 @@ DEFAULT_MAX_SIZE = 16 * 1024 * 1024
 
 #: What ``feed()`` and ``encode()`` accept.
 Buffer: TypeAlias = bytes | bytearray | memoryview
+
+#: A framing's fast decode loop: ``scan(data, pos, out) -> stop``. It appends
+#: every whole, well-formed message of ``data[pos:]`` to ``out`` and returns
+#: where it stopped: the end, or the first message it does not take
+#: (incomplete, malformed, too large), which the decoder's slow path judges.
+#: It never raises for the data, so the error rules live in one place.
+#: ``data`` is ``bytes`` for the Python loops, any contiguous buffer for the C one.
+Scan: TypeAlias = Callable[[Any, int, list[bytes]], int]
 
 
 def _as_bytes(data: Buffer) -> bytes:
@@ -82,6 +92,28 @@ class Framing(ABC):
     def _key(self) -> tuple[object, ...]:
         """What makes two framings of one class equal: their parameters."""
         return (self.max_size,)
+
+    # --- the decode loops, chosen here and nowhere else ------------------------------
+
+    def _scanner(self, pure_python: bool) -> tuple[Scan | None, bool]:
+        """The fast loop for a new decoder, and whether it reads any buffer in place.
+
+        The C scanner when the speedups are active and ``pure_python`` is
+        false; otherwise the framing's own Python loop, if it has one.
+        """
+        if speedups is not None and not pure_python:
+            scanner = _c_scanner(self)
+            if scanner is not None:
+                return scanner.scan, True
+        return self._python_scan(), False
+
+    def _c_scanner_args(self) -> tuple[object, ...] | None:
+        """The arguments of this framing's C ``Scanner`` (None: it has none)."""
+        return None
+
+    def _python_scan(self) -> Scan | None:
+        """A pure-Python fast loop (over ``bytes``), where the benchmark shows it pays."""
+        return None
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -145,6 +177,19 @@ class Framing(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_size={self.max_size})"
+
+
+@functools.lru_cache(maxsize=1024)
+def _c_scanner(framing: Framing) -> speedups.Scanner | None:
+    # Equal framings (they are frozen values) share one scanner.
+    args = framing._c_scanner_args()
+    if args is None:
+        return None
+    # A max_size beyond what C counts in: the scanner stops at lengths past
+    # sys.maxsize, and Python judges them, so nothing changes but the speed.
+    kind, max_size, *rest = args
+    assert isinstance(max_size, int)
+    return speedups.Scanner(kind, min(max_size, sys.maxsize), *rest)  # type: ignore[arg-type]
 
 
 class Decoder(ABC):
@@ -378,7 +423,10 @@ class BodyCollector:
         self.header = header
         self.trailer = trailer
         self._tail = b""
-        self._body = self._new_body(total - len(trailer))
+        size = total - len(trailer)
+        # The C buffer counts in ssize_t; a body past that (only a max_size
+        # over sys.maxsize allows it) can never arrive anyway.
+        self._body = self._new_body(size) if size <= sys.maxsize else _GrowingBody(size)
         self.size = 0
         self.need = total
         self.fill(first, 0)
@@ -434,15 +482,22 @@ class BodyCollector:
 
 
 class HeaderDecoder(Decoder):
-    """Decoder for every :class:`HeaderFraming`: parse a header, count the body, repeat."""
+    """Decoder for every :class:`HeaderFraming`: parse a header, count the body, repeat.
 
-    __slots__ = ("_body", "_framing", "_head")
+    Runs of whole messages go through the framing's fast loop (:data:`Scan`:
+    the C scanner, or a Python loop where one earns its lines); wherever it
+    stops, :meth:`_scan` takes over with the framing's ``_header_at``, the one
+    place that decides what an unusual header means.
+    """
+
+    __slots__ = ("_body", "_fast", "_framing", "_head", "_in_place")
 
     def __init__(self, framing: HeaderFraming, *, pure_python: bool = False) -> None:
         super().__init__()
         self._framing = framing
         self._head = b""  # an incomplete header, kept until the rest arrives
         self._body = BodyCollector(pure_python=pure_python)
+        self._fast, self._in_place = framing._scanner(pure_python)
 
     @property
     def buffered(self) -> int:
@@ -457,35 +512,52 @@ class HeaderDecoder(Decoder):
         self._body.advance(nbytes)
         return []
 
-    def _feed_buffer(self, data: Buffer, out: list[bytes]) -> None:
-        # Inside a long body, copy straight from the caller's buffer: converting
-        # the whole read to bytes first would copy it twice.
-        body = self._body
-        if not body.need:
-            self._feed(_as_bytes(data), out)
-            return
-        pos = body.fill(data, 0)
-        if body.need:
-            return
-        out.append(body.finish())
-        if pos < len(data):
-            with memoryview(data) as view:
-                self._feed(bytes(view[pos:]), out)
-
     def _feed(self, data: bytes, out: list[bytes]) -> None:
-        # Called with no body in progress (_feed_buffer finishes that first).
-        if self._head:
-            data = self._head + data
+        self._feed_buffer(data, out)
+
+    def _feed_buffer(self, data: Buffer, out: list[bytes]) -> None:
+        if type(data) is memoryview and (
+            data.itemsize != 1 or data.ndim != 1 or not data.c_contiguous
+        ):
+            data = data.tobytes()  # the loops count bytes in one contiguous block
+        pos = 0
+        body = self._body
+        if body.need:  # inside a long body: copy straight from the caller's buffer
+            pos = body.fill(data, 0)
+            if body.need:
+                return
+            out.append(body.finish())
+            if pos == len(data):
+                return
+        if self._head:  # a header begun in the last read
+            data = self._head + _tail(data, pos)
             self._head = b""
-        pos = self._scan(data, 0, out)
+            pos = 0
+        fast = self._fast
+        if self._in_place:  # the C scanner reads any buffer where it is
+            assert fast is not None
+            pos = fast(data, pos, out)
+            if pos == len(data):
+                return
+            if type(data) is not bytes:
+                data, pos = _tail(data, pos), 0
+        else:
+            if type(data) is not bytes:
+                data, pos = _tail(data, pos), 0
+            if fast is not None:
+                pos = fast(data, pos, out)
+        assert type(data) is bytes
+        pos = self._scan(data, pos, out)
         if pos < len(data):
             self._head = data[pos:]
 
     def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> int:
-        """Append the complete messages in ``buf[pos:]`` to ``out``; return where the rest starts.
+        """Decode ``buf[pos:]`` by the framing's rules; return where an incomplete header starts.
 
-        A message whose header is complete but whose body is not moves into the
-        body collector, and the whole buffer counts as consumed.
+        The slow path, for whatever the fast loop left: a header or body that
+        runs past the end of ``buf`` (the body moves into the body collector, and
+        the whole buffer counts as consumed), or a header that ``_header_at``
+        refuses, raising :class:`MessageTooLarge` or :class:`FramingError`.
         """
         header_at = self._framing._header_at
         trailer = self._framing._trailer
@@ -518,3 +590,11 @@ class HeaderDecoder(Decoder):
                 f"stream ended inside a header ({len(self._head)} bytes)", partial=self._head
             )
         return []
+
+
+def _tail(data: Buffer, pos: int) -> bytes:
+    """``bytes(data[pos:])`` with one copy, whatever the buffer type."""
+    if type(data) is bytes:
+        return data[pos:] if pos else data
+    with memoryview(data) as view:
+        return bytes(view[pos:])

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..errors import FramingError
-from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderDecoder, HeaderFraming
+from ._accelerated import speedups
+from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderFraming, Scan
 
 __all__ = ["AsciiLengthPrefixed"]
 
@@ -45,8 +46,33 @@ class AsciiLengthPrefixed(HeaderFraming):
     def _key(self) -> tuple[object, ...]:
         return (self.digits, self.max_size)
 
-    def decoder(self, *, pure_python: bool = False) -> HeaderDecoder:
-        return _AsciiLengthDecoder(self, pure_python=pure_python)
+    def _c_scanner_args(self) -> tuple[object, ...]:
+        assert speedups is not None
+        return (speedups.K_ASCII, self.max_size, self.digits)
+
+    def _python_scan(self) -> Scan:
+        # Earns its lines in pure Python (benchmarks/codecs.py): the generic
+        # loop's call to _header_at per message costs about a third more.
+        digits = self.digits
+        max_size = self.max_size
+
+        def scan(buf: bytes, pos: int, out: list[bytes]) -> int:
+            append = out.append
+            end = len(buf)
+            while pos + digits <= end:
+                start = pos + digits
+                header = buf[pos:start]
+                if not header.isdigit():
+                    break
+                size = int(header)
+                stop = start + size
+                if size > max_size or stop > end:
+                    break
+                append(buf[start:stop])
+                pos = stop
+            return pos
+
+        return scan
 
     def encode(self, message: Buffer) -> bytes:
         size = self._check_size(message)
@@ -57,32 +83,3 @@ class AsciiLengthPrefixed(HeaderFraming):
 
     def __repr__(self) -> str:
         return f"AsciiLengthPrefixed({self.digits}, max_size={self.max_size})"
-
-
-class _AsciiLengthDecoder(HeaderDecoder):
-    __slots__ = ()
-
-    def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> int:
-        # The generic loop, inlined: a method call per message is most of its cost.
-        framing: AsciiLengthPrefixed = self._framing  # type: ignore[assignment]
-        digits = framing.digits
-        max_size = framing.max_size
-        append = out.append
-        end = len(buf)
-        while pos + digits <= end:
-            start = pos + digits
-            header = buf[pos:start]
-            if not header.isdigit():
-                raise FramingError(f"length header {header!r} is not {digits} ASCII digits")
-            size = int(header)
-            if size > max_size:
-                raise framing._too_large(size)
-            stop = start + size
-            if stop > end:
-                self._body.start(header, memoryview(buf)[start:], size)
-                return end
-            append(buf[start:stop])
-            pos = stop
-        if pos < end:
-            framing._header_at(buf, pos)  # refuses a partial header that is already garbage
-        return pos

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..errors import FramingError, IncompleteMessageError
-from ._base import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing
+from ._accelerated import speedups
+from ._base import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing, _as_bytes, _tail
 
 __all__ = ["Delimited", "Lines"]
 
@@ -35,7 +36,13 @@ class Delimited(Framing):
         return (self.delimiter, self.max_size)
 
     def decoder(self, *, pure_python: bool = False) -> DelimitedDecoder:
-        return DelimitedDecoder(self.delimiter, self.max_size, strip_cr=False, framing=self)
+        return DelimitedDecoder(
+            self.delimiter, self.max_size, strip_cr=False, framing=self, pure_python=pure_python
+        )
+
+    def _c_scanner_args(self) -> tuple[object, ...]:
+        assert speedups is not None
+        return (speedups.K_DELIMITED, self.max_size, 0, False, self.delimiter)
 
     def encode(self, message: Buffer) -> bytes:
         self._check_message(message)
@@ -86,7 +93,13 @@ class Lines(Delimited):
         return (self.newline, self.max_size)
 
     def decoder(self, *, pure_python: bool = False) -> DelimitedDecoder:
-        return DelimitedDecoder(b"\n", self.max_size, strip_cr=True, framing=self)
+        return DelimitedDecoder(
+            b"\n", self.max_size, strip_cr=True, framing=self, pure_python=pure_python
+        )
+
+    def _c_scanner_args(self) -> tuple[object, ...]:
+        assert speedups is not None
+        return (speedups.K_DELIMITED, self.max_size, 0, True, b"\n")
 
     def encode(self, message: Buffer) -> bytes:
         self._check_message(message)
@@ -114,6 +127,7 @@ class DelimitedDecoder(Decoder):
 
     __slots__ = (
         "_delimiter",
+        "_fast",
         "_framing",
         "_max_size",
         "_pending",
@@ -122,10 +136,20 @@ class DelimitedDecoder(Decoder):
     )
 
     def __init__(
-        self, delimiter: bytes, max_size: int, *, strip_cr: bool, framing: Framing
+        self,
+        delimiter: bytes,
+        max_size: int,
+        *,
+        strip_cr: bool,
+        framing: Framing,
+        pure_python: bool = False,
     ) -> None:
         super().__init__()
         self._framing = framing
+        # The C scanner, which reads the caller's buffer in place; None in pure
+        # Python, where _scan's bytes.find() loop is the fast path.
+        fast, in_place = framing._scanner(pure_python)
+        self._fast = fast if in_place else None
         self._delimiter = delimiter
         self._max_size = max_size
         self._strip_cr = strip_cr
@@ -139,6 +163,19 @@ class DelimitedDecoder(Decoder):
     @property
     def buffered(self) -> int:
         return len(self._pending)
+
+    def _feed_buffer(self, data: Buffer, out: list[bytes]) -> None:
+        fast = self._fast
+        if fast is None or self._pending:
+            self._feed(_as_bytes(data), out)
+            return
+        if type(data) is memoryview and (
+            data.itemsize != 1 or data.ndim != 1 or not data.c_contiguous
+        ):
+            data = data.tobytes()  # the scanner counts bytes in one contiguous block
+        pos = fast(data, 0, out)
+        if pos < len(data):  # no delimiter after pos, or a message over max_size
+            self._scan(_tail(data, pos), 0, out)
 
     def _feed(self, data: bytes, out: list[bytes]) -> None:
         pos = 0
@@ -162,9 +199,13 @@ class DelimitedDecoder(Decoder):
             pos = idx + len(self._delimiter) - before
             pending.clear()
             self._resume = 0
+            if self._fast is not None and pos < len(data):
+                pos = self._fast(data, pos, out)
         self._scan(data, pos, out)
 
     def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> None:
+        # The rules (max_size, the "\r" of Lines, what is kept) in one place:
+        # in pure Python the whole loop, with the C scanner only what it left.
         delimiter = self._delimiter
         dl = len(delimiter)
         max_size = self._max_size

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..errors import FramingError
-from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderDecoder, HeaderFraming
+from ._accelerated import speedups
+from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderFraming, Scan
 
 __all__ = ["FixedLength"]
 
@@ -35,8 +36,20 @@ class FixedLength(HeaderFraming):
     def _key(self) -> tuple[object, ...]:
         return (self.size, self.max_size)
 
-    def decoder(self, *, pure_python: bool = False) -> HeaderDecoder:
-        return _FixedLengthDecoder(self, self.size, pure_python=pure_python)
+    def _c_scanner_args(self) -> tuple[object, ...]:
+        assert speedups is not None
+        return (speedups.K_FIXED, self.max_size, self.size)
+
+    def _python_scan(self) -> Scan:
+        size = self.size
+
+        def scan(buf: bytes, pos: int, out: list[bytes]) -> int:
+            # No header to read: one comprehension slices every whole message.
+            whole = pos + (len(buf) - pos) // size * size
+            out.extend([buf[i : i + size] for i in range(pos, whole, size)])
+            return whole
+
+        return scan
 
     def encode(self, message: Buffer) -> bytes:
         if len(message) != self.size:
@@ -47,23 +60,3 @@ class FixedLength(HeaderFraming):
 
     def __repr__(self) -> str:
         return f"FixedLength({self.size})"
-
-
-class _FixedLengthDecoder(HeaderDecoder):
-    __slots__ = ("_size",)
-
-    def __init__(self, framing: FixedLength, size: int, *, pure_python: bool) -> None:
-        super().__init__(framing, pure_python=pure_python)
-        self._size = size
-
-    def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> int:
-        size = self._size
-        end = len(buf)
-        whole = pos + (end - pos) // size * size
-        out.extend([buf[i : i + size] for i in range(pos, whole, size)])
-        if whole < end:
-            # The start of the next message: a body collector joins it later,
-            # so a large fixed size is never re-copied chunk after chunk.
-            self._body.start(b"", memoryview(buf)[whole:], size)
-            return end
-        return whole

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ..errors import FramingError
-from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderDecoder, HeaderFraming
+from ._accelerated import speedups
+from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderDecoder, HeaderFraming, _c_scanner
 
 __all__ = ["TypePrefixed"]
 
@@ -67,6 +68,14 @@ class TypePrefixed(HeaderFraming):
     def decoder(self, *, pure_python: bool = False) -> HeaderDecoder:
         return _TypePrefixedDecoder(self, pure_python=pure_python)
 
+    def _c_scanner_args(self) -> tuple[object, ...]:
+        assert speedups is not None
+        table = tuple(
+            spec if spec is None or isinstance(spec, int) else _c_scanner(spec)
+            for spec in self._specs
+        )
+        return (speedups.K_TYPED, self.max_size, 0, False, None, table)
+
     def encode(self, message: Buffer) -> bytes:
         return b"".join(self.encode_parts(message))
 
@@ -90,6 +99,13 @@ class TypePrefixed(HeaderFraming):
 
 
 class _TypePrefixedDecoder(HeaderDecoder):
+    """The header decoder, with the type byte's rule as its slow path.
+
+    A message keeps its type byte and loses its nested header, so it is not a
+    slice of the wire: this loop is the one place that builds it in Python
+    (the C scanner does the same for well-formed runs).
+    """
+
     __slots__ = ()
 
     def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import FramingError
+from ._accelerated import speedups
 from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderFraming
 
 __all__ = ["Varint", "encode_varint"]
@@ -55,6 +56,10 @@ class Varint(HeaderFraming):
             if i - pos >= _MAX_VARINT_BYTES:
                 raise FramingError(f"varint length header longer than {_MAX_VARINT_BYTES} bytes")
         return None
+
+    def _c_scanner_args(self) -> tuple[object, ...]:
+        assert speedups is not None
+        return (speedups.K_VARINT, self.max_size)
 
     def encode(self, message: Buffer) -> bytes:
         return encode_varint(self._check_size(message)) + message
