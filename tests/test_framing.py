@@ -23,7 +23,7 @@ def feed_in_pieces(codec: Codec, framing: Framing, wire: bytes, cuts: list[int])
     bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(wire))), len(wire)]
     for a, b in itertools.pairwise(bounds):
         out += decoder.feed(wire[a:b])
-    if not isinstance(framing, aiomsg.EndOfStream):  # which holds everything until EOF
+    if not isinstance(framing, aiomsg.framing.UntilEOF):  # which holds everything until EOF
         assert decoder.buffered == 0
     out += decoder.feed_eof()
     return out
@@ -99,7 +99,7 @@ class TestRoundTrip:
 
 
 def test_end_of_stream_round_trip(codec_implementation: Codec) -> None:
-    framing = aiomsg.EndOfStream()
+    framing = aiomsg.framing.UntilEOF()
     for payload in (b"", b"x", b"hello\nworld\0" * 1000):
         assert feed_in_pieces(
             codec_implementation, framing, framing.encode(payload), list(range(0, len(payload), 7))
@@ -191,7 +191,7 @@ def _limited() -> list[tuple[str, Framing, bytes]]:
         ("typed", aiomsg.TypePrefixed({7: aiomsg.LengthPrefixed(1)}, max_size=LIMIT), b"\x07\x0b"),
         ("delimited", aiomsg.Delimited(b"\r\n", max_size=LIMIT), b"x" * (LIMIT + 1)),
         ("lines", aiomsg.Lines(max_size=LIMIT), b"x" * (LIMIT + 1)),
-        ("eos", aiomsg.EndOfStream(max_size=LIMIT), b"x" * (LIMIT + 1)),
+        ("eos", aiomsg.framing.UntilEOF(max_size=LIMIT), b"x" * (LIMIT + 1)),
     ]
 
 

@@ -244,7 +244,7 @@ class Decoder(ABC):
         """Tell the decoder that the peer closed its side; return the last messages.
 
         Returns the messages that only the end of the stream completes (the one
-        message of :class:`~aiomsg.EndOfStream`; nothing for the other framings).
+        message of :class:`~aiomsg.UntilEOF`; nothing for the other framings).
 
         Raises:
             IncompleteMessageError: the stream ended inside a message; its
@@ -322,11 +322,15 @@ class Decoder(ABC):
         """Finish the stream (see :meth:`feed_eof`)."""
 
 
-class HeaderFraming(Framing):
-    """A framing whose header tells the body's length: the body is then counted, not searched.
+class CountedFraming(Framing):
+    """A framing whose bodies are counted, not searched: their length is known up front.
 
-    Subclasses implement :meth:`_header_at`; the shared :class:`HeaderDecoder`
-    does the rest. :class:`~aiomsg.TypePrefixed` nests any of them.
+    A length header says it (:class:`~aiomsg.LengthPrefixed`,
+    :class:`~aiomsg.Netstring`...), or the framing fixes it
+    (:class:`~aiomsg.FixedLength`; :class:`~aiomsg.TypePrefixed`, by the type
+    byte). Subclasses implement :meth:`_header_at`; the shared
+    :class:`CountedDecoder` does the rest. :class:`~aiomsg.TypePrefixed` nests
+    any of them. (Formerly ``HeaderFraming``: not all of them have a header.)
     """
 
     __slots__ = ()
@@ -344,8 +348,8 @@ class HeaderFraming(Framing):
         :class:`FramingError` for a malformed header, as early as the bytes allow.
         """
 
-    def decoder(self, *, pure_python: bool = False) -> HeaderDecoder:
-        return HeaderDecoder(self, pure_python=pure_python)
+    def decoder(self, *, pure_python: bool = False) -> CountedDecoder:
+        return CountedDecoder(self, pure_python=pure_python)
 
 
 class _GrowingBody:
@@ -481,8 +485,8 @@ class BodyCollector:
         return self.header + self._body.partial() + self._tail
 
 
-class HeaderDecoder(Decoder):
-    """Decoder for every :class:`HeaderFraming`: parse a header, count the body, repeat.
+class CountedDecoder(Decoder):
+    """Decoder for every :class:`CountedFraming`: parse a header, count the body, repeat.
 
     Runs of whole messages go through the framing's fast loop (:data:`Scan`:
     the C scanner, or a Python loop where one earns its lines); wherever it
@@ -492,7 +496,7 @@ class HeaderDecoder(Decoder):
 
     __slots__ = ("_body", "_fast", "_framing", "_head", "_in_place")
 
-    def __init__(self, framing: HeaderFraming, *, pure_python: bool = False) -> None:
+    def __init__(self, framing: CountedFraming, *, pure_python: bool = False) -> None:
         super().__init__()
         self._framing = framing
         self._head = b""  # an incomplete header, kept until the rest arrives

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from ..errors import FramingError
 from ._accelerated import speedups
-from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderFraming, Scan
+from ._base import DEFAULT_MAX_SIZE, Buffer, CountedFraming, Scan
 
 __all__ = ["AsciiLengthPrefixed"]
 
 
-class AsciiLengthPrefixed(HeaderFraming):
+class AsciiLengthPrefixed(CountedFraming):
     """Each message is preceded by its length as ``digits`` zero-padded decimal digits.
 
     ``AsciiLengthPrefixed(5).encode(b"hello") == b"00005hello"``. Only the ASCII

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import ClassVar
+
 from ..errors import FramingError, IncompleteMessageError
 from ._accelerated import speedups
 from ._base import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing, _as_bytes, _tail
@@ -76,9 +79,16 @@ class Lines(Delimited):
     that contains ``\\n`` or ends with ``\\r``. ``max_size`` counts the line
     without its ending. Messages are bytes: decode them as UTF-8 yourself, so that
     invalid text is your decision, not a framing error.
+
+    ``endings`` tells what decoding accepts, ``newline`` what encoding appends.
+    (The ``delimiter`` inherited from :class:`Delimited` said ``b"\\n"`` even
+    for ``newline=b"\\r\\n"``: it is deprecated.)
     """
 
     __slots__ = ("newline",)
+
+    #: The line endings decoding accepts and removes: ``\r\n`` and ``\n``.
+    endings: ClassVar[tuple[bytes, ...]] = (b"\r\n", b"\n")
 
     #: What ``encode()`` appends: ``b"\n"`` or ``b"\r\n"``.
     newline: bytes
@@ -86,8 +96,20 @@ class Lines(Delimited):
     def __init__(self, *, newline: bytes = b"\n", max_size: int = DEFAULT_MAX_SIZE) -> None:
         if newline not in (b"\n", b"\r\n"):
             raise ValueError(f"newline must be b'\\n' or b'\\r\\n', not {newline!r}")
-        super().__init__(b"\n", max_size=max_size)
+        Framing.__init__(self, max_size)  # not Delimited's: a line has two endings
         self._set(newline=newline)
+
+    @property
+    def delimiter(self) -> bytes:  # type: ignore[override]
+        """Deprecated: always ``b"\\n"``, which misleads; use ``endings`` or ``newline``."""
+        warnings.warn(
+            "Lines.delimiter is deprecated: it is b'\\n' whatever the line ending;"
+            " use Lines.endings (what decoding accepts) or Lines.newline (what"
+            " encode() appends)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return b"\n"
 
     def _key(self) -> tuple[object, ...]:
         return (self.newline, self.max_size)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from ..errors import FramingError
 from ._accelerated import speedups
-from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderFraming, Scan
+from ._base import DEFAULT_MAX_SIZE, Buffer, CountedFraming, Scan
 
 __all__ = ["FixedLength"]
 
 
-class FixedLength(HeaderFraming):
+class FixedLength(CountedFraming):
     """Every message is exactly ``size`` bytes; nothing marks the boundaries.
 
     ``encode()`` raises :class:`~aiomsg.FramingError` for a message of any other

@@ -7,14 +7,14 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from ._accelerated import speedups
-from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderFraming, Scan
+from ._base import DEFAULT_MAX_SIZE, Buffer, CountedFraming, Scan
 
 __all__ = ["LengthPrefixed"]
 
 _FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
-class LengthPrefixed(HeaderFraming):
+class LengthPrefixed(CountedFraming):
     """Each message is preceded by its length as a ``width``-byte unsigned integer.
 
     ``byteorder`` is ``"big"`` by default: network order, as in

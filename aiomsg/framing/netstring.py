@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import FramingError
 from ._accelerated import speedups
-from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderFraming, Scan
+from ._base import DEFAULT_MAX_SIZE, Buffer, CountedFraming, Scan
 
 __all__ = ["Netstring"]
 
@@ -13,7 +13,7 @@ _ZERO = ord("0")
 _DIGITS = b"0123456789"
 
 
-class Netstring(HeaderFraming):
+class Netstring(CountedFraming):
     """Each message is sent as ``<decimal length>:<message>,``.
 
     Strict, as the spec asks: the length has no sign, no spaces and no leading

@@ -7,16 +7,16 @@ from types import MappingProxyType
 
 from ..errors import FramingError
 from ._accelerated import speedups
-from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderDecoder, HeaderFraming, _c_scanner
+from ._base import DEFAULT_MAX_SIZE, Buffer, CountedDecoder, CountedFraming, _c_scanner
 
 __all__ = ["TypePrefixed"]
 
 
-class TypePrefixed(HeaderFraming):
+class TypePrefixed(CountedFraming):
     """Each message starts with a type byte; the type fixes the length of the body.
 
     ``table`` maps each type byte (0-255) to either an ``int`` (the body has
-    exactly that many bytes) or a nested :class:`~aiomsg.framing.HeaderFraming`
+    exactly that many bytes) or a nested :class:`~aiomsg.framing.CountedFraming`
     such as ``LengthPrefixed(2)`` (the body is framed by it)::
 
         framing = TypePrefixed({0x01: 8, 0x02: LengthPrefixed(2)})
@@ -33,21 +33,21 @@ class TypePrefixed(HeaderFraming):
     __slots__ = ("_specs", "table")
 
     #: Type byte -> fixed body size or nested framing (read-only).
-    table: Mapping[int, int | HeaderFraming]
-    _specs: tuple[int | HeaderFraming | None, ...]
+    table: Mapping[int, int | CountedFraming]
+    _specs: tuple[int | CountedFraming | None, ...]
 
     def __init__(
-        self, table: Mapping[int, int | HeaderFraming], *, max_size: int = DEFAULT_MAX_SIZE
+        self, table: Mapping[int, int | CountedFraming], *, max_size: int = DEFAULT_MAX_SIZE
     ) -> None:
         super().__init__(max_size)
-        specs: list[int | HeaderFraming | None] = [None] * 256
+        specs: list[int | CountedFraming | None] = [None] * 256
         for kind, spec in table.items():
             if not isinstance(kind, int) or not 0 <= kind <= 255:
                 raise ValueError(f"type must be a byte value 0-255, not {kind!r}")
             if isinstance(spec, int) and not isinstance(spec, bool):
                 if not 0 <= spec <= max_size:
                     raise ValueError(f"fixed size {spec} of type {kind} is not in 0..max_size")
-            elif not isinstance(spec, HeaderFraming) or isinstance(spec, TypePrefixed):
+            elif not isinstance(spec, CountedFraming) or isinstance(spec, TypePrefixed):
                 raise TypeError(
                     f"type {kind}: expected a size or a length-announcing framing, not {spec!r}"
                 )
@@ -59,13 +59,13 @@ class TypePrefixed(HeaderFraming):
 
     def _header_at(self, buf: bytes, pos: int) -> tuple[int, int] | None:
         # Not used by the decoder (which must keep the type byte); defined so the
-        # class is a complete HeaderFraming.
+        # class is a complete CountedFraming.
         raise NotImplementedError  # pragma: no cover
 
     def _key(self) -> tuple[object, ...]:
         return (tuple(sorted(self.table.items())), self.max_size)
 
-    def decoder(self, *, pure_python: bool = False) -> HeaderDecoder:
+    def decoder(self, *, pure_python: bool = False) -> CountedDecoder:
         return _TypePrefixedDecoder(self, pure_python=pure_python)
 
     def _c_scanner_args(self) -> tuple[object, ...]:
@@ -98,7 +98,7 @@ class TypePrefixed(HeaderFraming):
         return f"TypePrefixed({dict(self.table)!r}, max_size={self.max_size})"
 
 
-class _TypePrefixedDecoder(HeaderDecoder):
+class _TypePrefixedDecoder(CountedDecoder):
     """The header decoder, with the type byte's rule as its slow path.
 
     A message keeps its type byte and loses its nested header, so it is not a

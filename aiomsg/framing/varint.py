@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import FramingError
 from ._accelerated import speedups
-from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderFraming
+from ._base import DEFAULT_MAX_SIZE, Buffer, CountedFraming
 
 __all__ = ["Varint", "encode_varint"]
 
@@ -23,7 +23,7 @@ def encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-class Varint(HeaderFraming):
+class Varint(CountedFraming):
     """Each message is preceded by its length as an unsigned LEB128 varint.
 
     This is protobuf's length-delimited encoding (``writeDelimitedTo``) and
