@@ -1,7 +1,7 @@
 # Types of the optional C speedups (_speedups.c); its docstrings say what each does.
 from collections.abc import Iterable
 
-from .framing._base import Buffer
+from .framing._contract import Buffer
 
 K_BINARY: int
 K_ASCII: int

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +82,36 @@ def test_framings_differ_by_any_parameter_and_by_class() -> None:
     for a in distinct:
         assert [b for b in distinct if b == a] == [a]
     assert aiomsg.LengthPrefixed(4) != "LengthPrefixed(4)"
+
+
+# The framing package in layers: each module imports only from the layers below it.
+LAYERS = [
+    ["_accelerated"],
+    ["_contract"],
+    ["_body"],
+    ["_header"],
+    [
+        "ascii_length",
+        "delimited",
+        "fixed_length",
+        "length_prefixed",
+        "netstring",
+        "type_prefixed",
+        "until_eof",
+        "varint",
+    ],
+    ["spec"],
+    ["__init__"],
+]
+
+
+def test_framing_modules_import_only_from_the_layers_below() -> None:
+    package = Path(aiomsg.framing.__file__).parent
+    level = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+    assert set(level) == {p.stem for p in package.glob("*.py")}
+    for name, depth in level.items():
+        tree = ast.parse((package / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                target = (node.module or "").split(".")[0]
+                assert level[target] < depth, f"{name} imports {target}, a layer above it"

@@ -14,7 +14,8 @@ import warnings
 from typing import TYPE_CHECKING
 
 from ._accelerated import speedups_active
-from ._base import DEFAULT_MAX_SIZE, Buffer, CountedFraming, Decoder, Framing
+from ._contract import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing
+from ._header import CountedFraming
 from .ascii_length import AsciiLengthPrefixed
 from .delimited import Delimited, Lines
 from .fixed_length import FixedLength

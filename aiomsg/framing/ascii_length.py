@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ..errors import FramingError
 from ._accelerated import speedups
-from ._base import DEFAULT_MAX_SIZE, Buffer, CountedFraming, Scan
+from ._contract import DEFAULT_MAX_SIZE, Buffer, Scan
+from ._header import CountedFraming
 
 __all__ = ["AsciiLengthPrefixed"]
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from ..errors import FramingError, IncompleteMessageError
 from ._accelerated import speedups
-from ._base import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing, _as_bytes, _tail
+from ._contract import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing, _as_bytes, _tail
 
 __all__ = ["Delimited", "Lines"]
 

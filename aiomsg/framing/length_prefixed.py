@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from ._accelerated import speedups
-from ._base import DEFAULT_MAX_SIZE, Buffer, CountedFraming, Scan
+from ._contract import DEFAULT_MAX_SIZE, Buffer, Scan
+from ._header import CountedFraming
 
 __all__ = ["LengthPrefixed"]
 

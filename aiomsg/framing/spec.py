@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 
-from ._base import Framing
+from ._contract import Framing
 from .ascii_length import AsciiLengthPrefixed
 from .delimited import Delimited, Lines
 from .fixed_length import FixedLength

@@ -7,7 +7,8 @@ from types import MappingProxyType
 
 from ..errors import FramingError
 from ._accelerated import speedups
-from ._base import DEFAULT_MAX_SIZE, Buffer, CountedDecoder, CountedFraming, _c_scanner
+from ._contract import DEFAULT_MAX_SIZE, Buffer, _c_scanner
+from ._header import CountedDecoder, CountedFraming
 
 __all__ = ["TypePrefixed"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._base import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing
+from ._contract import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing
 
 __all__ = ["UntilEOF"]
 

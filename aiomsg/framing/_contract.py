@@ -1,5 +1,6 @@
 """The codec contract: a :class:`Framing` describes a wire format, a :class:`Decoder`
-holds one connection's leftover bytes.
+holds one connection's state and is driven by a front through ``feed()``,
+``feed_eof()``, ``get_buffer()`` and ``buffer_updated()``.
 
 No sockets and no event loop here: bytes go in, complete messages come out, and
 whatever follows the last complete message is kept for the next ``feed()``.
@@ -8,9 +9,12 @@ Why the decoders look the way they do (this is the hot path of the library):
 
 * They parse by offset over the chunk they were given. The only bytes they
   keep between calls are a partial header (a few bytes) or the parts of an
-  unfinished body, kept as a list and joined once when the body is complete.
-  So a 64 MiB message fed in 4 KiB chunks costs O(size), never O(size²).
+  unfinished body, collected once (``_body.py``). So a 64 MiB message fed in
+  4 KiB chunks costs O(size), never O(size²).
 * A complete message costs one slice of the received chunk: one copy.
+* Runs of whole messages go through one fast loop per framing (the C scanner,
+  or a Python loop), which stops at anything unusual; the framing's own rule
+  judges it there. This module chooses that loop, once per decoder.
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
-from ..errors import FramingError, IncompleteMessageError, MessageTooLarge
+from ..errors import FramingError, MessageTooLarge
 from ._accelerated import speedups
 
-__all__ = ["DEFAULT_MAX_SIZE", "Buffer", "Decoder", "Framing"]
+__all__ = ["DEFAULT_MAX_SIZE", "Buffer", "Decoder", "Framing", "Scan"]
 
 #: The default ``max_size`` of every framing: 16 MiB.
 DEFAULT_MAX_SIZE = 16 * 1024 * 1024
@@ -320,280 +324,6 @@ class Decoder(ABC):
     @abstractmethod
     def _feed_eof(self) -> list[bytes]:
         """Finish the stream (see :meth:`feed_eof`)."""
-
-
-class CountedFraming(Framing):
-    """A framing whose bodies are counted, not searched: their length is known up front.
-
-    A length header says it (:class:`~aiomsg.LengthPrefixed`,
-    :class:`~aiomsg.Netstring`...), or the framing fixes it
-    (:class:`~aiomsg.FixedLength`; :class:`~aiomsg.TypePrefixed`, by the type
-    byte). Subclasses implement :meth:`_header_at`; the shared
-    :class:`CountedDecoder` does the rest. :class:`~aiomsg.TypePrefixed` nests
-    any of them. (Formerly ``HeaderFraming``: not all of them have a header.)
-    """
-
-    __slots__ = ()
-
-    #: Bytes that must follow every body (the ``,`` of a netstring).
-    _trailer: bytes = b""
-
-    @abstractmethod
-    def _header_at(self, buf: bytes, pos: int) -> tuple[int, int] | None:
-        """Parse the header starting at ``buf[pos]``.
-
-        Returns ``(body_start, body_length)``, or ``None`` when ``buf`` ends inside
-        the header (and what is there so far is valid). Raises
-        :class:`MessageTooLarge` for a length over ``max_size`` and
-        :class:`FramingError` for a malformed header, as early as the bytes allow.
-        """
-
-    def decoder(self, *, pure_python: bool = False) -> CountedDecoder:
-        return CountedDecoder(self, pure_python=pure_python)
-
-
-class _GrowingBody:
-    """The pure-Python body store: a bytearray, copied into ``bytes`` when complete."""
-
-    __slots__ = ("buffer", "total")
-
-    def __init__(self, total: int) -> None:
-        self.buffer = bytearray()
-        self.total = total
-
-    @property
-    def size(self) -> int:
-        return len(self.buffer)
-
-    @property
-    def need(self) -> int:
-        return self.total - len(self.buffer)
-
-    def fill(self, data: Buffer, pos: int) -> int:
-        take = min(self.total - len(self.buffer), len(data) - pos)
-        with memoryview(data) as view:
-            self.buffer += view[pos : pos + take]
-        return pos + take
-
-    def window(self, limit: int) -> memoryview | None:
-        return None  # reading in place needs the C BodyBuffer
-
-    def advance(self, n: int) -> None:
-        raise ValueError("more bytes than the window holds (no window was offered)")
-
-    def finish(self) -> bytes:
-        return bytes(self.buffer)
-
-    def partial(self) -> bytes:
-        return bytes(self.buffer)
-
-
-# What a collector holds between bodies: nothing ever fills it (its need is 0),
-# so one instance serves every collector and finishing a body allocates nothing.
-_NO_BODY = _GrowingBody(0)
-
-
-_Body: TypeAlias = "_GrowingBody | speedups.BodyBuffer"
-
-
-class BodyCollector:
-    """A body that spans several reads, collected as it arrives.
-
-    The store grows as bytes arrive (never to the announced size up front: a
-    peer announcing 16 MiB and sending 4 bytes must cost 4 bytes), filled
-    straight from each read, a ``memoryview`` of the protocol's own buffer
-    included. With the C speedups the store is the ``bytes`` object handed
-    over at the end (no final copy), and an event loop may read into it
-    directly (:meth:`window`); without them it is a bytearray, copied once.
-    A trailer (the ``,`` of a netstring) is kept apart, so the body is never
-    sliced off it.
-    """
-
-    __slots__ = ("_body", "_new_body", "_tail", "header", "need", "size", "trailer")
-
-    def __init__(self, *, pure_python: bool = False) -> None:
-        self._new_body: type[_Body] = (
-            _GrowingBody if pure_python or speedups is None else speedups.BodyBuffer
-        )
-        self.header = b""  # kept only to report it in IncompleteMessageError
-        self._body: _Body = _NO_BODY
-        self._tail = b""  # the trailer bytes received so far
-        self.size = 0  # bytes received (body and trailer)
-        self.need = 0  # bytes still to come (body and trailer)
-        self.trailer = b""
-
-    def start(self, header: bytes, first: Buffer, total: int, trailer: bytes = b"") -> None:
-        """Begin a body of ``total`` bytes (trailer included); ``first`` is what has arrived."""
-        self.header = header
-        self.trailer = trailer
-        self._tail = b""
-        size = total - len(trailer)
-        # The C buffer counts in ssize_t; a body past that (only a max_size
-        # over sys.maxsize allows it) can never arrive anyway.
-        self._body = self._new_body(size) if size <= sys.maxsize else _GrowingBody(size)
-        self.size = 0
-        self.need = total
-        self.fill(first, 0)
-
-    def fill(self, data: Buffer, pos: int) -> int:
-        """Take what the body still needs from ``data[pos:]``; return the new position.
-
-        The body is complete when ``need`` is 0 afterwards.
-        """
-        body = self._body
-        end = body.fill(data, pos) if body.need else pos
-        missing = len(self.trailer) - len(self._tail)
-        if missing and end < len(data):
-            stop = min(len(data), end + missing)
-            self._tail += bytes(data[end:stop])
-            end = stop
-        self.size += end - pos
-        self.need -= end - pos
-        return end
-
-    def window(self, minimum: int) -> memoryview | None:
-        """A writable view to read the next body bytes into, or ``None``.
-
-        Offered only while more than ``minimum`` body bytes are to come, and
-        never over the body's last byte: the read that completes a message
-        always goes through :meth:`fill`, so the window is released by then.
-        The window is at most ``max(minimum, bytes received)`` long: memory
-        still grows only as fast as bytes arrive. Report what was read with
-        :meth:`advance`.
-        """
-        body = self._body
-        if body.need <= minimum:
-            return None
-        return body.window(min(body.need - 1, max(minimum, body.size)))
-
-    def advance(self, n: int) -> None:
-        """Record ``n`` bytes read into the view from :meth:`window`."""
-        self._body.advance(n)
-        self.size += n
-        self.need -= n
-
-    def finish(self) -> bytes:
-        """Return the complete message, the trailer checked and removed."""
-        if self._tail != self.trailer:
-            raise FramingError(f"message is not followed by {self.trailer!r}")
-        message = self._body.finish()
-        self.header, self._body, self._tail, self.size = b"", _NO_BODY, b"", 0
-        return message
-
-    def partial(self) -> bytes:
-        """The header and the body bytes received so far."""
-        return self.header + self._body.partial() + self._tail
-
-
-class CountedDecoder(Decoder):
-    """Decoder for every :class:`CountedFraming`: parse a header, count the body, repeat.
-
-    Runs of whole messages go through the framing's fast loop (:data:`Scan`:
-    the C scanner, or a Python loop where one earns its lines); wherever it
-    stops, :meth:`_scan` takes over with the framing's ``_header_at``, the one
-    place that decides what an unusual header means.
-    """
-
-    __slots__ = ("_body", "_fast", "_framing", "_head", "_in_place")
-
-    def __init__(self, framing: CountedFraming, *, pure_python: bool = False) -> None:
-        super().__init__()
-        self._framing = framing
-        self._head = b""  # an incomplete header, kept until the rest arrives
-        self._body = BodyCollector(pure_python=pure_python)
-        self._fast, self._in_place = framing._scanner(pure_python)
-
-    @property
-    def buffered(self) -> int:
-        return len(self._head) + self._body.size
-
-    def get_buffer(self, sizehint: int) -> memoryview | None:
-        if self._error is not None or self._finished:
-            return None
-        return self._body.window(sizehint)
-
-    def buffer_updated(self, nbytes: int) -> list[bytes]:
-        self._body.advance(nbytes)
-        return []
-
-    def _feed(self, data: bytes, out: list[bytes]) -> None:
-        self._feed_buffer(data, out)
-
-    def _feed_buffer(self, data: Buffer, out: list[bytes]) -> None:
-        if type(data) is memoryview and (
-            data.itemsize != 1 or data.ndim != 1 or not data.c_contiguous
-        ):
-            data = data.tobytes()  # the loops count bytes in one contiguous block
-        pos = 0
-        body = self._body
-        if body.need:  # inside a long body: copy straight from the caller's buffer
-            pos = body.fill(data, 0)
-            if body.need:
-                return
-            out.append(body.finish())
-            if pos == len(data):
-                return
-        if self._head:  # a header begun in the last read
-            data = self._head + _tail(data, pos)
-            self._head = b""
-            pos = 0
-        fast = self._fast
-        if self._in_place:  # the C scanner reads any buffer where it is
-            assert fast is not None
-            pos = fast(data, pos, out)
-            if pos == len(data):
-                return
-            if type(data) is not bytes:
-                data, pos = _tail(data, pos), 0
-        else:
-            if type(data) is not bytes:
-                data, pos = _tail(data, pos), 0
-            if fast is not None:
-                pos = fast(data, pos, out)
-        assert type(data) is bytes
-        pos = self._scan(data, pos, out)
-        if pos < len(data):
-            self._head = data[pos:]
-
-    def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> int:
-        """Decode ``buf[pos:]`` by the framing's rules; return where an incomplete header starts.
-
-        The slow path, for whatever the fast loop left: a header or body that
-        runs past the end of ``buf`` (the body moves into the body collector, and
-        the whole buffer counts as consumed), or a header that ``_header_at``
-        refuses, raising :class:`MessageTooLarge` or :class:`FramingError`.
-        """
-        header_at = self._framing._header_at
-        trailer = self._framing._trailer
-        tl = len(trailer)
-        end = len(buf)
-        append = out.append
-        while pos < end:
-            header = header_at(buf, pos)
-            if header is None:
-                break
-            start, size = header
-            stop = start + size
-            if stop + tl > end:
-                self._body.start(buf[pos:start], memoryview(buf)[start:], size + tl, trailer)
-                return end
-            if tl and buf[stop : stop + tl] != trailer:
-                raise FramingError(f"message is not followed by {trailer!r}")
-            append(buf[start:stop])
-            pos = stop + tl
-        return pos
-
-    def _feed_eof(self) -> list[bytes]:
-        if self._body.need:
-            raise IncompleteMessageError(
-                f"stream ended inside a message ({self._body.need} bytes missing)",
-                partial=self._body.partial(),
-            )
-        if self._head:
-            raise IncompleteMessageError(
-                f"stream ended inside a header ({len(self._head)} bytes)", partial=self._head
-            )
-        return []
 
 
 def _tail(data: Buffer, pos: int) -> bytes:
