@@ -128,3 +128,18 @@ def test_eof_inside_a_body_read_in_place_reports_every_byte(codec_implementation
     with pytest.raises(aiomsg.IncompleteMessageError) as info:
         drive_like_an_event_loop(decoder, wire, seed=1)
     assert info.value.partial == wire
+
+
+@pytest.mark.parametrize(
+    "framing", [*FRAMINGS, aiomsg.Lines(), aiomsg.framing.UntilEOF()], ids=repr
+)
+def test_buffer_updated_without_a_window_is_refused(
+    codec_implementation: Codec, framing: Framing
+) -> None:
+    # Between messages no window is offered: bytes claimed to be in one are a
+    # front's bug, and must not be taken as part of a message.
+    decoder = codec_implementation.decoder(framing)
+    assert decoder.get_buffer(READ_SIZE) is None
+    with pytest.raises(ValueError):
+        decoder.buffer_updated(10)
+    assert decoder.buffered == 0

@@ -290,7 +290,12 @@ class Decoder(ABC):
           decoder raises :class:`BufferError` rather than move the memory under
           the view. If nothing was read (EOF, an error), drop the view and go on.
 
-        Never raises; a failed or finished decoder returns ``None``.
+        A failed or finished decoder returns ``None``.
+
+        Raises:
+            BufferError: the view from the previous call is still held (release
+                it, or drop it, first).
+            MemoryError: the body's store could not grow to the window.
         """
         return None
 
