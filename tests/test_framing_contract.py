@@ -42,7 +42,7 @@ def test_the_issue_example_cannot_happen() -> None:
     framing = aiomsg.LengthPrefixed(4)
     decoder = framing.decoder()
     with pytest.raises(AttributeError, match="LengthPrefixed is immutable: cannot set 'max_size'"):
-        framing.max_size = 3  # type: ignore[misc]
+        framing.max_size = 3
     assert decoder.feed(b"\0\0\0\5hello") == [b"hello"]
 
 

@@ -40,10 +40,7 @@ def test_counted_framing_covers_every_framing_that_counts_its_bodies() -> None:
     assert not isinstance(framing.UntilEOF(), framing.CountedFraming)
 
 
-def test_until_eof_is_the_framing_and_anyio_end_of_stream_stays_the_exception() -> None:
-    import anyio
-
-    assert framing.UntilEOF is not anyio.EndOfStream
+def test_until_eof_decodes_the_whole_stream_as_one_message() -> None:
     decoder = framing.UntilEOF().decoder()
     assert decoder.feed(b"every") == []
     assert decoder.feed_eof() == [b"every"]

@@ -28,7 +28,8 @@ def reference(
     wire: bytes, width: int, byteorder: str, max_size: int
 ) -> tuple[list[bytes], type[Exception] | None]:
     """The messages in ``wire`` and the error that ends the stream (None: a clean end)."""
-    messages, pos = [], 0
+    messages: list[bytes] = []
+    pos = 0
     while pos < len(wire):
         if len(wire) - pos < width:
             return messages, aiomsg.IncompleteMessageError
@@ -127,7 +128,8 @@ def test_encode_takes_any_buffer_and_refuses_oversized_messages() -> None:
     framing = aiomsg.LengthPrefixed(4, "little", max_size=5)
     assert framing.encode(memoryview(b"hello")) == b"\x05\x00\x00\x00hello"
     assert framing.encode(bytearray(b"")) == b"\x00\x00\x00\x00"
-    assert framing.encode_many(m for m in [b"a", memoryview(b"bc")]) == (
+    parts: list[bytes | memoryview] = [b"a", memoryview(b"bc")]
+    assert framing.encode_many(m for m in parts) == (
         b"\x01\x00\x00\x00a\x02\x00\x00\x00bc"
     )
     with pytest.raises(aiomsg.MessageTooLarge) as info:

@@ -23,7 +23,7 @@ import functools
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..errors import FramingError, MessageTooLarge
 from ._accelerated import speedups
@@ -84,14 +84,16 @@ class Framing(ABC):
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(
-            f"{type(self).__name__} is immutable: cannot set {name!r};"
-            " make a new framing with the value you want"
-        )
+    if not TYPE_CHECKING:  # hidden from type checkers, which then flag unknown names
 
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
+        def __setattr__(self, name: str, value: object) -> None:
+            raise AttributeError(
+                f"{type(self).__name__} is immutable: cannot set {name!r};"
+                " make a new framing with the value you want"
+            )
+
+        def __delattr__(self, name: str) -> None:
+            raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
 
     def _key(self) -> tuple[object, ...]:
         """What makes two framings of one class equal: their parameters."""
