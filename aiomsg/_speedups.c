@@ -1,15 +1,17 @@
-/* Optional C versions of aiomsg's hottest code: the LengthPrefixed loops, and
- * the buffer that collects long message bodies for every framing.
+/* Optional C versions of aiomsg's hottest code: one decode loop for every
+ * framing (Scanner), the LengthPrefixed encoders, and the buffer that collects
+ * long message bodies (BodyBuffer).
  *
- * Why this file exists: in pure Python a 100-byte LengthPrefixed message costs
- * about 0.3 us to decode, several times what the application's own callback
- * costs. Here the loop costs one bytes allocation per message.
+ * Why this file exists: in pure Python a 100-byte message costs 0.4-1 us to
+ * decode, several times what the application's own callback costs. Here the
+ * loop costs one bytes allocation per message.
  *
- * Each function does only the common case and hands everything unusual back to
- * Python (aiomsg/framing/length_prefixed.py), which owns the error messages,
- * the partial-header and partial-body state: so the two paths cannot disagree
- * on anything but speed. When this module is missing (no C compiler at install
- * time, PyPy, AIOMSG_PURE_PYTHON=1), the pure-Python loops run instead.
+ * The scanner does only the common case, runs of whole well-formed messages,
+ * and hands everything unusual back to Python (aiomsg/framing), which owns the
+ * rules, the error messages, the partial-header and partial-body state: so the
+ * two paths cannot disagree on anything but speed (tests/test_differential.py
+ * checks it). When this module is missing (no C compiler at install time, PyPy,
+ * AIOMSG_PURE_PYTHON=1), the pure-Python loops run instead.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -85,73 +87,494 @@ parse_options(PyObject *const *args, long *width, int *little, Py_ssize_t *max_s
     return 0;
 }
 
-PyDoc_STRVAR(scan_doc,
-"scan(data, pos, width, little, max_size, out) -> int\n\n"
-"Append to the list `out` every complete message of data[pos:], as bytes.\n"
-"Stop at the end of the data, at a message that is not complete, or at a\n"
-"header announcing more than max_size; return the position where it stopped.");
+/* --- Scanner: one decode loop for every framing, driven by a small table ---
+ *
+ * A Scanner is built once per framing (framings are immutable) from what its
+ * wire format is: a header kind and its parameters, or a delimiter. scan()
+ * appends every whole, well-formed message of data[pos:] to a list, reading the
+ * caller's buffer in place, and stops at the first thing that is not: a header
+ * or body that runs past the end, a malformed header, a length over max_size,
+ * a missing trailer. It never raises for the data: it returns where it stopped,
+ * and the Python decoder takes over there with its one implementation of each
+ * rule (the framing's _header_at, the delimiter logic), which decides between
+ * "wait for more bytes" and which error, with which text.
+ *
+ * Every length is compared with max_size (a Py_ssize_t) before it is used, and
+ * digits and varint groups are accumulated with an overflow guard, so no value
+ * read from the wire can wrap around.
+ */
+
+enum {
+    K_BINARY = 1,     /* a = width (1, 2, 4, 8); flag = little-endian */
+    K_ASCII = 2,      /* a = number of digits (1..20) */
+    K_NETSTRING = 3,  /* a = most digits a length may have; trailer ',' */
+    K_VARINT = 4,     /* unsigned LEB128, at most 10 bytes */
+    K_FIXED = 5,      /* a = size of every message (>= 1), no header */
+    K_TYPED = 6,      /* a type byte, then a fixed size or a nested header kind */
+    K_DELIMITED = 7,  /* delimiter; flag = strip a '\r' before it (Lines) */
+};
+
+#define VARINT_MAX_BYTES 10
+#define ENTRY_UNKNOWN 0
+#define ENTRY_FIXED 1
+#define ENTRY_NESTED 2
+
+typedef struct Scanner Scanner;
+
+struct Scanner {
+    PyObject_HEAD
+    int kind;
+    int flag;
+    Py_ssize_t a;
+    Py_ssize_t max_size;
+    PyObject *delimiter;              /* bytes, K_DELIMITED only */
+    unsigned char *entry_kind;        /* K_TYPED only: 256 entries */
+    Py_ssize_t *entry_size;           /* K_TYPED only */
+    Scanner **nested;                 /* K_TYPED only: strong references or NULL */
+};
+
+/* Parse a header kind's header at p[pos:end]. Return 1 with *start (where the
+   body begins) and *size (<= s->max_size) for a whole well-formed header;
+   0 for anything else, which Python judges. */
+static int
+parse_header(const Scanner *s, const unsigned char *p, Py_ssize_t pos, Py_ssize_t end,
+             Py_ssize_t *start, Py_ssize_t *size)
+{
+    const unsigned long long limit = (unsigned long long)s->max_size;
+    unsigned long long value = 0;
+    Py_ssize_t i;
+
+    switch (s->kind) {
+    case K_BINARY:
+        if (end - pos < s->a) {
+            return 0;
+        }
+        value = read_length(p + pos, (long)s->a, s->flag);
+        if (value > limit) {
+            return 0;
+        }
+        *start = pos + s->a;
+        *size = (Py_ssize_t)value;
+        return 1;
+
+    case K_ASCII:
+        if (end - pos < s->a) {
+            return 0;
+        }
+        for (i = pos; i < pos + s->a; i++) {
+            unsigned int digit = (unsigned int)p[i] - '0';
+            if (digit > 9 || digit > limit || value > (limit - digit) / 10) {
+                return 0;  /* not a digit, or over max_size (never wrapped) */
+            }
+            value = value * 10 + digit;
+        }
+        *start = pos + s->a;
+        *size = (Py_ssize_t)value;
+        return 1;
+
+    case K_NETSTRING:
+        if (pos >= end) {
+            return 0;
+        }
+        if (p[pos] == '0') {  /* only "0:" may start with 0 */
+            if (end - pos < 2 || p[pos + 1] != ':') {
+                return 0;
+            }
+            *start = pos + 2;
+            *size = 0;
+            return 1;
+        }
+        for (i = pos; i < end && i - pos < s->a; i++) {
+            unsigned int digit = (unsigned int)p[i] - '0';
+            if (digit > 9) {
+                break;
+            }
+            if (digit > limit || value > (limit - digit) / 10) {
+                return 0;
+            }
+            value = value * 10 + digit;
+        }
+        if (i == pos || i >= end || p[i] != ':') {
+            return 0;  /* no digits, too many, another byte, or the ':' is still to come */
+        }
+        *start = i + 1;
+        *size = (Py_ssize_t)value;
+        return 1;
+
+    case K_VARINT:
+        for (i = pos; i < end && i - pos < VARINT_MAX_BYTES; i++) {
+            unsigned int shift = (unsigned int)(7 * (i - pos));
+            unsigned long long group = p[i] & 0x7F;
+            /* group << shift > limit, computed without shifting bits out */
+            if (group && (shift >= 63 || group > (limit >> shift))) {
+                return 0;
+            }
+            value |= group << shift;
+            if (value > limit) {
+                return 0;
+            }
+            if (p[i] < 0x80) {
+                *start = i + 1;
+                *size = (Py_ssize_t)value;
+                return 1;
+            }
+        }
+        return 0;  /* incomplete, or longer than 10 bytes */
+
+    case K_FIXED:
+        *start = pos;
+        *size = s->a;
+        return 1;
+    }
+    return 0;
+}
+
+static int
+emit(PyObject *out, const unsigned char *p, Py_ssize_t size)
+{
+    PyObject *message = PyBytes_FromStringAndSize((const char *)p, size);
+    int result;
+    if (message == NULL) {
+        return -1;
+    }
+    result = PyList_Append(out, message);
+    Py_DECREF(message);
+    return result;
+}
+
+/* Header kinds: header, body, and the netstring's ','. */
+static Py_ssize_t
+scan_counted(const Scanner *s, const unsigned char *p, Py_ssize_t pos, Py_ssize_t end,
+             PyObject *out)
+{
+    const Py_ssize_t tl = s->kind == K_NETSTRING;  /* trailer length */
+    Py_ssize_t start, size;
+    while (pos < end && parse_header(s, p, pos, end, &start, &size)) {
+        if (size > end - start - tl) {
+            break;  /* the body (or its trailer) is still to come */
+        }
+        if (tl && p[start + size] != ',') {
+            break;
+        }
+        if (emit(out, p + start, size) < 0) {
+            return -1;
+        }
+        pos = start + size + tl;
+    }
+    return pos;
+}
+
+/* TypePrefixed: the message is the type byte followed by the body. */
+static Py_ssize_t
+scan_typed(const Scanner *s, const unsigned char *p, Py_ssize_t pos, Py_ssize_t end,
+           PyObject *out)
+{
+    Py_ssize_t start, size, tl;
+    while (pos < end) {
+        unsigned char type = p[pos];
+        const Scanner *nested;
+        PyObject *message;
+        char *q;
+        if (s->entry_kind[type] == ENTRY_FIXED) {
+            size = s->entry_size[type];
+            if (size > end - pos - 1) {
+                break;
+            }
+            if (emit(out, p + pos, size + 1) < 0) {
+                return -1;
+            }
+            pos += size + 1;
+            continue;
+        }
+        if (s->entry_kind[type] != ENTRY_NESTED) {
+            break;  /* an unknown type */
+        }
+        nested = s->nested[type];
+        if (!parse_header(nested, p, pos + 1, end, &start, &size) || size > s->max_size) {
+            break;
+        }
+        tl = nested->kind == K_NETSTRING;
+        if (size > end - start - tl || (tl && p[start + size] != ',')) {
+            break;
+        }
+        message = PyBytes_FromStringAndSize(NULL, size + 1);
+        if (message == NULL) {
+            return -1;
+        }
+        q = PyBytes_AS_STRING(message);
+        q[0] = (char)type;
+        memcpy(q + 1, p + start, (size_t)size);
+        if (PyList_Append(out, message) < 0) {
+            Py_DECREF(message);
+            return -1;
+        }
+        Py_DECREF(message);
+        pos = start + size + tl;
+    }
+    return pos;
+}
+
+/* Delimited and Lines: memchr for the delimiter's first byte, then compare the rest. */
+static Py_ssize_t
+scan_delimited(const Scanner *s, const unsigned char *p, Py_ssize_t pos, Py_ssize_t end,
+               PyObject *out)
+{
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(s->delimiter);
+    const Py_ssize_t dl = PyBytes_GET_SIZE(s->delimiter);
+    Py_ssize_t from = pos;  /* where the search goes on: never before what was searched */
+    while (end - from >= dl) {
+        const unsigned char *hit = memchr(p + from, d[0], (size_t)(end - from - dl + 1));
+        Py_ssize_t idx, stop;
+        if (hit == NULL) {
+            break;
+        }
+        idx = hit - p;
+        if (dl > 1 && memcmp(hit + 1, d + 1, (size_t)(dl - 1)) != 0) {
+            from = idx + 1;
+            continue;
+        }
+        stop = idx;
+        if (s->flag && stop > pos && p[stop - 1] == '\r') {
+            stop--;
+        }
+        if (stop - pos > s->max_size) {
+            break;
+        }
+        if (emit(out, p + pos, stop - pos) < 0) {
+            return -1;
+        }
+        pos = from = idx + dl;
+    }
+    return pos;
+}
+
+PyDoc_STRVAR(scanner_scan_doc,
+"scan(data, pos, out) -> int\n\n"
+"Append to the list `out` every whole, well-formed message of data[pos:], as\n"
+"bytes, reading data (bytes, bytearray or a contiguous memoryview) in place.\n"
+"Return where it stopped: len(data), or the start of the first message it does\n"
+"not take (incomplete, malformed, over max_size), which Python then judges.");
 
 static PyObject *
-scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+scanner_scan(Scanner *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    long width;
-    int little;
-    Py_ssize_t pos, end, max_size;
-    PyObject *out;
     Py_buffer view;
-    const unsigned char *p;
+    Py_ssize_t pos;
+    PyObject *out;
 
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "scan() takes 6 arguments");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "scan() takes 3 arguments");
         return NULL;
     }
     pos = PyLong_AsSsize_t(args[1]);
     if (pos == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    if (parse_options(args + 2, &width, &little, &max_size) < 0) {
-        return NULL;
-    }
-    out = args[5];
+    out = args[2];
     if (!PyList_Check(out)) {
         PyErr_SetString(PyExc_TypeError, "out must be a list");
         return NULL;
     }
+    /* PyBUF_SIMPLE: one contiguous block of bytes, or a BufferError. */
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    p = (const unsigned char *)view.buf;
-    end = view.len;
-    if (pos < 0 || pos > end) {
+    if (pos < 0 || pos > view.len) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "pos is outside the data");
         return NULL;
     }
-    while (end - pos >= width) {
-        unsigned long long size = read_length(p + pos, width, little);
-        PyObject *message;
-        if (size > (unsigned long long)max_size
-                || size > (unsigned long long)(end - pos - width)) {
-            break;
-        }
-        message = PyBytes_FromStringAndSize((const char *)p + pos + width, (Py_ssize_t)size);
-        if (message == NULL) {
-            goto error;
-        }
-        if (PyList_Append(out, message) < 0) {
-            Py_DECREF(message);
-            goto error;
-        }
-        Py_DECREF(message);
-        pos += width + (Py_ssize_t)size;
+    switch (self->kind) {
+    case K_TYPED:
+        pos = scan_typed(self, view.buf, pos, view.len, out);
+        break;
+    case K_DELIMITED:
+        pos = scan_delimited(self, view.buf, pos, view.len, out);
+        break;
+    default:
+        pos = scan_counted(self, view.buf, pos, view.len, out);
     }
     PyBuffer_Release(&view);
-    return PyLong_FromSsize_t(pos);
-
-error:
-    PyBuffer_Release(&view);
-    return NULL;
+    return pos < 0 ? NULL : PyLong_FromSsize_t(pos);
 }
+
+static void
+scanner_free_table(Scanner *self)
+{
+    int t;
+    if (self->nested != NULL) {
+        for (t = 0; t < 256; t++) {
+            Py_XDECREF((PyObject *)self->nested[t]);
+        }
+    }
+    PyMem_Free(self->nested);
+    PyMem_Free(self->entry_size);
+    PyMem_Free(self->entry_kind);
+    self->nested = NULL;
+    self->entry_size = NULL;
+    self->entry_kind = NULL;
+}
+
+/* K_TYPED: table is a tuple of 256 items, each None, an int or a header Scanner. */
+static int
+scanner_set_table(Scanner *self, PyTypeObject *type, PyObject *table)
+{
+    int t;
+    if (!PyTuple_Check(table) || PyTuple_GET_SIZE(table) != 256) {
+        PyErr_SetString(PyExc_TypeError, "table must be a tuple of 256 items");
+        return -1;
+    }
+    self->entry_kind = PyMem_Calloc(256, sizeof(unsigned char));
+    self->entry_size = PyMem_Calloc(256, sizeof(Py_ssize_t));
+    self->nested = PyMem_Calloc(256, sizeof(Scanner *));
+    if (self->entry_kind == NULL || self->entry_size == NULL || self->nested == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (t = 0; t < 256; t++) {
+        PyObject *item = PyTuple_GET_ITEM(table, t);
+        if (item == Py_None) {
+            continue;
+        }
+        if (PyLong_Check(item)) {
+            Py_ssize_t size = PyLong_AsSsize_t(item);
+            if (size == -1 && PyErr_Occurred()) {
+                return -1;
+            }
+            if (size < 0 || size > self->max_size) {
+                PyErr_Format(PyExc_ValueError, "fixed size of type %d is not in 0..max_size", t);
+                return -1;
+            }
+            self->entry_kind[t] = ENTRY_FIXED;
+            self->entry_size[t] = size;
+        }
+        else if (Py_IS_TYPE(item, type)
+                 && ((Scanner *)item)->kind >= K_BINARY && ((Scanner *)item)->kind <= K_FIXED) {
+            self->entry_kind[t] = ENTRY_NESTED;
+            self->nested[t] = (Scanner *)Py_NewRef(item);
+        }
+        else {
+            PyErr_Format(PyExc_TypeError, "type %d: expected None, an int or a header Scanner", t);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+scanner_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"kind", "max_size", "a", "flag", "delimiter", "table", NULL};
+    int kind, flag = 0;
+    Py_ssize_t max_size, a = 0;
+    PyObject *delimiter = NULL, *table = NULL;
+    Scanner *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "in|npOO:Scanner", keywords, &kind,
+                                     &max_size, &a, &flag, &delimiter, &table)) {
+        return NULL;
+    }
+    if (max_size < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_size must not be negative");
+        return NULL;
+    }
+    switch (kind) {
+    case K_BINARY:
+        if (check_width((long)a) < 0) {
+            return NULL;
+        }
+        break;
+    case K_ASCII:
+        if (a < 1 || a > 20) {
+            PyErr_SetString(PyExc_ValueError, "digits must be 1 to 20");
+            return NULL;
+        }
+        break;
+    case K_NETSTRING:
+        if (a < 1 || a > 20) {
+            PyErr_SetString(PyExc_ValueError, "a netstring length has 1 to 20 digits");
+            return NULL;
+        }
+        break;
+    case K_FIXED:
+        if (a < 1 || a > max_size) {
+            PyErr_SetString(PyExc_ValueError, "a fixed size is in 1..max_size");
+            return NULL;
+        }
+        break;
+    case K_VARINT:
+    case K_TYPED:
+        break;
+    case K_DELIMITED:
+        if (delimiter == NULL || !PyBytes_Check(delimiter) || PyBytes_GET_SIZE(delimiter) < 1) {
+            PyErr_SetString(PyExc_ValueError, "delimiter must be non-empty bytes");
+            return NULL;
+        }
+        break;
+    default:
+        PyErr_Format(PyExc_ValueError, "unknown scanner kind %d", kind);
+        return NULL;
+    }
+    self = (Scanner *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->kind = kind;
+    self->flag = flag;
+    self->a = a;
+    self->max_size = max_size;
+    if (kind == K_DELIMITED) {
+        self->delimiter = Py_NewRef(delimiter);
+    }
+    if (kind == K_TYPED) {
+        if (table == NULL) {
+            PyErr_SetString(PyExc_TypeError, "a typed scanner needs a table");
+            Py_DECREF(self);
+            return NULL;
+        }
+        if (scanner_set_table(self, type, table) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
+    return (PyObject *)self;
+}
+
+static void
+scanner_dealloc(Scanner *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    scanner_free_table(self);
+    Py_CLEAR(self->delimiter);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyMethodDef scanner_methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))scanner_scan, METH_FASTCALL, scanner_scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(scanner_doc,
+"Scanner(kind, max_size, a=0, flag=False, delimiter=None, table=None)\n\n"
+"The decode loop of one framing; see the comment above this type in _speedups.c.\n"
+"Built by aiomsg.framing, once per framing.");
+
+static PyType_Slot scanner_slots[] = {
+    {Py_tp_new, scanner_new},
+    {Py_tp_dealloc, scanner_dealloc},
+    {Py_tp_methods, scanner_methods},
+    {Py_tp_doc, (void *)scanner_doc},
+    {0, NULL},
+};
+
+static PyType_Spec scanner_spec = {
+    "aiomsg._speedups.Scanner",
+    sizeof(Scanner),
+    0,
+    Py_TPFLAGS_DEFAULT,
+    scanner_slots,
+};
 
 PyDoc_STRVAR(encode_doc,
 "encode(message, width, little, max_size) -> bytes | None\n\n"
@@ -572,22 +995,35 @@ static PyType_Spec body_spec = {
 };
 
 static int
-speedups_exec(PyObject *module)
+add_type(PyObject *module, PyType_Spec *spec, const char *name)
 {
-    PyObject *type = PyType_FromModuleAndSpec(module, &body_spec, NULL);
+    PyObject *type = PyType_FromModuleAndSpec(module, spec, NULL);
+    int result;
     if (type == NULL) {
         return -1;
     }
-    if (PyModule_AddObjectRef(module, "BodyBuffer", type) < 0) {
-        Py_DECREF(type);
+    result = PyModule_AddObjectRef(module, name, type);
+    Py_DECREF(type);
+    return result;
+}
+
+static int
+speedups_exec(PyObject *module)
+{
+    if (add_type(module, &body_spec, "BodyBuffer") < 0
+            || add_type(module, &scanner_spec, "Scanner") < 0) {
         return -1;
     }
-    Py_DECREF(type);
-    return 0;
+    return PyModule_AddIntConstant(module, "K_BINARY", K_BINARY) < 0
+        || PyModule_AddIntConstant(module, "K_ASCII", K_ASCII) < 0
+        || PyModule_AddIntConstant(module, "K_NETSTRING", K_NETSTRING) < 0
+        || PyModule_AddIntConstant(module, "K_VARINT", K_VARINT) < 0
+        || PyModule_AddIntConstant(module, "K_FIXED", K_FIXED) < 0
+        || PyModule_AddIntConstant(module, "K_TYPED", K_TYPED) < 0
+        || PyModule_AddIntConstant(module, "K_DELIMITED", K_DELIMITED) < 0 ? -1 : 0;
 }
 
 static PyMethodDef speedups_methods[] = {
-    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL, scan_doc},
     {"encode", (PyCFunction)(void (*)(void))encode, METH_FASTCALL, encode_doc},
     {"encode_many", (PyCFunction)(void (*)(void))encode_many, METH_FASTCALL, encode_many_doc},
     {NULL, NULL, 0, NULL},

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiomsg
-from aiomsg.framing import Framing, _accelerated
+from aiomsg.framing import Framing, speedups_active
 
 COUNT = 200_000
 SIZE = 100
@@ -53,13 +53,8 @@ def decode_all(framing: Framing, chunks: list[bytes]) -> list[bytes]:
 
 
 def decode_pure_python(framing: Framing, chunks: list[bytes]) -> list[bytes]:
-    """decode_all() with the C speedups switched off (they are chosen per decoder)."""
-    saved = _accelerated.speedups
-    _accelerated.speedups = None
-    try:
-        decoder = framing.decoder()
-    finally:
-        _accelerated.speedups = saved
+    """decode_all() with the pure-Python decoder (the fallback without the C speedups)."""
+    decoder = framing.decoder(pure_python=True)
     out: list[bytes] = []
     for chunk in chunks:
         out += decoder.feed(chunk)
@@ -114,39 +109,70 @@ def message_for(framing: Framing, size: int) -> bytes:
     return b"\x01" + body[1:] if isinstance(framing, aiomsg.TypePrefixed) else body
 
 
+# Each framing's pure-Python ratio to the hand-written loop before the one C core
+# (commit 8588b23, this benchmark, best of two runs on the reference machine): the
+# pure-Python fallback must stay within 15% of it.
+PURE_PYTHON_BEFORE = {
+    "LengthPrefixed(4, 'big', max_size=16777216)": 2.11,
+    "LengthPrefixed(2, 'little', max_size=65535)": 2.16,
+    "FixedLength(100)": 3.08,
+    "Lines(newline=b'\\n', max_size=16777216)": 1.63,
+    "Delimited(b'\\r\\n', max_size=16777216)": 1.50,
+    "AsciiLengthPrefixed(5, max_size=99999)": 1.48,
+    "Netstring(max_size=16777216)": 0.96,
+    "Varint(max_size=16777216)": 1.42,
+    "TypePrefixed({1: LengthPrefixed(2, 'big', max_size=65535)}, max_size=16777216)": 0.81,
+    "TypePrefixed({1: 99}, max_size=16777216)": 2.42,
+}
+C_TARGET = 3.0  # every framing, with the C core, against the hand-written loop
+PURE_PYTHON_TOLERANCE = 0.85
+
+
 def bench_small() -> list[dict[str, object]]:
     payload = bytes(range(32, 32 + SIZE))  # printable: no delimiter inside
     naive_wire = aiomsg.LengthPrefixed(4).encode_many([payload] * COUNT)
     naive_chunks = split(naive_wire, CHUNK)
     assert naive_length_prefixed(naive_chunks) == [payload] * COUNT
-    candidates: list[tuple[str, Callable[[], object]]] = [
-        ("hand-written loop (4-byte prefix)", lambda: naive_length_prefixed(naive_chunks))
+    candidates: list[tuple[str, str, Callable[[], object]]] = [
+        ("hand-written loop (4-byte prefix)", "", lambda: naive_length_prefixed(naive_chunks))
     ]
     for framing in small_framings():
         message = message_for(framing, SIZE)
         chunks = split(framing.encode_many([message] * COUNT), CHUNK)
-        assert decode_all(framing, chunks) == [message] * COUNT
-        accelerated = _accelerated.active() and isinstance(framing, aiomsg.LengthPrefixed)
-        name = repr(framing) + (" [C]" if accelerated else "")
-        candidates.append((name, lambda f=framing, c=chunks: decode_all(f, c)))  # type: ignore[misc]
-        if accelerated:
-            assert decode_pure_python(framing, chunks) == [message] * COUNT
-            candidates.append(
-                (
-                    repr(framing) + " [pure Python]",
-                    lambda f=framing, c=chunks: decode_pure_python(f, c),  # type: ignore[misc]
-                )
-            )
+        assert decode_pure_python(framing, chunks) == [message] * COUNT
+        if speedups_active():
+            assert decode_all(framing, chunks) == [message] * COUNT
+            candidates.append((repr(framing), "C", lambda f=framing, c=chunks: decode_all(f, c)))  # type: ignore[misc]
+        candidates.append(
+            (repr(framing), "Python", lambda f=framing, c=chunks: decode_pure_python(f, c))  # type: ignore[misc]
+        )
     # Rounds that time every candidate once each, so that a slow spell of the
     # (shared, noisy) machine hits all of them rather than one.
     best = [float("inf")] * len(candidates)
     for _ in range(REPEATS):
-        for i, (_, fn) in enumerate(candidates):
+        for i, (_, _, fn) in enumerate(candidates):
             best[i] = min(best[i], best_time(fn, repeats=1))
-    return [
-        {"framing": name, "msgs_per_s": COUNT / seconds, "ratio": best[0] / seconds}
-        for (name, _), seconds in zip(candidates, best, strict=True)
-    ]
+    rows: list[dict[str, object]] = []
+    for (name, impl, _), seconds in zip(candidates, best, strict=True):
+        ratio = best[0] / seconds
+        if impl == "C":
+            target = f">= {C_TARGET:.1f}x: {'met' if ratio >= C_TARGET else 'NOT MET'}"
+        elif impl == "Python" and name in PURE_PYTHON_BEFORE:
+            before = PURE_PYTHON_BEFORE[name]
+            ok = ratio >= PURE_PYTHON_TOLERANCE * before
+            target = f"{ratio / before:.0%} of {before:.2f}x before: {'met' if ok else 'NOT MET'}"
+        else:
+            target = ""
+        rows.append(
+            {
+                "framing": name,
+                "implementation": impl,
+                "msgs_per_s": COUNT / seconds,
+                "ratio": ratio,
+                "target": target,
+            }
+        )
+    return rows
 
 
 def bench_big() -> list[dict[str, object]]:
@@ -182,10 +208,13 @@ def main() -> None:
         f"(a) {COUNT:,} messages of {SIZE} bytes in {CHUNK // 1024} KiB chunks, best of {REPEATS}"
     )
     small = bench_small()
-    print(f"C speedups: {'on' if _accelerated.active() else 'off (not built)'}")
-    print(f"{'framing':<62} {'msgs/s':>12} {'vs hand-written':>16}")
+    print(f"C speedups: {'on' if speedups_active() else 'off (not built)'}")
+    print(f"{'framing':<62} {'impl':<6} {'msgs/s':>12} {'vs hand':>8}  target")
     for row in small:
-        print(f"{row['framing']!s:<62} {row['msgs_per_s']:>12,.0f} {row['ratio']:>15.2f}x")
+        print(
+            f"{row['framing']!s:<62} {row['implementation']!s:<6} {row['msgs_per_s']:>12,.0f}"
+            f" {row['ratio']:>7.2f}x  {row['target']}"
+        )
     print()
     print(f"(b) one message of 8 MiB and of 16 MiB in {BIG_CHUNK} B chunks (linear: ratio ~2)")
     big = bench_big()

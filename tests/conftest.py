@@ -5,13 +5,14 @@ implementations (pure Python and the C speedups)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import uvloop
 
-from aiomsg.framing import _accelerated
+from aiomsg.framing import Decoder, Framing, speedups_active
 
 LOOPS: Mapping[str, Any] = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
@@ -32,16 +33,21 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
 
 
 # The codecs have two implementations with one behaviour: pure Python, and the C
-# speedups where they were built. Codec tests ask for this fixture to run on both.
-IMPLEMENTATIONS = ["python", "c"] if _accelerated.speedups is not None else ["python"]
+# speedups where they were built. Codec tests ask for this fixture to run on both;
+# it switches nothing: it makes each decoder with the implementation it names.
+IMPLEMENTATIONS = ["python", "c"] if speedups_active() else ["python"]
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One codec implementation: ``codec.decoder(framing)`` makes its decoders."""
+
+    name: str
+
+    def decoder(self, framing: Framing) -> Decoder:
+        return framing.decoder(pure_python=self.name == "python")
 
 
 @pytest.fixture(scope="module", params=IMPLEMENTATIONS)
-def codec_implementation(request: pytest.FixtureRequest) -> Iterator[str]:
-    saved = _accelerated.speedups
-    if request.param == "python":
-        _accelerated.speedups = None
-    try:
-        yield request.param
-    finally:
-        _accelerated.speedups = saved
+def codec_implementation(request: pytest.FixtureRequest) -> Codec:
+    return Codec(request.param)

@@ -1,7 +1,7 @@
 """Reading a long body in place: the decoder's read window, as MessageProtocol drives it.
 
 With the C speedups, while a body longer than a read is arriving, the event loop
-reads straight into the message being built (``_read_window`` / ``_advance``)
+reads straight into the message being built (``get_buffer`` / ``buffer_updated``)
 instead of into the protocol's buffer (``feed``). Without them no window is
 offered and everything goes through ``feed``. Either way the messages must be
 the same, memory must grow only as bytes arrive, and misuse must fail loudly.
@@ -14,9 +14,9 @@ import random
 import pytest
 
 import aiomsg
-from aiomsg.framing import Decoder, Framing, _accelerated
+from aiomsg.framing import Decoder, Framing
 
-pytestmark = pytest.mark.usefixtures("codec_implementation")
+from .conftest import Codec
 
 READ_SIZE = 4096
 
@@ -47,7 +47,7 @@ def drive_like_an_event_loop(decoder: Decoder, wire: bytes, seed: int) -> list[b
     out: list[bytes] = []
     pos = 0
     while pos < len(wire):
-        window = decoder._read_window(len(buffer))
+        window = decoder.get_buffer(len(buffer))
         target = buffer if window is None else window
         n = min(len(target), len(wire) - pos, rng.randint(1, 3 * READ_SIZE))
         target[:n] = wire[pos : pos + n]
@@ -56,71 +56,90 @@ def drive_like_an_event_loop(decoder: Decoder, wire: bytes, seed: int) -> list[b
             out += decoder.feed(buffer[:n])
         else:
             window.release()  # the loop drops its view after buffer_updated()
-            decoder._advance(n)
+            out += decoder.buffer_updated(n)
     return out + decoder.feed_eof()
 
 
 @pytest.mark.parametrize("framing", FRAMINGS, ids=repr)
 @pytest.mark.parametrize("seed", range(3))
-def test_reading_in_place_gives_the_same_messages(framing: Framing, seed: int) -> None:
+def test_reading_in_place_gives_the_same_messages(
+    codec_implementation: Codec, framing: Framing, seed: int
+) -> None:
     messages = messages_for(framing)
     wire = framing.encode_many(messages)
-    assert drive_like_an_event_loop(framing.decoder(), wire, seed) == messages
+    assert drive_like_an_event_loop(codec_implementation.decoder(framing), wire, seed) == messages
 
 
-def test_a_window_is_offered_only_with_the_speedups_and_only_inside_a_long_body() -> None:
+def test_a_window_is_offered_only_with_the_speedups_and_only_inside_a_long_body(
+    codec_implementation: Codec,
+) -> None:
     framing = aiomsg.LengthPrefixed(4)
-    decoder = framing.decoder()
-    assert decoder._read_window(READ_SIZE) is None  # between messages
+    decoder = codec_implementation.decoder(framing)
+    assert decoder.get_buffer(READ_SIZE) is None  # between messages
     decoder.feed(framing.encode(b"x" * 50_000)[:10])
-    window = decoder._read_window(READ_SIZE)
-    assert (window is not None) == _accelerated.active()
+    window = decoder.get_buffer(READ_SIZE)
+    assert (window is not None) == (codec_implementation.name == "c")
     del window  # the loop's read found nothing after all and dropped the view
     assert decoder.feed(b"y" * 30) == []
     assert decoder.buffered == 36
 
 
-def test_window_grows_only_as_fast_as_bytes_arrive(codec_implementation: str) -> None:
+def test_window_grows_only_as_fast_as_bytes_arrive(codec_implementation: Codec) -> None:
     # A peer announcing 16 MiB must not make us allocate 16 MiB before it sends it.
-    decoder = aiomsg.LengthPrefixed(4).decoder()
+    decoder = codec_implementation.decoder(aiomsg.LengthPrefixed(4))
     decoder.feed((16 * 1024 * 1024).to_bytes(4, "big") + b"z" * 10)
     received = 10
-    if codec_implementation == "python":  # no window: every byte goes through feed()
-        assert decoder._read_window(READ_SIZE) is None
+    if codec_implementation.name == "python":  # no window: every byte goes through feed()
+        assert decoder.get_buffer(READ_SIZE) is None
         return
     for _ in range(6):
-        window = decoder._read_window(READ_SIZE)
+        window = decoder.get_buffer(READ_SIZE)
         assert window is not None
         assert len(window) <= max(READ_SIZE, received)
         window[:] = b"w" * len(window)
         n = len(window)
         window.release()
-        decoder._advance(n)
+        decoder.buffer_updated(n)
         received += n
     assert decoder.buffered == received
 
 
 def test_misusing_a_window_fails_loudly_instead_of_corrupting_memory(
-    codec_implementation: str,
+    codec_implementation: Codec,
 ) -> None:
-    decoder = aiomsg.LengthPrefixed(4).decoder()
+    decoder = codec_implementation.decoder(aiomsg.LengthPrefixed(4))
     decoder.feed((100_000).to_bytes(4, "big") + b"a")
-    window = decoder._read_window(READ_SIZE)
-    if codec_implementation == "python":  # no window, so nothing to misuse
+    window = decoder.get_buffer(READ_SIZE)
+    if codec_implementation.name == "python":  # no window, so nothing to misuse
         assert window is None
         return
     assert window is not None
     with pytest.raises(BufferError):
         decoder.feed(b"b" * 10)  # the window still holds the body in place
     with pytest.raises(ValueError):
-        decoder._advance(len(window) + 1)
+        decoder.buffer_updated(len(window) + 1)
     window.release()
 
 
-def test_eof_inside_a_body_read_in_place_reports_every_byte() -> None:
+def test_eof_inside_a_body_read_in_place_reports_every_byte(codec_implementation: Codec) -> None:
     framing = aiomsg.Netstring()
     wire = framing.encode(b"q" * 50_000)[:30_000]
-    decoder = framing.decoder()
+    decoder = codec_implementation.decoder(framing)
     with pytest.raises(aiomsg.IncompleteMessageError) as info:
         drive_like_an_event_loop(decoder, wire, seed=1)
     assert info.value.partial == wire
+
+
+@pytest.mark.parametrize(
+    "framing", [*FRAMINGS, aiomsg.Lines(), aiomsg.framing.UntilEOF()], ids=repr
+)
+def test_buffer_updated_without_a_window_is_refused(
+    codec_implementation: Codec, framing: Framing
+) -> None:
+    # Between messages no window is offered: bytes claimed to be in one are a
+    # front's bug, and must not be taken as part of a message.
+    decoder = codec_implementation.decoder(framing)
+    assert decoder.get_buffer(READ_SIZE) is None
+    with pytest.raises(ValueError):
+        decoder.buffer_updated(10)
+    assert decoder.buffered == 0

@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import aiomsg
-from aiomsg.framing import _accelerated
+from aiomsg.framing import speedups_active
 
-pytestmark = pytest.mark.usefixtures("codec_implementation")
+from .conftest import Codec
 
 
 def reference(
@@ -60,11 +60,12 @@ def streams(draw: st.DrawFn) -> tuple[aiomsg.LengthPrefixed, bytes, list[int]]:
 @settings(max_examples=400, deadline=None)
 @given(streams())
 def test_decoder_agrees_with_the_reference_at_any_split(
+    codec_implementation: Codec,
     case: tuple[aiomsg.LengthPrefixed, bytes, list[int]],
 ) -> None:
     framing, wire, cuts = case
     expected, error = reference(wire, framing.width, framing.byteorder, framing.max_size)
-    decoder = framing.decoder()
+    decoder = codec_implementation.decoder(framing)
     got: list[bytes] = []
     raised: type[Exception] | None = None
     try:
@@ -80,12 +81,12 @@ def test_decoder_agrees_with_the_reference_at_any_split(
     assert raised is error
 
 
-def test_messages_survive_the_callers_buffer_being_reused() -> None:
+def test_messages_survive_the_callers_buffer_being_reused(codec_implementation: Codec) -> None:
     # A BufferedProtocol reads every chunk into the same bytearray.
     framing = aiomsg.LengthPrefixed(2)
     wire = framing.encode_many([b"first", b"x" * 1000, b"third"])
     buffer = bytearray(64)
-    decoder = framing.decoder()
+    decoder = codec_implementation.decoder(framing)
     got: list[bytes] = []
     for pos in range(0, len(wire), 64):
         chunk = wire[pos : pos + 64]
@@ -95,9 +96,9 @@ def test_messages_survive_the_callers_buffer_being_reused() -> None:
     assert got == [b"first", b"x" * 1000, b"third"]
 
 
-def test_oversized_header_after_good_messages_keeps_them() -> None:
+def test_oversized_header_after_good_messages_keeps_them(codec_implementation: Codec) -> None:
     framing = aiomsg.LengthPrefixed(4, max_size=8)
-    decoder = framing.decoder()
+    decoder = codec_implementation.decoder(framing)
     with pytest.raises(aiomsg.MessageTooLarge) as info:
         decoder.feed(framing.encode(b"one") + framing.encode(b"two") + (9).to_bytes(4, "big"))
     assert info.value.messages == [b"one", b"two"]
@@ -106,21 +107,21 @@ def test_oversized_header_after_good_messages_keeps_them() -> None:
         decoder.feed(b"\x00")
 
 
-def test_largest_eight_byte_length_is_refused_not_overflowed() -> None:
-    decoder = aiomsg.LengthPrefixed(8, "little").decoder()
+def test_largest_eight_byte_length_is_refused_not_overflowed(codec_implementation: Codec) -> None:
+    decoder = codec_implementation.decoder(aiomsg.LengthPrefixed(8, "little"))
     with pytest.raises(aiomsg.MessageTooLarge) as info:
         decoder.feed(b"\xff" * 8)
     assert info.value.size == 2**64 - 1
 
 
-def test_unusual_buffers_decode_like_bytes() -> None:
+def test_unusual_buffers_decode_like_bytes(codec_implementation: Codec) -> None:
     framing = aiomsg.LengthPrefixed(2)
     wire = framing.encode_many([b"ab", b"", b"cdef"])
     strided = memoryview(bytes(b for b in wire for _ in range(2)))[::2]  # not contiguous
-    assert framing.decoder().feed(strided) == [b"ab", b"", b"cdef"]
+    assert codec_implementation.decoder(framing).feed(strided) == [b"ab", b"", b"cdef"]
     shorts = memoryview(wire).cast("H")  # 2-byte items: still counted in bytes
-    assert framing.decoder().feed(shorts) == [b"ab", b"", b"cdef"]
-    assert framing.decoder().feed(bytearray(wire)) == [b"ab", b"", b"cdef"]
+    assert codec_implementation.decoder(framing).feed(shorts) == [b"ab", b"", b"cdef"]
+    assert codec_implementation.decoder(framing).feed(bytearray(wire)) == [b"ab", b"", b"cdef"]
 
 
 def test_encode_takes_any_buffer_and_refuses_oversized_messages() -> None:
@@ -152,4 +153,4 @@ def test_speedups_are_built_wherever_they_can_be() -> None:
     # still gets a working aiomsg), so nothing else would notice a broken build.
     possible = platform.python_implementation() == "CPython" and _compiler() is not None
     wanted = not os.environ.get("AIOMSG_PURE_PYTHON")
-    assert (_accelerated._load() is not None) == (possible and wanted)
+    assert speedups_active() == (possible and wanted)

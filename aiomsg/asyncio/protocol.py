@@ -208,14 +208,14 @@ class MessageProtocol(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         # Inside a body longer than a read, the loop reads straight into the
         # message being built (with the C speedups): a copy saved per byte.
-        window = self._decoder._read_window(len(self._buffer))
+        window = self._decoder.get_buffer(len(self._buffer))
         self._reading_into_body = window is not None
         return self._buffer if window is None else window
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._reading_into_body:  # the bytes are in the body already; they end no message
             self._reading_into_body = False
-            self._decoder._advance(nbytes)
+            self._decoder.buffer_updated(nbytes)  # [] today: a window ends no message
             if self._timing:
                 self._last_read = self._loop.time()
             return

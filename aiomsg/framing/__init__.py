@@ -3,18 +3,27 @@
 Nothing here touches a socket or an event loop: a :class:`Framing` turns a
 message into wire bytes, and its :class:`Decoder` turns received bytes back into
 messages, keeping the leftover between calls. Every I/O front of aiomsg is a
-thin adapter around these.
+thin adapter around these, through the decoder's driving API (``feed``,
+``feed_eof``, ``get_buffer``/``buffer_updated``); see ``docs/framing.md``.
 """
 
-from ._base import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing, HeaderFraming
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import TYPE_CHECKING
+
+from ._accelerated import speedups_active
+from ._contract import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing
+from ._header import CountedFraming
 from .ascii_length import AsciiLengthPrefixed
 from .delimited import Delimited, Lines
-from .end_of_stream import EndOfStream
 from .fixed_length import FixedLength
 from .length_prefixed import LengthPrefixed
 from .netstring import Netstring
 from .spec import SPEC_HELP, parse_framing
 from .type_prefixed import TypePrefixed
+from .until_eof import UntilEOF
 from .varint import Varint, encode_varint
 
 __all__ = [
@@ -22,17 +31,52 @@ __all__ = [
     "SPEC_HELP",
     "AsciiLengthPrefixed",
     "Buffer",
+    "CountedFraming",
     "Decoder",
     "Delimited",
-    "EndOfStream",
     "FixedLength",
     "Framing",
-    "HeaderFraming",
     "LengthPrefixed",
     "Lines",
     "Netstring",
     "TypePrefixed",
+    "UntilEOF",
     "Varint",
     "encode_varint",
     "parse_framing",
+    "speedups_active",
 ]
+
+if TYPE_CHECKING:  # the deprecated names below, for type checkers
+    EndOfStream = UntilEOF
+    HeaderFraming = CountedFraming
+
+# Old names, kept for one release: each use warns and gives the new object.
+DEPRECATED_NAMES: dict[str, tuple[str, object]] = {
+    "EndOfStream": ("UntilEOF", UntilEOF),
+    "HeaderFraming": ("CountedFraming", CountedFraming),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in DEPRECATED_NAMES:
+        new_name, value = DEPRECATED_NAMES[name]
+        # Transitional: aiomsg's own modules (aiomsg/__init__.py, requests.py)
+        # move to the new names when this branch is merged; until then their
+        # imports must not warn, or `python -W error -c "import aiomsg"` fails.
+        frame = sys._getframe(1)
+        while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+            "importlib"
+        ):
+            frame = frame.f_back  # `from .framing import X` goes through importlib
+        caller = frame.f_globals.get("__name__", "")
+        if caller == "aiomsg" or caller.startswith("aiomsg."):
+            return value
+        warnings.warn(
+            f"aiomsg.framing.{name} is deprecated; use {new_name}"
+            " (the old name goes in the next release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

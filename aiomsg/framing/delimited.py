@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import ClassVar
+
 from ..errors import FramingError, IncompleteMessageError
-from ._base import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing
+from ._accelerated import speedups
+from ._contract import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing, _as_bytes, _tail
 
 __all__ = ["Delimited", "Lines"]
 
@@ -22,14 +26,26 @@ class Delimited(Framing):
 
     __slots__ = ("delimiter",)
 
+    #: The bytes that end every message.
+    delimiter: bytes
+
     def __init__(self, delimiter: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
         if not isinstance(delimiter, bytes) or not delimiter:
             raise ValueError(f"delimiter must be non-empty bytes, not {delimiter!r}")
         super().__init__(max_size)
-        self.delimiter = delimiter
+        self._set(delimiter=delimiter)
 
-    def decoder(self) -> DelimitedDecoder:
-        return DelimitedDecoder(self.delimiter, self.max_size, strip_cr=False, framing=self)
+    def _key(self) -> tuple[object, ...]:
+        return (self.delimiter, self.max_size)
+
+    def decoder(self, *, pure_python: bool = False) -> DelimitedDecoder:
+        return DelimitedDecoder(
+            self.delimiter, self.max_size, strip_cr=False, framing=self, pure_python=pure_python
+        )
+
+    def _c_scanner_args(self) -> tuple[object, ...]:
+        assert speedups is not None
+        return (speedups.K_DELIMITED, self.max_size, 0, False, self.delimiter)
 
     def encode(self, message: Buffer) -> bytes:
         self._check_message(message)
@@ -63,18 +79,49 @@ class Lines(Delimited):
     that contains ``\\n`` or ends with ``\\r``. ``max_size`` counts the line
     without its ending. Messages are bytes: decode them as UTF-8 yourself, so that
     invalid text is your decision, not a framing error.
+
+    ``endings`` tells what decoding accepts, ``newline`` what encoding appends.
+    (The ``delimiter`` inherited from :class:`Delimited` said ``b"\\n"`` even
+    for ``newline=b"\\r\\n"``: it is deprecated.)
     """
 
     __slots__ = ("newline",)
 
+    #: The line endings decoding accepts and removes: ``\r\n`` and ``\n``.
+    endings: ClassVar[tuple[bytes, ...]] = (b"\r\n", b"\n")
+
+    #: What ``encode()`` appends: ``b"\n"`` or ``b"\r\n"``.
+    newline: bytes
+
     def __init__(self, *, newline: bytes = b"\n", max_size: int = DEFAULT_MAX_SIZE) -> None:
         if newline not in (b"\n", b"\r\n"):
             raise ValueError(f"newline must be b'\\n' or b'\\r\\n', not {newline!r}")
-        super().__init__(b"\n", max_size=max_size)
-        self.newline = newline
+        Framing.__init__(self, max_size)  # not Delimited's: a line has two endings
+        self._set(newline=newline)
 
-    def decoder(self) -> DelimitedDecoder:
-        return DelimitedDecoder(b"\n", self.max_size, strip_cr=True, framing=self)
+    @property
+    def delimiter(self) -> bytes:  # type: ignore[override]
+        """Deprecated: always ``b"\\n"``, which misleads; use ``endings`` or ``newline``."""
+        warnings.warn(
+            "Lines.delimiter is deprecated: it is b'\\n' whatever the line ending;"
+            " use Lines.endings (what decoding accepts) or Lines.newline (what"
+            " encode() appends)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return b"\n"
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.newline, self.max_size)
+
+    def decoder(self, *, pure_python: bool = False) -> DelimitedDecoder:
+        return DelimitedDecoder(
+            b"\n", self.max_size, strip_cr=True, framing=self, pure_python=pure_python
+        )
+
+    def _c_scanner_args(self) -> tuple[object, ...]:
+        assert speedups is not None
+        return (speedups.K_DELIMITED, self.max_size, 0, True, b"\n")
 
     def encode(self, message: Buffer) -> bytes:
         self._check_message(message)
@@ -102,6 +149,7 @@ class DelimitedDecoder(Decoder):
 
     __slots__ = (
         "_delimiter",
+        "_fast",
         "_framing",
         "_max_size",
         "_pending",
@@ -110,10 +158,20 @@ class DelimitedDecoder(Decoder):
     )
 
     def __init__(
-        self, delimiter: bytes, max_size: int, *, strip_cr: bool, framing: Framing
+        self,
+        delimiter: bytes,
+        max_size: int,
+        *,
+        strip_cr: bool,
+        framing: Framing,
+        pure_python: bool = False,
     ) -> None:
         super().__init__()
         self._framing = framing
+        # The C scanner, which reads the caller's buffer in place; None in pure
+        # Python, where _scan's bytes.find() loop is the fast path.
+        fast, in_place = framing._scanner(pure_python)
+        self._fast = fast if in_place else None
         self._delimiter = delimiter
         self._max_size = max_size
         self._strip_cr = strip_cr
@@ -127,6 +185,19 @@ class DelimitedDecoder(Decoder):
     @property
     def buffered(self) -> int:
         return len(self._pending)
+
+    def _feed_buffer(self, data: Buffer, out: list[bytes]) -> None:
+        fast = self._fast
+        if fast is None or self._pending:
+            self._feed(_as_bytes(data), out)
+            return
+        if type(data) is memoryview and (
+            data.itemsize != 1 or data.ndim != 1 or not data.c_contiguous
+        ):
+            data = data.tobytes()  # the scanner counts bytes in one contiguous block
+        pos = fast(data, 0, out)
+        if pos < len(data):  # no delimiter after pos, or a message over max_size
+            self._scan(_tail(data, pos), 0, out)
 
     def _feed(self, data: bytes, out: list[bytes]) -> None:
         pos = 0
@@ -150,9 +221,13 @@ class DelimitedDecoder(Decoder):
             pos = idx + len(self._delimiter) - before
             pending.clear()
             self._resume = 0
+            if self._fast is not None and pos < len(data):
+                pos = self._fast(data, pos, out)
         self._scan(data, pos, out)
 
     def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> None:
+        # The rules (max_size, the "\r" of Lines, what is kept) in one place:
+        # in pure Python the whole loop, with the C scanner only what it left.
         delimiter = self._delimiter
         dl = len(delimiter)
         max_size = self._max_size

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
-from ..errors import FramingError
-from . import _accelerated
-from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderDecoder, HeaderFraming
+from ._accelerated import speedups
+from ._contract import DEFAULT_MAX_SIZE, Buffer, Scan
+from ._header import CountedFraming
 
 __all__ = ["LengthPrefixed"]
 
 _FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
-class LengthPrefixed(HeaderFraming):
+class LengthPrefixed(CountedFraming):
     """Each message is preceded by its length as a ``width``-byte unsigned integer.
 
     ``byteorder`` is ``"big"`` by default: network order, as in
@@ -32,6 +32,14 @@ class LengthPrefixed(HeaderFraming):
 
     __slots__ = ("_little", "_pack", "_unpack_from", "byteorder", "width")
 
+    #: Bytes in the length header: 1, 2, 4 or 8.
+    width: int
+    #: ``"big"`` (network order) or ``"little"``.
+    byteorder: str
+    _little: bool
+    _pack: Callable[[int], bytes]
+    _unpack_from: Callable[..., tuple[int]]
+
     def __init__(
         self,
         width: Literal[1, 2, 4, 8] = 4,
@@ -44,12 +52,14 @@ class LengthPrefixed(HeaderFraming):
         if byteorder not in ("big", "little"):
             raise ValueError(f"byteorder must be 'big' or 'little', not {byteorder!r}")
         super().__init__(min(max_size, (1 << (8 * width)) - 1))
-        self.width = width
-        self.byteorder = byteorder
-        self._little = byteorder == "little"
         codec = struct.Struct((">" if byteorder == "big" else "<") + _FORMATS[width])
-        self._pack = codec.pack
-        self._unpack_from = codec.unpack_from
+        self._set(
+            width=width,
+            byteorder=byteorder,
+            _little=byteorder == "little",
+            _pack=codec.pack,
+            _unpack_from=codec.unpack_from,
+        )
 
     def _header_at(self, buf: bytes, pos: int) -> tuple[int, int] | None:
         start = pos + self.width
@@ -60,13 +70,50 @@ class LengthPrefixed(HeaderFraming):
             raise self._too_large(size)
         return start, size
 
-    def decoder(self) -> HeaderDecoder:
-        if _accelerated.speedups is not None:
-            return _AcceleratedDecoder(self, _accelerated.speedups)
-        return _LengthPrefixedDecoder(self)
+    def _key(self) -> tuple[object, ...]:
+        return (self.width, self.byteorder, self.max_size)
+
+    def _c_scanner_args(self) -> tuple[object, ...]:
+        assert speedups is not None
+        return (speedups.K_BINARY, self.max_size, self.width, self._little)
+
+    def _python_scan(self) -> Scan:
+        # The most used framing: its own loop is about 2x the generic one in
+        # pure Python (100-byte messages), as the per-message _header_at call
+        # is most of the cost. It takes well-formed messages only, like the C
+        # scanner.
+        width = self.width
+        unpack_from = self._unpack_from
+        max_size = self.max_size
+
+        def scan(buf: bytes, pos: int, out: list[bytes]) -> int:
+            append = out.append
+            end = len(buf)
+            last = end - width  # the last position where a whole header fits
+            if end <= max_size:
+                # A body that fits in `buf` cannot be over max_size: only a
+                # message running past the end needs the size check (~10%).
+                while pos <= last:
+                    start = pos + width
+                    stop = start + unpack_from(buf, pos)[0]
+                    if stop > end:
+                        break
+                    append(buf[start:stop])
+                    pos = stop
+                return pos
+            while pos <= last:
+                start = pos + width
+                size = unpack_from(buf, pos)[0]
+                stop = start + size
+                if size > max_size or stop > end:
+                    break
+                append(buf[start:stop])
+                pos = stop
+            return pos
+
+        return scan
 
     def encode(self, message: Buffer) -> bytes:
-        speedups = _accelerated.speedups
         if speedups is None:
             return self._pack(self._check_size(message)) + message
         wire = speedups.encode(message, self.width, self._little, self.max_size)
@@ -75,7 +122,6 @@ class LengthPrefixed(HeaderFraming):
         return wire
 
     def encode_many(self, messages: Iterable[Buffer]) -> bytes:
-        speedups = _accelerated.speedups
         if speedups is None:
             return super().encode_many(messages)
         messages = messages if isinstance(messages, list | tuple) else list(messages)
@@ -93,121 +139,3 @@ class LengthPrefixed(HeaderFraming):
 
 def _nbytes(message: Buffer) -> int:
     return message.nbytes if isinstance(message, memoryview) else len(message)
-
-
-class _LengthPrefixedDecoder(HeaderDecoder):
-    __slots__ = ()
-
-    def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> int:
-        # The generic loop, inlined: this is the most used framing, and the
-        # per-message method call is a large share of its cost.
-        framing: LengthPrefixed = self._framing  # type: ignore[assignment]
-        width = framing.width
-        unpack_from = framing._unpack_from
-        append = out.append
-        last = len(buf) - width  # the last position where a whole header fits
-        if len(buf) <= framing.max_size:
-            # A body that fits in `buf` cannot be over max_size: only a message
-            # that runs past the end needs the size check (about 10% faster).
-            while pos <= last:
-                start = pos + width
-                stop = start + unpack_from(buf, pos)[0]
-                if stop > len(buf):
-                    return self._begin_body(buf, pos, start, stop - start)
-                append(buf[start:stop])
-                pos = stop
-            return pos
-        max_size = framing.max_size
-        while pos <= last:
-            start = pos + width
-            size = unpack_from(buf, pos)[0]
-            if size > max_size:
-                raise framing._too_large(size)
-            stop = start + size
-            if stop > len(buf):
-                return self._begin_body(buf, pos, start, size)
-            append(buf[start:stop])
-            pos = stop
-        return pos
-
-    def _begin_body(self, buf: bytes, pos: int, start: int, size: int) -> int:
-        framing = self._framing
-        if size > framing.max_size:
-            raise framing._too_large(size)
-        self._body.start(buf[pos:start], memoryview(buf)[start:], size)
-        return len(buf)
-
-
-class _AcceleratedDecoder(HeaderDecoder):
-    """The C loop decodes runs of whole messages; Python handles what spans reads.
-
-    It reads the caller's buffer in place (a BufferedProtocol's memoryview
-    included): each message costs one copy, the read as a whole none.
-    """
-
-    __slots__ = ("_little", "_max_size", "_scan_c", "_unpack_from", "_width")
-
-    def __init__(self, framing: LengthPrefixed, speedups: _accelerated.Speedups) -> None:
-        super().__init__(framing)
-        self._scan_c = speedups.scan
-        self._width = framing.width
-        self._little = framing._little
-        self._max_size = framing.max_size
-        self._unpack_from = framing._unpack_from
-
-    def feed(self, data: Buffer) -> list[bytes]:
-        # Decoder.feed() and _feed_buffer() in one method: a small message per
-        # read (a chat line, an echo) pays for every Python call on this path.
-        if self._error is not None or self._finished:
-            self._check_usable()
-        out: list[bytes] = []
-        try:
-            if type(data) is memoryview and (data.itemsize != 1 or not data.c_contiguous):
-                data = bytes(data)  # the C loop counts bytes in one contiguous block
-            pos = self._resume(data, out) if self._body.need or self._head else 0
-            pos = self._scan_c(data, pos, self._width, self._little, self._max_size, out)
-            if pos < len(data):
-                self._stopped_at(data, pos, out)
-        except FramingError as exc:
-            exc.messages = out
-            self._error = str(exc)
-            raise
-        return out
-
-    def _resume(self, data: Buffer, out: list[bytes]) -> int:
-        """Finish the body or header begun in an earlier read; return where data goes on."""
-        body = self._body
-        if not body.need:
-            return self._finish_header(data, out)
-        pos = body.fill(data, 0)
-        if not body.need:
-            out.append(body.finish())
-        return pos
-
-    def _finish_header(self, data: Buffer, out: list[bytes]) -> int:
-        need = self._width - len(self._head)
-        header = self._head + bytes(data[:need])
-        if len(header) < self._width:
-            self._head = header
-            return len(data)
-        self._head = b""
-        return self._message_at(header, data, need, out)
-
-    def _message_at(self, header: bytes, data: Buffer, pos: int, out: list[bytes]) -> int:
-        """``header`` is complete and its body starts at ``data[pos]``: take the message."""
-        size: int = self._unpack_from(header)[0]
-        if size > self._max_size:
-            raise self._framing._too_large(size)
-        if len(data) - pos >= size:
-            out.append(bytes(data[pos : pos + size]))
-            return pos + size
-        self._body.start(header, data[pos:], size)
-        return len(data)
-
-    def _stopped_at(self, data: Buffer, pos: int, out: list[bytes]) -> None:
-        """The C loop stopped before the end: an oversized header, or a message that spans reads."""
-        width = self._width
-        if len(data) - pos < width:
-            self._head = bytes(data[pos:])
-            return
-        self._message_at(bytes(data[pos : pos + width]), data, pos + width, out)

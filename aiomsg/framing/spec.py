@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import codecs
 
-from ._base import Framing
+from ._contract import Framing
 from .ascii_length import AsciiLengthPrefixed
 from .delimited import Delimited, Lines
-from .end_of_stream import EndOfStream
 from .fixed_length import FixedLength
 from .length_prefixed import LengthPrefixed
 from .netstring import Netstring
+from .until_eof import UntilEOF
 from .varint import Varint
 
 __all__ = ["SPEC_HELP", "parse_framing"]
@@ -50,7 +50,7 @@ def parse_framing(spec: str, *, max_size: int | None = None) -> Framing:
             case "varint", []:
                 return Varint(**kw)
             case "eos", []:
-                return EndOfStream(**kw)
+                return UntilEOF(**kw)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"bad framing spec {spec!r}: {exc}") from exc
     raise ValueError(f"unknown framing spec {spec!r}; use {SPEC_HELP}")

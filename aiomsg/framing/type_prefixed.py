@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from ..errors import FramingError
-from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderDecoder, HeaderFraming
+from ._accelerated import speedups
+from ._contract import DEFAULT_MAX_SIZE, Buffer, _c_scanner
+from ._header import CountedDecoder, CountedFraming
 
 __all__ = ["TypePrefixed"]
 
 
-class TypePrefixed(HeaderFraming):
+class TypePrefixed(CountedFraming):
     """Each message starts with a type byte; the type fixes the length of the body.
 
     ``table`` maps each type byte (0-255) to either an ``int`` (the body has
-    exactly that many bytes) or a nested :class:`~aiomsg.framing.HeaderFraming`
+    exactly that many bytes) or a nested :class:`~aiomsg.framing.CountedFraming`
     such as ``LengthPrefixed(2)`` (the body is framed by it)::
 
         framing = TypePrefixed({0x01: 8, 0x02: LengthPrefixed(2)})
@@ -30,34 +33,49 @@ class TypePrefixed(HeaderFraming):
 
     __slots__ = ("_specs", "table")
 
+    #: Type byte -> fixed body size or nested framing (read-only).
+    table: Mapping[int, int | CountedFraming]
+    _specs: tuple[int | CountedFraming | None, ...]
+
     def __init__(
-        self, table: Mapping[int, int | HeaderFraming], *, max_size: int = DEFAULT_MAX_SIZE
+        self, table: Mapping[int, int | CountedFraming], *, max_size: int = DEFAULT_MAX_SIZE
     ) -> None:
         super().__init__(max_size)
-        specs: list[int | HeaderFraming | None] = [None] * 256
+        specs: list[int | CountedFraming | None] = [None] * 256
         for kind, spec in table.items():
             if not isinstance(kind, int) or not 0 <= kind <= 255:
                 raise ValueError(f"type must be a byte value 0-255, not {kind!r}")
             if isinstance(spec, int) and not isinstance(spec, bool):
                 if not 0 <= spec <= max_size:
                     raise ValueError(f"fixed size {spec} of type {kind} is not in 0..max_size")
-            elif not isinstance(spec, HeaderFraming) or isinstance(spec, TypePrefixed):
+            elif not isinstance(spec, CountedFraming) or isinstance(spec, TypePrefixed):
                 raise TypeError(
                     f"type {kind}: expected a size or a length-announcing framing, not {spec!r}"
                 )
             specs[kind] = spec
         if not table:
             raise ValueError("table must have at least one type")
-        self.table = dict(table)
-        self._specs = specs
+        # A read-only view: the framing is immutable, its table included.
+        self._set(table=MappingProxyType(dict(table)), _specs=tuple(specs))
 
     def _header_at(self, buf: bytes, pos: int) -> tuple[int, int] | None:
         # Not used by the decoder (which must keep the type byte); defined so the
-        # class is a complete HeaderFraming.
+        # class is a complete CountedFraming.
         raise NotImplementedError  # pragma: no cover
 
-    def decoder(self) -> HeaderDecoder:
-        return _TypePrefixedDecoder(self)
+    def _key(self) -> tuple[object, ...]:
+        return (tuple(sorted(self.table.items())), self.max_size)
+
+    def decoder(self, *, pure_python: bool = False) -> CountedDecoder:
+        return _TypePrefixedDecoder(self, pure_python=pure_python)
+
+    def _c_scanner_args(self) -> tuple[object, ...]:
+        assert speedups is not None
+        table = tuple(
+            spec if spec is None or isinstance(spec, int) else _c_scanner(spec)
+            for spec in self._specs
+        )
+        return (speedups.K_TYPED, self.max_size, 0, False, None, table)
 
     def encode(self, message: Buffer) -> bytes:
         return b"".join(self.encode_parts(message))
@@ -78,10 +96,17 @@ class TypePrefixed(HeaderFraming):
         return [bytes((kind,)), *spec.encode_parts(body)]
 
     def __repr__(self) -> str:
-        return f"TypePrefixed({self.table!r}, max_size={self.max_size})"
+        return f"TypePrefixed({dict(self.table)!r}, max_size={self.max_size})"
 
 
-class _TypePrefixedDecoder(HeaderDecoder):
+class _TypePrefixedDecoder(CountedDecoder):
+    """The header decoder, with the type byte's rule as its slow path.
+
+    A message keeps its type byte and loses its nested header, so it is not a
+    slice of the wire: this loop is the one place that builds it in Python
+    (the C scanner does the same for well-formed runs).
+    """
+
     __slots__ = ()
 
     def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ..errors import FramingError
-from ._base import DEFAULT_MAX_SIZE, Buffer, HeaderFraming
+from ._accelerated import speedups
+from ._contract import DEFAULT_MAX_SIZE, Buffer
+from ._header import CountedFraming
 
 __all__ = ["Varint", "encode_varint"]
 
@@ -22,7 +24,7 @@ def encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-class Varint(HeaderFraming):
+class Varint(CountedFraming):
     """Each message is preceded by its length as an unsigned LEB128 varint.
 
     This is protobuf's length-delimited encoding (``writeDelimitedTo``) and
@@ -55,6 +57,10 @@ class Varint(HeaderFraming):
             if i - pos >= _MAX_VARINT_BYTES:
                 raise FramingError(f"varint length header longer than {_MAX_VARINT_BYTES} bytes")
         return None
+
+    def _c_scanner_args(self) -> tuple[object, ...]:
+        assert speedups is not None
+        return (speedups.K_VARINT, self.max_size)
 
     def encode(self, message: Buffer) -> bytes:
         return encode_varint(self._check_size(message)) + message

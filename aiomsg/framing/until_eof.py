@@ -1,13 +1,13 @@
-"""End of stream: the message is everything the peer sends before it half-closes."""
+"""Until EOF: the message is everything the peer sends before it half-closes."""
 
 from __future__ import annotations
 
-from ._base import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing
+from ._contract import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing
 
-__all__ = ["EndOfStream"]
+__all__ = ["UntilEOF"]
 
 
-class EndOfStream(Framing):
+class UntilEOF(Framing):
     """One message per direction: all the bytes until the peer shuts down its side.
 
     This is the HTTP/1.0-like exchange: the client sends its request and calls
@@ -16,6 +16,10 @@ class EndOfStream(Framing):
     (possibly empty). More than ``max_size`` bytes raise
     :class:`~aiomsg.MessageTooLarge` as soon as they arrive. ``encode()`` returns
     the message unchanged: the sender must half-close after writing it.
+
+    Named for its boundary rule (formerly ``EndOfStream``, a name that clashed
+    with :class:`anyio.EndOfStream`, the exception ``FramedStream`` raises at
+    EOF; the old name still works, with a :class:`DeprecationWarning`).
     """
 
     __slots__ = ()
@@ -23,8 +27,9 @@ class EndOfStream(Framing):
     def __init__(self, *, max_size: int = DEFAULT_MAX_SIZE) -> None:
         super().__init__(max_size)
 
-    def decoder(self) -> Decoder:
-        return _EndOfStreamDecoder(self)
+    def decoder(self, *, pure_python: bool = False) -> Decoder:
+        # One implementation: the whole stream is one message, nothing to scan.
+        return _UntilEOFDecoder(self)
 
     def encode(self, message: Buffer) -> bytes:
         self._check_size(message)
@@ -35,10 +40,10 @@ class EndOfStream(Framing):
         return [message]
 
 
-class _EndOfStreamDecoder(Decoder):
+class _UntilEOFDecoder(Decoder):
     __slots__ = ("_framing", "_parts", "_size")
 
-    def __init__(self, framing: EndOfStream) -> None:
+    def __init__(self, framing: UntilEOF) -> None:
         super().__init__()
         self._framing = framing
         self._parts: list[bytes] = []
