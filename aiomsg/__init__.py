@@ -5,7 +5,9 @@ TCP moves bytes, not messages. aiomsg puts the boundaries back: pick a framing
 like. See the README and ``docs/`` for a tour.
 """
 
+import warnings as _warnings
 from importlib import metadata as _metadata
+from typing import TYPE_CHECKING
 
 from . import limits
 from .anyio import FramedStream, connect_framed, serve_framed
@@ -38,16 +40,18 @@ from .errors import (
 from .framing import (
     DEFAULT_MAX_SIZE,
     AsciiLengthPrefixed,
+    CountedFraming,
     Decoder,
     Delimited,
-    EndOfStream,
     FixedLength,
     Framing,
     LengthPrefixed,
     Lines,
     Netstring,
     TypePrefixed,
+    UntilEOF,
     Varint,
+    speedups_active,
 )
 from .loops import loop_factory, loop_name, new_event_loop, run
 
@@ -64,9 +68,9 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "ConnectionTimeout",
+    "CountedFraming",
     "Decoder",
     "Delimited",
-    "EndOfStream",
     "FixedLength",
     "FramedStream",
     "Framing",
@@ -82,6 +86,7 @@ __all__ = [
     "RequestProtocol",
     "Server",
     "TypePrefixed",
+    "UntilEOF",
     "Varint",
     "broadcast",
     "connect",
@@ -99,4 +104,21 @@ __all__ = [
     "serve_requests",
     "serve_requests_unix",
     "serve_unix",
+    "speedups_active",
 ]
+
+if TYPE_CHECKING:  # the deprecated name below, for type checkers
+    EndOfStream = UntilEOF
+
+
+def __getattr__(name: str) -> object:
+    # An old name, kept for one release: each use warns and gives the new object.
+    if name == "EndOfStream":
+        _warnings.warn(
+            "aiomsg.EndOfStream is deprecated; use aiomsg.UntilEOF (the old name goes in the "
+            "next release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return UntilEOF
+    raise AttributeError(f"module 'aiomsg' has no attribute {name!r}")

@@ -81,7 +81,7 @@ async def test_every_strategy_round_trips(framing: Framing) -> None:
 
 
 async def test_end_of_stream_request() -> None:
-    framing = aiomsg.EndOfStream()
+    framing = aiomsg.UntilEOF()
 
     async def answer(stream: aiomsg.FramedStream) -> None:
         request = await stream.receive()

@@ -98,7 +98,7 @@ async def test_server_echoes_to_blocking_client(
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
 @pytest.mark.parametrize("front", ["streams", "protocol"])
 async def test_end_of_stream_request_echoed(front: str, transport: str) -> None:
-    framing = aiomsg.EndOfStream()
+    framing = aiomsg.UntilEOF()
     for payload in (b"", b"x", b"4 MiB " * 700_000):
         async with echo_server(front, framing, transport) as address:
             assert await asyncio.to_thread(exchange, address, payload) == payload

@@ -25,7 +25,7 @@ from .peers import exchange
         ("fixed:16", aiomsg.FixedLength(16)),
         ("netstring", aiomsg.Netstring()),
         ("varint", aiomsg.Varint()),
-        ("eos", aiomsg.EndOfStream()),
+        ("eos", aiomsg.UntilEOF()),
     ],
 )
 def test_framing_specs(spec: str, expected: aiomsg.Framing) -> None:

@@ -203,7 +203,7 @@ async def test_send_eof_flushes_many_megabytes_first() -> None:
     payload = bytes(range(256)) * (40 * 4096)  # 40 MiB
 
     async with request_server(max_size=len(payload)) as address:
-        conn = await aiomsg.connect(*address, framing=aiomsg.EndOfStream(max_size=len(payload)))
+        conn = await aiomsg.connect(*address, framing=aiomsg.UntilEOF(max_size=len(payload)))
         async with conn:
             await conn.send(payload)
             await conn.send_eof()  # must not cut the request short

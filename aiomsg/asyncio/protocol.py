@@ -213,11 +213,13 @@ class MessageProtocol(asyncio.BufferedProtocol):
         return self._buffer if window is None else window
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._reading_into_body:  # the bytes are in the body already; they end no message
+        if self._reading_into_body:  # the bytes went straight into the body being built
             self._reading_into_body = False
-            self._decoder.buffer_updated(nbytes)  # [] today: a window ends no message
+            messages = self._decoder.buffer_updated(nbytes)
             if self._timing:
                 self._last_read = self._loop.time()
+            if messages:  # none today (a window never covers a body's last byte)
+                self._deliver(messages)
             return
         if self._discarding or self._closed:  # after a framing error or close(): dropped
             return

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from ..errors import ConnectionClosed, FramingError
-from ..framing import DEFAULT_MAX_SIZE, Buffer, EndOfStream
+from ..framing import DEFAULT_MAX_SIZE, Buffer, UntilEOF
 from .client import connect, connect_unix
 from .connection import Connection
 from .protocol import MessageProtocol
@@ -88,7 +88,7 @@ async def request(
         OSError: the connection could not be made.
     """
     _refuse_tls(ssl)
-    framing = EndOfStream(max_size=max_size)
+    framing = UntilEOF(max_size=max_size)
     framing.encode_parts(payload)  # refuse an oversized payload before connecting
     async with asyncio.timeout(timeout):
         kwargs.setdefault("message_timeout", None)  # `timeout` bounds the exchange
@@ -105,7 +105,7 @@ async def request_unix(
     **kwargs: Any,
 ) -> bytes:
     """:func:`request` over a Unix socket at ``path``."""
-    framing = EndOfStream(max_size=max_size)
+    framing = UntilEOF(max_size=max_size)
     framing.encode_parts(payload)  # refuse an oversized payload before connecting
     async with asyncio.timeout(timeout):
         kwargs.setdefault("message_timeout", None)  # `timeout` bounds the exchange
@@ -150,7 +150,7 @@ def serve_requests(
     :meth:`asyncio.loop.create_server`.
     """
     _warn_front(front)
-    framing = EndOfStream(max_size=max_size)
+    framing = UntilEOF(max_size=max_size)
 
     async def listen(_: Server) -> asyncio.Server:
         return await asyncio.get_running_loop().create_server(
@@ -174,7 +174,7 @@ def serve_requests_unix(
 ) -> Server:
     """:func:`serve_requests` on a Unix socket at ``path``."""
     _warn_front(front)
-    framing = EndOfStream(max_size=max_size)
+    framing = UntilEOF(max_size=max_size)
 
     async def listen(_: Server) -> asyncio.Server:
         return await asyncio.get_running_loop().create_unix_server(
@@ -199,14 +199,14 @@ def _warn_front(front: object) -> None:
 class RequestProtocol(MessageProtocol):
     """A :class:`MessageProtocol` that serves one half-close exchange per connection.
 
-    The request is the whole stream (:class:`~aiomsg.EndOfStream` framing); when
+    The request is the whole stream (:class:`~aiomsg.UntilEOF` framing); when
     the client half-closes, ``handler(request)`` runs, its response is sent, and
     the connection closes. A timer aborts the connection if the exchange is not
     over within ``timeout`` seconds.
     """
 
     def __init__(
-        self, handler: RequestHandler, *, framing: EndOfStream, timeout: float | None
+        self, handler: RequestHandler, *, framing: UntilEOF, timeout: float | None
     ) -> None:
         # Its own timeout bounds the whole exchange: no separate message timeout.
         super().__init__(framing=framing, message_timeout=None)

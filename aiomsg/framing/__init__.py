@@ -9,7 +9,6 @@ thin adapter around these, through the decoder's driving API (``feed``,
 
 from __future__ import annotations
 
-import sys
 import warnings
 from typing import TYPE_CHECKING
 
@@ -61,17 +60,6 @@ DEPRECATED_NAMES: dict[str, tuple[str, object]] = {
 def __getattr__(name: str) -> object:
     if name in DEPRECATED_NAMES:
         new_name, value = DEPRECATED_NAMES[name]
-        # Transitional: aiomsg's own modules (aiomsg/__init__.py, requests.py)
-        # move to the new names when this branch is merged; until then their
-        # imports must not warn, or `python -W error -c "import aiomsg"` fails.
-        frame = sys._getframe(1)
-        while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
-            "importlib"
-        ):
-            frame = frame.f_back  # `from .framing import X` goes through importlib
-        caller = frame.f_globals.get("__name__", "")
-        if caller == "aiomsg" or caller.startswith("aiomsg."):
-            return value
         warnings.warn(
             f"aiomsg.framing.{name} is deprecated; use {new_name}"
             " (the old name goes in the next release)",
