@@ -101,7 +101,27 @@ def main(argv: list[str]) -> int:
         return lint()
     cmd = COMMANDS[argv[0]]
     assert cmd is not None
-    return subprocess.run([*cmd, *argv[1:]], cwd=ROOT).returncode
+    code = subprocess.run([*cmd, *argv[1:]], cwd=ROOT).returncode
+    if argv == ["test"] and code == 0:
+        code = test_pure_python()
+    return code
+
+
+# The fronts' tests once more without the C speedups: the fronts must behave the
+# same on the pure-Python codecs (the codec tests run both implementations anyway).
+PURE_PYTHON_TESTS = [
+    "tests/test_asyncio_fronts.py",
+    "tests/test_anyio_front.py",
+    "tests/test_hardening.py",
+    "tests/test_requests.py",
+]
+
+
+def test_pure_python() -> int:
+    print("dev.py: the fronts' tests again in pure Python (AIOMSG_PURE_PYTHON=1)", flush=True)
+    env = {**os.environ, "AIOMSG_PURE_PYTHON": "1"}
+    cmd = [str(PYTHON), "-m", "pytest", "-q", *PURE_PYTHON_TESTS]
+    return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 
 
 if __name__ == "__main__":
