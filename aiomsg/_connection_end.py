@@ -30,20 +30,24 @@ def _leaves(exc: BaseException) -> list[BaseException]:
 
 def log_connection_end(
     exc: BaseException, peer: Any, ordinary: tuple[type[BaseException], ...] = ()
-) -> None:
+) -> bool:
     """Log why the connection with ``peer`` ended with ``exc``, once.
 
     Resets, closes and TLS errors (and the ``ordinary`` types the caller adds)
     go to DEBUG, timeouts to INFO, framing errors to WARNING, anything else to
-    ERROR with its traceback.
+    ERROR with its traceback. Returns whether it was that last kind (a bug in
+    the handler, most likely): the caller then resets the connection, so that
+    the peer does not take a clean close for a complete answer.
     """
     leaves = _leaves(exc)
     expected = _ORDINARY + ordinary
     if not all(isinstance(leaf, (*expected, FramingError)) for leaf in leaves):
-        logger.error("handler failed for %r; closing that connection", peer, exc_info=exc)
-    elif any(isinstance(leaf, FramingError) for leaf in leaves):
+        logger.error("handler failed for %r; resetting that connection", peer, exc_info=exc)
+        return True
+    if any(isinstance(leaf, FramingError) for leaf in leaves):
         logger.warning("closing connection from %r: %s", peer, exc)
     elif any(isinstance(leaf, ConnectionTimeout) for leaf in leaves):
         logger.info("closing connection from %r: %s", peer, exc)
     else:
         logger.debug("connection from %r ended: %r", peer, exc)
+    return False

@@ -8,11 +8,12 @@ Everything aiomsg raises on purpose derives from :class:`AiomsgError`, so one
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 __all__ = [
     "AiomsgError",
     "BusyError",
+    "CloseReason",
     "ConnectionClosed",
     "ConnectionTimeout",
     "FramingError",
@@ -94,6 +95,13 @@ class IncompleteMessageError(FramingError):
         self.partial = partial
 
 
+#: Why a connection is closed: ``"peer"`` (the peer closed it cleanly), ``"local"``
+#: (this side closed it: ``close()``, ``abort()``, or after the peer broke the
+#: framing), ``"lost"`` (it broke: a reset, a dead peer; ``__cause__`` says how),
+#: ``"timeout"`` (aiomsg closed it: the peer was too slow).
+CloseReason = Literal["peer", "local", "lost", "timeout"]
+
+
 class ConnectionClosed(AiomsgError, ConnectionError):
     """The connection is closed: no more messages will arrive or can be sent.
 
@@ -101,7 +109,15 @@ class ConnectionClosed(AiomsgError, ConnectionError):
     been delivered before this), and by ``send()``/``receive()`` after the
     connection was closed locally or reset by the peer. ``__cause__`` holds the
     underlying :class:`OSError` when there was one.
+
+    Attributes:
+        reason: why, as a :data:`CloseReason`: ``"peer"``, ``"local"``,
+            ``"lost"`` or ``"timeout"``.
     """
+
+    def __init__(self, *args: object, reason: CloseReason = "lost") -> None:
+        super().__init__(*args)
+        self.reason: CloseReason = reason
 
 
 class ConnectionTimeout(ConnectionClosed, TimeoutError):
@@ -117,7 +133,7 @@ class ConnectionTimeout(ConnectionClosed, TimeoutError):
     """
 
     def __init__(self, message: str, *, timeout: float) -> None:
-        super().__init__(message)
+        super().__init__(message, reason="timeout")
         self.timeout = timeout
 
 

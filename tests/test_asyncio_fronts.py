@@ -336,8 +336,11 @@ async def test_handler_exception_is_logged_and_server_goes_on(
     async with aiomsg.serve(handler, "127.0.0.1", 0, framing=framing) as server:
         address = ("127.0.0.1", server.port)
         with caplog.at_level(logging.ERROR, logger="aiomsg"):
-            assert await asyncio.to_thread(exchange, address, b"first\n") == b""
+            # A handler's bug resets its client: no clean end that looks like an answer.
+            with pytest.raises(ConnectionResetError):
+                await asyncio.to_thread(exchange, address, b"first\n")
         assert "handler bug" in caplog.text
+        assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1  # once
         assert await asyncio.to_thread(exchange, address, b"second\n") == b"SECOND\n"
 
 
@@ -601,3 +604,102 @@ async def test_broadcast_skips_closed_connections_and_never_waits() -> None:
             aiomsg.broadcast(conns, b"two\nlines")  # refused before anything is sent
         for client in clients:
             await client.aclose()
+
+
+async def test_close_reasons_tell_peer_local_and_lost_apart() -> None:
+    framing = aiomsg.Lines()
+
+    async def leave(conn: aiomsg.Connection) -> None:
+        pass  # returning closes the connection cleanly
+
+    async with aiomsg.serve(leave, "127.0.0.1", 0, framing=framing) as server:
+        async with await aiomsg.connect("127.0.0.1", server.port, framing=framing) as conn:
+            with pytest.raises(aiomsg.ConnectionClosed) as info:
+                await conn.receive()
+            assert info.value.reason == "peer"
+        conn = await aiomsg.connect("127.0.0.1", server.port, framing=framing)
+        conn.close()
+        with pytest.raises(aiomsg.ConnectionClosed) as info:
+            await conn.receive()
+        assert info.value.reason == "local"
+        with pytest.raises(aiomsg.ConnectionClosed) as info:
+            await conn.send(b"late")
+        assert info.value.reason == "local"
+        await conn.wait_closed()
+
+    def script(sock: socket.socket) -> None:
+        recv_all(sock)  # until the client half-closes
+        reset(sock)
+
+    async with blocking_server(script) as addr:
+        async with await aiomsg.connect(*addr, framing=framing) as conn:
+            await conn.send_eof()
+            with pytest.raises(aiomsg.ConnectionClosed) as info:
+                await conn.receive()
+            assert info.value.reason == "lost"
+
+
+async def test_a_handler_bug_resets_the_client() -> None:
+    framing = aiomsg.Lines()
+
+    async def buggy(conn: aiomsg.Connection) -> None:
+        await conn.receive()
+        raise RuntimeError("handler bug")
+
+    async with aiomsg.serve(buggy, "127.0.0.1", 0, framing=framing) as server:
+        async with await aiomsg.connect("127.0.0.1", server.port, framing=framing) as conn:
+            await conn.send(b"hi")
+            with pytest.raises(aiomsg.ConnectionClosed) as info:
+                await asyncio.wait_for(conn.receive(), 10)
+            assert info.value.reason == "lost"  # a reset, not a clean end
+
+
+async def test_text_and_json_helpers() -> None:
+    framing = aiomsg.Lines()
+
+    async def echo(conn: aiomsg.Connection) -> None:
+        async for message in conn:
+            await conn.send(message)
+
+    async with aiomsg.serve(echo, "127.0.0.1", 0, framing=framing) as server:
+        async with await aiomsg.connect("127.0.0.1", server.port, framing=framing) as conn:
+            await conn.send_text("héllo")
+            assert await conn.receive_text() == "héllo"
+            await conn.send_json({"a": [1, 2.5, None], "b": "ünï"})
+            assert await conn.receive_json() == {"a": [1, 2.5, None], "b": "ünï"}
+            await conn.send(b"\xff\xfe")
+            with pytest.raises(UnicodeDecodeError):
+                await conn.receive_text()
+            await conn.send(b"{not json")
+            with pytest.raises(ValueError):
+                await conn.receive_json()
+            await conn.send_text("still usable")
+            assert await conn.receive_text() == "still usable"
+
+
+async def test_connect_forever_reconnects_after_the_server_restarts() -> None:
+    framing = aiomsg.Lines()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # a free port, nothing listening yet
+
+    async def greet(conn: aiomsg.Connection) -> None:
+        await conn.send(b"hello")
+
+    got: list[bytes] = []
+    async with asyncio.timeout(20):
+        stream = aiomsg.connect_forever("127.0.0.1", port, framing=framing, min_delay=0.05)
+        server = await aiomsg.serve(greet, "127.0.0.1", port, framing=framing)
+        async for conn in stream:
+            got.append(await conn.receive())
+            if len(got) == 1:  # the server goes away, and comes back a moment later
+                server.close()
+                await server.wait_closed()
+                await asyncio.sleep(0.2)  # attempts fail meanwhile: refused
+                server = await aiomsg.serve(greet, "127.0.0.1", port, framing=framing)
+            else:
+                break
+        await stream.aclose()  # closes the last connection
+        server.close()
+        await server.wait_closed()
+    assert got == [b"hello", b"hello"]

@@ -20,7 +20,7 @@ from anyio.abc import ByteStream, SocketAttribute, TaskStatus
 from anyio.streams.tls import TLSListener
 
 from .._connection_end import log_connection_end
-from .._socket_options import enable_keepalive
+from .._socket_options import enable_keepalive, reset_on_close
 from ..asyncio.client import connect
 from ..asyncio.connection import Connection
 from ..asyncio.server import serve
@@ -141,7 +141,9 @@ async def _serve_one(
     try:
         await handler(framed)
     except Exception as exc:
-        log_connection_end(exc, peer, _ANYIO_ORDINARY)
+        if log_connection_end(exc, peer, _ANYIO_ORDINARY):
+            # A failed handler: the close below is a reset, not what looks like an answer.
+            reset_on_close(framed.extra(SocketAttribute.raw_socket, None))
     finally:
         with anyio.CancelScope(shield=True):
             try:

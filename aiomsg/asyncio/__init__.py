@@ -8,7 +8,7 @@
 """
 
 from .broadcast import broadcast
-from .client import connect, connect_unix
+from .client import connect, connect_forever, connect_unix
 from .connection import Connection
 from .protocol import MessageProtocol
 from .requests import RequestProtocol, request, request_unix, serve_requests, serve_requests_unix
@@ -22,6 +22,7 @@ __all__ = [
     "Server",
     "broadcast",
     "connect",
+    "connect_forever",
     "connect_unix",
     "request",
     "request_unix",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import random
 import ssl as _ssl
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from ..framing import Framing
@@ -17,7 +20,9 @@ from ..limits import (
 )
 from .connection import Connection, _Options, _QueueProtocol
 
-__all__ = ["connect", "connect_unix"]
+__all__ = ["connect", "connect_forever", "connect_unix"]
+
+logger = logging.getLogger("aiomsg")
 
 
 async def connect(
@@ -100,3 +105,38 @@ async def connect_unix(
         lambda: _QueueProtocol(framing, options), os.fspath(path), **kwargs
     )
     return Connection(protocol)
+
+
+async def connect_forever(
+    host: str,
+    port: int,
+    *,
+    framing: Framing,
+    min_delay: float = 0.5,
+    max_delay: float = 30.0,
+    **kwargs: Any,
+) -> AsyncGenerator[Connection, None]:
+    """Connect, and again each time the connection ends: ``async for conn in connect_forever(...)``.
+
+    Each turn of the loop gets a new connection; it is closed when the loop
+    moves on, so use it inside the loop body (``async for message in conn``
+    ends when the server goes away; catch ``ConnectionClosed`` for a reset).
+    A failed attempt (refused, unreachable, timed out) is logged at INFO and
+    retried after a delay that doubles from ``min_delay`` up to ``max_delay``
+    seconds, with random jitter of +/-50% so that many clients do not come back
+    at the same instant; a successful connection resets the delay. It only
+    ends when the caller breaks out of the loop or is cancelled. ``kwargs`` go
+    to :func:`connect`.
+    """
+    delay = min_delay
+    while True:
+        try:
+            conn = await connect(host, port, framing=framing, **kwargs)
+        except OSError as exc:  # TimeoutError and ssl.SSLError are OSErrors too
+            logger.info("cannot connect to %s:%s (%s); again in %.2g s", host, port, exc, delay)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, max_delay)
+            continue
+        delay = min_delay
+        async with conn:
+            yield conn

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl as _ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -229,7 +230,7 @@ class Connection:
 
     async def _receive_slow(self) -> bytes:
         if not await self._wait_ready():
-            raise ConnectionClosed("the peer closed the connection")
+            raise ConnectionClosed("the peer closed the connection", reason="peer")
         return self._ready.popleft()
 
     async def _wait_ready(self) -> bool:
@@ -251,7 +252,7 @@ class Connection:
                 if protocol.at_eof:
                     return False
                 if self._closed:
-                    raise ConnectionClosed("connection is closed")
+                    raise ConnectionClosed("this side closed the connection", reason="local")
                 protocol.resume_reading()  # caught up: read again
                 protocol.waiter = waiter = asyncio.get_running_loop().create_future()
                 await waiter
@@ -269,6 +270,38 @@ class Connection:
                 yield ready.popleft()
             if not await self._wait_ready():
                 return  # a clean end of stream ends the loop
+
+    # --- text and JSON (helpers over the bytes path, which they do not slow) ------
+
+    async def receive_text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        """Return the next message decoded as text.
+
+        Raises what :meth:`receive` raises, and :class:`UnicodeDecodeError` (a
+        ``ValueError``) if the message is not valid ``encoding``: that message
+        is consumed; the connection is still usable.
+        """
+        return (await self.receive()).decode(encoding, errors)
+
+    async def send_text(self, text: str, encoding: str = "utf-8") -> None:
+        """Send ``text`` encoded as one message. Raises what :meth:`send` raises."""
+        await self.send(text.encode(encoding))
+
+    async def receive_json(self) -> Any:
+        """Return the next message parsed as JSON (UTF-8).
+
+        Raises what :meth:`receive` raises, and :class:`json.JSONDecodeError` (a
+        ``ValueError``) if it is not JSON: that message is consumed; the
+        connection is still usable.
+        """
+        return json.loads(await self.receive())
+
+    async def send_json(self, value: Any) -> None:
+        """Send ``value`` as one compact JSON message (UTF-8).
+
+        Raises :class:`TypeError` if it cannot be serialised (nothing is sent),
+        and what :meth:`send` raises.
+        """
+        await self.send(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
     # --- sending -----------------------------------------------------------------
 

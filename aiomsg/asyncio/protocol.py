@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Final, Literal, cast
 
 from .._socket_options import enable_keepalive, reset_on_close
 from ..errors import (
+    CloseReason,
     ConnectionClosed,
     ConnectionTimeout,
     FramingError,
@@ -315,7 +316,12 @@ class MessageProtocol(asyncio.BufferedProtocol):
             if timer is not None:
                 timer.cancel()
         self._linger_timer = self._flush_timer = None
-        lost = ConnectionClosed(f"connection lost: {exc}" if exc else "connection closed")
+        if exc is not None:
+            lost = ConnectionClosed(f"connection lost: {exc}", reason="lost")
+        elif self._closed:
+            lost = ConnectionClosed("connection closed (here)", reason="local")
+        else:
+            lost = ConnectionClosed("connection closed by the peer", reason="peer")
         # Kept without traceback: its frames would tie this protocol in a cycle.
         lost.__cause__ = detached(exc) if exc is not None else None
         self._lost = lost
@@ -474,7 +480,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         """
         transport = self.transport  # _writable(), inlined on this hot path
         if transport is None or transport.is_closing():
-            raise ConnectionClosed("cannot send: connection is closed")
+            raise self._closed_error("send")
         if len(message) < COPY_LIMIT:
             transport.write(self._framing.encode(message))
         else:
@@ -632,8 +638,20 @@ class MessageProtocol(asyncio.BufferedProtocol):
     def _writable(self) -> asyncio.Transport:
         transport = self.transport
         if transport is None or transport.is_closing():
-            raise ConnectionClosed("cannot send: connection is closed")
+            raise self._closed_error("send")
         return transport
+
+    def _closed_error(self, action: str) -> ConnectionClosed:
+        """The error for ``action`` on a closed connection, with the reason it closed."""
+        if self._closed:
+            reason: CloseReason = "local"
+        elif self._lost is not None:
+            reason = self._lost.reason
+        else:
+            reason = "lost"  # the transport is closing and asyncio has not said why yet
+        if self.transport is None:
+            return ConnectionClosed(f"cannot {action}: not connected yet", reason="local")
+        return ConnectionClosed(f"cannot {action}: connection is closed ({reason})", reason=reason)
 
     @property
     def remote_address(self) -> Any:

@@ -31,8 +31,10 @@ class Server:
 
     Returned by :func:`serve`; ``await`` it to start listening, or use
     ``async with`` (which also closes it). An exception in a handler is logged
-    and closes that client's connection only; the server goes on. When a
-    handler returns, its connection is closed for it.
+    once and ends that client's connection only; the server goes on. A bug
+    (anything but a closed or broken connection, a timeout or a framing error)
+    resets the connection, so that the client does not take a clean close for
+    a complete answer. When a handler returns, its connection is closed for it.
     """
 
     def __init__(
@@ -107,7 +109,8 @@ class Server:
         try:
             await self._handler(conn)
         except Exception as exc:  # one connection's failure never ends the server
-            log_connection_end(exc, peer)
+            if log_connection_end(exc, peer):
+                conn.abort()  # a failed handler: a reset, not what looks like an answer
         finally:
             conn.close()
             await conn.wait_closed()
