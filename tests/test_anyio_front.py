@@ -15,6 +15,7 @@ from anyio.abc import SocketAttribute
 
 import aiomsg
 from aiomsg.framing import Framing
+from aiomsg.testing import connected
 
 from .peers import messages_for
 from .strategies import CASES
@@ -303,3 +304,9 @@ async def test_handler_error_is_logged_and_server_goes_on(caplog: pytest.LogCapt
             pass
         assert await round_trip(port, framing, [b"y"]) == [b"y"]
     assert "handler bug" in caplog.text
+
+
+async def test_the_testing_helpers_serve_and_connect() -> None:
+    async with connected(echo, aiomsg.Lines()) as client:
+        await client.send(b"through aiomsg.testing")
+        assert await client.receive() == b"through aiomsg.testing"

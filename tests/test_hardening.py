@@ -9,7 +9,6 @@ defaults are checked by value.
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import socket
 import threading
@@ -23,6 +22,7 @@ import anyio
 import pytest
 
 import aiomsg
+from aiomsg.testing import running_server
 
 FRAMING = aiomsg.LengthPrefixed(4)
 # A header announcing 64 KiB, and half of that body: a message cut short.
@@ -457,12 +457,8 @@ async def test_idle_connections_hold_no_read_buffer() -> None:
 async def framed_server(
     handler: Callable[[aiomsg.FramedStream], Awaitable[None]], **options: Any
 ) -> AsyncIterator[int]:
-    async with anyio.create_task_group() as tg:
-        serve = functools.partial(
-            aiomsg.serve_framed, handler, "127.0.0.1", 0, framing=FRAMING, **options
-        )
-        yield await tg.start(serve)
-        tg.cancel_scope.cancel()
+    async with running_server(handler, FRAMING, **options) as (_, port):
+        yield port
 
 
 @pytest.mark.anyio

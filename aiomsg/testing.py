@@ -1,0 +1,68 @@
+"""Helpers for testing your own protocol with aiomsg, in pytest or anywhere (asyncio, uvloop, trio).
+
+::
+
+    import aiomsg
+    from aiomsg.testing import running_server
+
+    @pytest.mark.anyio
+    async def test_echo() -> None:
+        async with running_server(echo, aiomsg.Lines()) as (host, port):
+            async with await aiomsg.connect_framed(host, port, framing=aiomsg.Lines()) as client:
+                await client.send(b"hi")
+                assert await client.receive() == b"hi"
+
+Everything runs on loopback, on a free port, and is stopped when the block ends.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+from .anyio import FramedStream, connect_framed, serve_framed
+from .framing import Framing
+
+__all__ = ["connected", "running_server"]
+
+
+@asynccontextmanager
+async def running_server(
+    handler: Callable[[FramedStream], Awaitable[None]],
+    framing: Framing,
+    *,
+    host: str = "127.0.0.1",
+    **options: Any,
+) -> AsyncIterator[tuple[str, int]]:
+    """Run :func:`~aiomsg.serve_framed` with ``handler`` on a free port of ``host`` while the
+    block runs; yield ``(host, port)``. ``options`` go to ``serve_framed`` (timeouts, TLS...).
+
+    On leaving the block the server is cancelled and its connections closed. An
+    exception in the block propagates (wrapped by nothing).
+    """
+    async with anyio.create_task_group() as tg:
+        serve = functools.partial(serve_framed, handler, host, 0, framing=framing, **options)
+        port = await tg.start(serve)
+        try:
+            yield host, port
+        finally:
+            tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def connected(
+    handler: Callable[[FramedStream], Awaitable[None]], framing: Framing, **options: Any
+) -> AsyncIterator[FramedStream]:
+    """A :func:`running_server` with one client already connected to it; yield the client.
+
+    The client is closed, then the server stopped, when the block ends.
+    """
+    async with (
+        running_server(handler, framing, **options) as (host, port),
+        await connect_framed(host, port, framing=framing) as client,
+    ):
+        yield client
