@@ -46,7 +46,9 @@ def ensure_venv() -> None:
         print("dev.py: creating .venv", flush=True)
         venv.create(VENV, with_pip=True)
     print("dev.py: installing aiomsg and its test tools into .venv", flush=True)
-    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check"]
+    if STAMP.exists():  # a reinstall after a change: quiet; the first set-up shows its progress
+        pip.append("-q")
     subprocess.run([*pip, "-e", f"{ROOT}[test,lint,bench]"], check=True)
     STAMP.write_text(wanted)
 
@@ -91,6 +93,9 @@ def lint() -> int:
 
 
 def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs on whatever python3 is
+        print(f"dev.py: aiomsg needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+        return 1
     if not argv or argv[0] not in COMMANDS:
         print(__doc__)
         return 2
