@@ -35,7 +35,7 @@ def enable_keepalive(sock: Any, idle: float) -> None:
         (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPINTVL", None), max(1, seconds // 6)),
         (socket.IPPROTO_TCP, getattr(socket, "TCP_KEEPCNT", None), KEEPALIVE_PROBES),
     ]
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, ValueError):  # uvloop: ValueError once the fd is closed
         for level, option, value in options:
             if option is not None:
                 sock.setsockopt(level, option, value)
@@ -45,5 +45,5 @@ def reset_on_close(sock: Any) -> None:
     """SO_LINGER=0: closing sends a reset, which the peer cannot mistake for a clean
     end (a socket whose input was all read would otherwise close with a FIN)."""
     if _is_tcp(sock):
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):  # uvloop: ValueError once the fd is closed
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)

@@ -595,3 +595,19 @@ def test_threads_do_not_share_a_read_buffer_while_reading() -> None:
         thread.join(30)
     expected = [bytes([i % 256]) * 1000 for i in range(2000)]
     assert results == [expected, expected]
+
+
+@pytest.mark.asyncio
+async def test_abort_after_the_peer_closed_is_harmless() -> None:
+    async def cut(conn: aiomsg.Connection) -> None:
+        assert conn.transport is not None
+        conn.transport.write(HALF_MESSAGE)
+
+    async with asyncio.timeout(10):
+        async with aiomsg.serve(cut, "127.0.0.1", 0, framing=FRAMING) as server:
+            conn = await aiomsg.connect("127.0.0.1", server.port, framing=FRAMING)
+            with pytest.raises(aiomsg.IncompleteMessageError):
+                await conn.receive()
+            await conn.wait_closed()
+            conn.abort()  # the transport is gone already: nothing to do, nothing raised
+            conn.abort()
