@@ -1,4 +1,4 @@
-"""The ``aiomsg`` command: chat server and client, half-close requests, any-framing server, demo.
+"""The ``aiomsg`` command: chat, framed client and server, half-close requests, demo.
 
 Run ``aiomsg --help`` (or ``python -m aiomsg --help``) for the commands and
 ``aiomsg COMMAND --help`` for each one's options.
@@ -14,6 +14,15 @@ from collections.abc import Sequence
 import aiomsg
 from aiomsg.chat import ChatLimits
 from aiomsg.chat.servers import IMPLS, run_chat_server
+from aiomsg.cli_client import (
+    FORMATS,
+    INPUTS,
+    CLIError,
+    connect_error,
+    listen_error,
+    run_connect,
+    run_request,
+)
 from aiomsg.framing import SPEC_HELP, Framing, parse_framing
 
 
@@ -50,18 +59,6 @@ async def run_framing_server(host: str, port: int, framing: Framing, mode: str) 
             f"{mode} server, {framing!r}, on {host}:{server.port}, event loop {aiomsg.loop_name()}"
         )
         await server.serve_forever()
-
-
-# --- request ------------------------------------------------------------------------------
-
-
-async def run_request(host: str, port: int, timeout: float, max_size: int) -> int:
-    payload = sys.stdin.buffer.read()
-    _say(f"request of {len(payload)} bytes to {host}:{port}, event loop {aiomsg.loop_name()}")
-    response = await aiomsg.request(host, port, payload, timeout=timeout, max_size=max_size)
-    sys.stdout.buffer.write(response)
-    sys.stdout.flush()
-    return 0
 
 
 # --- demo ---------------------------------------------------------------------------------
@@ -143,17 +140,128 @@ async def _quiet(activity: asyncio.Event, gap: float = 0.15, limit: float = 5.0)
 # --- command line ---------------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aiomsg", description="Message framing for asyncio: chat, requests and servers."
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (None, a flag's False)."""
 
-    p = sub.add_parser("chat-server", help="run the example chat server")
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "%(default)" in text
+            or not action.option_strings
+            or action.required
+            or action.default in (None, False, argparse.SUPPRESS)
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def version_line() -> str:
+    """``aiomsg <version> (<event loop>)``: what ``--version`` prints."""
+    try:
+        loop = aiomsg.new_event_loop()
+    except (RuntimeError, ValueError) as exc:  # AIOMSG_LOOP names a loop that cannot run
+        return f"aiomsg {aiomsg.__version__} (no event loop: {exc})"
+    try:
+        return f"aiomsg {aiomsg.__version__} ({aiomsg.loop_name(loop)})"
+    finally:
+        loop.close()
+
+
+class _Version(argparse.Action):
+    """``--version``: print :func:`version_line` and exit (the loop is made only then)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(
+            option_strings,
+            dest=argparse.SUPPRESS,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="print aiomsg's version and event loop, then exit",
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(version_line())
+        parser.exit()
+
+
+def _port(text: str) -> int:
+    """A port to connect to: 1-65535."""
+    return _port_in(text, 1)
+
+
+def _listen_port(text: str) -> int:
+    """A port to listen on: 0-65535 (0: any free port, printed when listening)."""
+    return _port_in(text, 0)
+
+
+def _port_in(text: str, lowest: int) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not lowest <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port must be {lowest}-65535, not {port}")
+    return port
+
+
+def _seconds(text: str) -> float | None:
+    """A timeout on the command line: seconds, 0 for none."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):  # refuses NaN too
+        raise argparse.ArgumentTypeError(f"a timeout must be 0 or more seconds, not {text}")
+    return value or None
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of bytes: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a size must be at least 1 byte, not {value}")
+    return value
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    parser = argparse.ArgumentParser(
+        prog="aiomsg",
+        description="Message framing for asyncio: chat, framed clients and servers, requests.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action=_Version)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands: dict[str, argparse.ArgumentParser] = {}
+
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name, help=help, description=description or help, formatter_class=_Formatter
+        )
+        p.add_argument("--version", action=_Version)
+        commands[name] = p
+        return p
+
+    def host_port(p: argparse.ArgumentParser, server: bool = False) -> None:
+        if server:
+            p.add_argument("host", help="address to listen on")
+            p.add_argument("port", type=_listen_port, help="port to listen on (0: any free)")
+        else:
+            p.add_argument("host", help="server's host name or address")
+            p.add_argument("port", type=_port, help="server's port")
+
+    p = command("chat-server", "run the example chat server")
     p.add_argument("--impl", choices=IMPLS, default="streams", help="which aiomsg front serves")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7777)
-    p.add_argument("--max-line", type=int, default=ChatLimits.max_line, help="bytes per line")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=_listen_port, default=7777, help="port (0: any free)")
+    p.add_argument("--max-line", type=_size, default=ChatLimits.max_line, help="bytes per line")
     p.add_argument(
         "--queue-lines",
         type=int,
@@ -171,71 +279,175 @@ def _parser() -> argparse.ArgumentParser:
         "--idle-timeout",
         type=_seconds,
         default=ChatLimits.idle_timeout,
-        help="seconds a client may send nothing (0: no limit, the default)",
+        help="seconds a client may send nothing (0, the default: no limit)",
     )
 
-    p = sub.add_parser("chat", help="chat interactively with a chat server")
-    p.add_argument("host")
-    p.add_argument("port", type=int)
+    p = command("chat", "chat interactively with a chat server")
+    host_port(p)
 
-    p = sub.add_parser("request", help="send stdin, half-close, write the response to stdout")
-    p.add_argument("host")
-    p.add_argument("port", type=int)
-    p.add_argument("--timeout", type=float, default=30.0)
-    p.add_argument("--max-size", type=int, default=aiomsg.DEFAULT_MAX_SIZE)
-
-    p = sub.add_parser("serve", help="an echo (or print) server for any framing")
-    p.add_argument("host")
-    p.add_argument("port", type=int)
+    p = command(
+        "connect",
+        "a framed client, like netcat for messages",
+        "Send each line of stdin (without its newline) as one message; print each message "
+        "received on a line of its own. When stdin ends, half-close and print what still "
+        "arrives until the server closes (or --wait expires). Exit status 1, with one line on "
+        "stderr, when the connection fails or the server breaks the framing or resets.",
+    )
+    host_port(p)
     p.add_argument("--framing", required=True, metavar="SPEC", help=SPEC_HELP)
-    p.add_argument("--mode", choices=("echo", "print"), default="echo")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="how to print a message: UTF-8 text, hex, or a JSON string (one line each)",
+    )
+    p.add_argument(
+        "--input", choices=INPUTS, default="text", help="how to read a line: bytes, or hex"
+    )
+    p.add_argument(
+        "--wait",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="after the end of stdin, how long to wait for the server to close (0: forever)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds to wait for the connection (0: as long as the system does)",
+    )
+    p.add_argument(
+        "--max-size",
+        type=_size,
+        default=aiomsg.DEFAULT_MAX_SIZE,
+        metavar="BYTES",
+        help="largest message, either way",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="say where it connected, on stderr")
 
-    p = sub.add_parser("demo", help="chat server and three scripted clients on loopback")
-    p.add_argument("--impl", choices=IMPLS, default="streams")
-    return parser
+    p = command(
+        "request",
+        "send stdin, half-close, write the response to stdout",
+        "Send stdin as one message (by default as it is: --framing eos), half-close, and "
+        "write the response (the first message received) to stdout. A server that closes "
+        "without answering is an error. With a terminal on stdin, it connects first.",
+    )
+    host_port(p)
+    p.add_argument(
+        "--framing",
+        default="eos",
+        metavar="SPEC",
+        help=f"framing of the request and the response: {SPEC_HELP}",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds to connect, and then for the answer (0: no limit)",
+    )
+    p.add_argument(
+        "--max-size",
+        type=_size,
+        default=aiomsg.DEFAULT_MAX_SIZE,
+        metavar="BYTES",
+        help="largest request or response",
+    )
+
+    p = command("serve", "an echo (or print) server for any framing")
+    host_port(p, server=True)
+    p.add_argument("--framing", required=True, metavar="SPEC", help=SPEC_HELP)
+    p.add_argument(
+        "--mode",
+        choices=("echo", "print"),
+        default="echo",
+        help="send each message back, or print it on stdout",
+    )
+
+    p = command("demo", "chat server and three scripted clients on loopback")
+    p.add_argument("--impl", choices=IMPLS, default="streams", help="which aiomsg front serves")
+    return parser, commands
 
 
-def _seconds(text: str) -> float | None:
-    """A timeout on the command line: seconds, 0 for none."""
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a timeout cannot be negative: {text}")
-    return value or None
+def _framing(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Framing:
+    """The framing ``--framing`` names, or a usage error (exit status 2)."""
+    max_size: int | None = getattr(args, "max_size", None)
+    try:
+        return parse_framing(args.framing, max_size=max_size)
+    except ValueError as exc:
+        parser.error(f"argument --framing: {exc}")
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) exception groups of one, as anyio raises them."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``aiomsg`` command line; return the exit status."""
-    args = _parser().parse_args(argv)
+    parser, commands = _parser()
+    args = parser.parse_args(argv)
+    command = args.command
     try:
-        if args.command == "chat-server":
-            limits = ChatLimits(
-                max_line=args.max_line,
-                queue_lines=args.queue_lines,
-                flood_rate=args.flood_rate,
-                message_timeout=args.line_timeout,
-                idle_timeout=args.idle_timeout,
-            )
-            aiomsg.run(chat_server(args.impl, args.host, args.port, limits))
-        elif args.command == "chat":
-            from aiomsg.chat.client import run_client
-
-            return aiomsg.run(run_client(args.host, args.port))
-        elif args.command == "request":
-            return aiomsg.run(run_request(args.host, args.port, args.timeout, args.max_size))
-        elif args.command == "serve":
-            try:
-                framing = parse_framing(args.framing)
-            except ValueError as exc:
-                _say(f"aiomsg serve: {exc}")
-                return 2
-            aiomsg.run(run_framing_server(args.host, args.port, framing, args.mode))
-        elif args.command == "demo":
-            return aiomsg.run(demo(args.impl))
+        try:
+            return _run(args, commands[command])
+        except BaseExceptionGroup as group:
+            raise _unwrap(group) from None
     except KeyboardInterrupt:
         return 130
-    except (OSError, aiomsg.AiomsgError, TimeoutError) as exc:
-        _say(f"aiomsg {args.command}: {exc!r}")
+    except CLIError as exc:
+        _say(f"aiomsg {command}: {exc}")
         return 1
+    except (OSError, aiomsg.AiomsgError, TimeoutError) as exc:
+        if command in ("chat-server", "serve"):
+            _say(f"aiomsg {command}: {listen_error(exc, args.host, args.port)}")
+        elif command == "chat":
+            _say(f"aiomsg {command}: {connect_error(exc, args.host, args.port, 30.0)}")
+        else:
+            _say(f"aiomsg {command}: {exc or type(exc).__name__}")
+        return 1
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.command == "chat-server":
+        limits = ChatLimits(
+            max_line=args.max_line,
+            queue_lines=args.queue_lines,
+            flood_rate=args.flood_rate,
+            message_timeout=args.line_timeout,
+            idle_timeout=args.idle_timeout,
+        )
+        aiomsg.run(chat_server(args.impl, args.host, args.port, limits))
+    elif args.command == "chat":
+        from aiomsg.chat.client import run_client
+
+        return aiomsg.run(run_client(args.host, args.port))
+    elif args.command == "connect":
+        framing = _framing(args, parser)
+        return aiomsg.run(
+            run_connect(
+                args.host,
+                args.port,
+                framing,
+                fmt=args.format,
+                input_mode=args.input,
+                wait=args.wait,
+                timeout=args.timeout,
+                verbose=args.verbose,
+            )
+        )
+    elif args.command == "request":
+        framing = _framing(args, parser)
+        return aiomsg.run(run_request(args.host, args.port, framing, timeout=args.timeout))
+    elif args.command == "serve":
+        framing = _framing(args, parser)
+        aiomsg.run(run_framing_server(args.host, args.port, framing, args.mode))
+    elif args.command == "demo":
+        return aiomsg.run(demo(args.impl))
     return 0
 
 
