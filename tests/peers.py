@@ -58,8 +58,11 @@ def exchange(address: Any, wire: bytes) -> bytes:
     sock = connect_blocking(address)
 
     def send() -> None:
-        sock.sendall(wire)
-        sock.shutdown(socket.SHUT_WR)
+        try:
+            sock.sendall(wire)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the peer reset the connection first: recv_all() reports it
+            pass
 
     sender = threading.Thread(target=send)
     sender.start()
