@@ -127,25 +127,33 @@ class FramedStream(ObjectStream[bytes]):
         finally:
             self._receiving = False
 
-    def _time_left(self, since: float) -> tuple[float, ConnectionTimeout] | None:
-        """The nearest deadline as (seconds left, the error it raises), or ``None``."""
-        nearest: tuple[float, ConnectionTimeout] | None = None
+    def _time_left(self, since: float) -> tuple[float, bool] | None:
+        """The nearest deadline as (seconds left, whether it is the message's), or ``None``.
+
+        Read on every read: the error itself is made only if the deadline passes.
+        """
+        nearest: tuple[float, bool] | None = None
         now = anyio.current_time()
         if self._idle_timeout is not None:
-            left = max(self._last_read, since) + self._idle_timeout - now
-            nearest = (left, IdleTimeout(
-                f"no data from the peer for {self._idle_timeout:g} s (idle_timeout)",
-                timeout=self._idle_timeout,
-            ))
+            nearest = (max(self._last_read, since) + self._idle_timeout - now, False)
         if self._message_timeout is not None and self._message_started is not None:
             left = max(self._message_started, since) + self._message_timeout - now
             if nearest is None or left < nearest[0]:
-                nearest = (left, MessageTimeout(
-                    f"a message is still incomplete after {self._message_timeout:g} s "
-                    f"({self._decoder.buffered} bytes; message_timeout)",
-                    timeout=self._message_timeout,
-                ))
+                nearest = (left, True)
         return nearest
+
+    def _expired(self, message: bool) -> ConnectionTimeout:
+        if message and self._message_timeout is not None:
+            return MessageTimeout(
+                f"a message is still incomplete after {self._message_timeout:g} s "
+                f"({self._decoder.buffered} bytes; message_timeout)",
+                timeout=self._message_timeout,
+            )
+        assert self._idle_timeout is not None
+        return IdleTimeout(
+            f"no data from the peer for {self._idle_timeout:g} s (idle_timeout)",
+            timeout=self._idle_timeout,
+        )
 
     async def _read(self, since: float) -> None:
         limit = self._time_left(since)
@@ -153,11 +161,10 @@ class FramedStream(ObjectStream[bytes]):
             if limit is None:
                 chunk = await self.transport_stream.receive(self._read_size)
             else:
-                with anyio.move_on_after(max(limit[0], 0)):
+                with anyio.move_on_after(max(limit[0], 0)) as scope:
                     chunk = await self.transport_stream.receive(self._read_size)
-                    limit = None
-                if limit is not None:  # the peer was too slow: close, and say why
-                    self._error = limit[1]
+                if scope.cancelled_caught:  # the peer was too slow: close, and say why
+                    self._error = self._expired(limit[1])
                     await anyio.aclose_forcefully(self.transport_stream)
                     return
         except anyio.EndOfStream:
