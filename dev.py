@@ -53,8 +53,9 @@ def ensure_venv() -> None:
     STAMP.write_text(wanted)
 
 
-# Programs the tests drive as real peers, and the Debian packages that bring them.
-TEST_PROGRAMS = {"nc": "netcat-openbsd", "socat": "socat"}
+# Programs the tests drive as real peers or start as real servers (each test its own,
+# on a free loopback port), and the Debian packages that bring them.
+TEST_PROGRAMS = {"nc": "netcat-openbsd", "socat": "socat", "redis-server": "redis-server"}
 
 
 def ensure_test_programs() -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,14 +35,65 @@ def _say(text: str) -> None:
 # --- chat-server ---------------------------------------------------------------------------
 
 
-async def chat_server(impl: str, host: str, port: int, limits: ChatLimits) -> None:
-    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    ready.add_done_callback(
-        lambda f: _say(
-            f"chat server ({impl} front) on {host}:{f.result()}, event loop {aiomsg.loop_name()}"
+async def chat_server(
+    impl: str,
+    host: str,
+    port: int,
+    limits: ChatLimits,
+    *,
+    broker: str | None = None,
+    room_name: str = "lobby",
+    heartbeat: float = 1.0,
+    reuse_port: bool = False,
+    report_port: bool = False,
+    exit_with_stdin: bool = False,
+) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[int] = loop.create_future()
+    stdin_ended = asyncio.Event()
+    if exit_with_stdin:
+        _stop_at_eof_on_stdin(loop, stdin_ended)
+
+    def listening(f: asyncio.Future[int]) -> None:
+        shared = f", room {room_name!r} shared through {broker}" if broker else ""
+        _say(
+            f"chat server ({impl} front) on {host}:{f.result()}{shared}, "
+            f"event loop {aiomsg.loop_name()}"
         )
-    )
-    await run_chat_server(impl, host, port, limits, ready)
+        if report_port:  # for the parent of --workers: this worker listens
+            print(f.result(), flush=True)
+
+    ready.add_done_callback(listening)
+    try:
+        await run_chat_server(
+            impl,
+            host,
+            port,
+            limits,
+            ready,
+            broker=broker,
+            room_name=room_name,
+            heartbeat=heartbeat,
+            reuse_port=reuse_port,
+        )
+    except asyncio.CancelledError:
+        if not stdin_ended.is_set():
+            raise
+
+
+def _stop_at_eof_on_stdin(loop: asyncio.AbstractEventLoop, ended: asyncio.Event) -> None:
+    """Cancel the main task (the server stops cleanly) when stdin ends; set ``ended``."""
+    fd = sys.stdin.fileno()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def readable() -> None:
+        if not os.read(fd, 4096):
+            loop.remove_reader(fd)
+            ended.set()
+            main.cancel()
+
+    loop.add_reader(fd, readable)
 
 
 # --- serve (echo or print, any framing) -------------------------------------------------
@@ -221,6 +274,31 @@ def _seconds(text: str) -> float | None:
     return value or None
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"must be 1-256, not {value}")
+    return value
+
+
+def _broker_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError(
+            f"not a Redis URL: {text!r} (redis://HOST:PORT/DB, rediss:// for TLS, unix://PATH)"
+        )
+    return text
+
+
 def _size(text: str) -> int:
     try:
         value = int(text)
@@ -281,6 +359,35 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         default=ChatLimits.idle_timeout,
         help="seconds a client may send nothing (0, the default: no limit)",
     )
+    p.add_argument(
+        "--broker",
+        metavar="URL",
+        type=_broker_url,
+        help="share the room with other servers through Redis: redis://HOST:PORT/DB "
+        "(needs the [redis] extra)",
+    )
+    p.add_argument("--room", default="lobby", help="the room's name in the broker")
+    p.add_argument(
+        "--broker-heartbeat",
+        type=_positive_seconds,
+        default=1.0,
+        help="seconds between this server's heartbeats to the broker; a server silent for "
+        "3 heartbeats is presumed dead and its members leave within 4",
+    )
+    p.add_argument(
+        "--workers",
+        type=_count,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT) and the room (needs --broker)",
+    )
+    p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="listen with SO_REUSEPORT, so that other servers may listen on the same port",
+    )
+    # For the parent of --workers: print the port on stdout once listening; stop at EOF on stdin.
+    p.add_argument("--report-port", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
 
     p = command("chat", "chat interactively with a chat server")
     host_port(p)
@@ -380,6 +487,21 @@ def _framing(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Frami
         parser.error(f"argument --framing: {exc}")
 
 
+def _worker_args(args: argparse.Namespace) -> list[str]:
+    """The chat-server options a worker of ``--workers`` gets (the parent chooses the port)."""
+    return [
+        "--impl", args.impl,
+        "--max-line", str(args.max_line),
+        "--queue-lines", str(args.queue_lines),
+        "--flood-rate", str(args.flood_rate),
+        "--line-timeout", str(args.line_timeout or 0),
+        "--idle-timeout", str(args.idle_timeout or 0),
+        "--broker", args.broker,
+        "--room", args.room,
+        "--broker-heartbeat", str(args.broker_heartbeat),
+    ]  # fmt: skip
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     """The one exception inside (nested) exception groups of one, as anyio raises them."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -421,7 +543,28 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             message_timeout=args.line_timeout,
             idle_timeout=args.idle_timeout,
         )
-        aiomsg.run(chat_server(args.impl, args.host, args.port, limits))
+        if args.broker and importlib.util.find_spec("redis") is None:
+            raise CLIError("--broker needs the redis package: pip install 'aiomsg-framing[redis]'")
+        if args.workers > 1:
+            if not args.broker:
+                parser.error("--workers needs --broker (the workers share the room through it)")
+            from aiomsg.chat.workers import run_workers
+
+            return run_workers(args.workers, _worker_args(args), args.host, args.port)
+        aiomsg.run(
+            chat_server(
+                args.impl,
+                args.host,
+                args.port,
+                limits,
+                broker=args.broker,
+                room_name=args.room,
+                heartbeat=args.broker_heartbeat,
+                reuse_port=args.reuse_port,
+                report_port=args.report_port,
+                exit_with_stdin=args.exit_with_stdin,
+            )
+        )
     elif args.command == "chat":
         from aiomsg.chat.client import run_client
 

@@ -166,6 +166,7 @@ async def serve_framed(
     idle_timeout: float | None = None,
     keepalive: float | None = DEFAULT_KEEPALIVE,
     backlog: int = DEFAULT_BACKLOG,
+    reuse_port: bool = False,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve framed TCP connections until cancelled; use it inside a task group.
@@ -182,6 +183,8 @@ async def serve_framed(
     :class:`FramedStream` and :func:`aiomsg.serve`. On asyncio the server runs
     on aiomsg's transport protocol (see :func:`connect_framed`); on trio, on
     anyio's listener (``tls_standard_compatible`` goes to its TLSListener).
+    ``reuse_port`` sets ``SO_REUSEPORT`` (Linux, BSD): several processes may
+    listen on one port and the kernel spreads the connections over them.
     """
     if _on_asyncio():
         await _serve_framed_asyncio(
@@ -196,11 +199,12 @@ async def serve_framed(
             idle_timeout=idle_timeout,
             keepalive=keepalive,
             backlog=backlog,
+            reuse_port=reuse_port,
             task_status=task_status,
         )
         return
     listener: Any = await anyio.create_tcp_listener(
-        local_host=local_host, local_port=local_port, backlog=backlog
+        local_host=local_host, local_port=local_port, backlog=backlog, reuse_port=reuse_port
     )
     port = listener.extra(SocketAttribute.local_port)
     if ssl_context is not None:
@@ -242,6 +246,7 @@ async def _serve_framed_asyncio(
     idle_timeout: float | None,
     keepalive: float | None,
     backlog: int,
+    reuse_port: bool,
     task_status: TaskStatus[int],
 ) -> None:
     async def run(conn: Connection) -> None:
@@ -253,11 +258,17 @@ async def _serve_framed_asyncio(
         # port (as anyio's listener does), not one per address family.
         if socket.has_dualstack_ipv6():
             sock = socket.create_server(
-                ("", local_port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=backlog
+                ("", local_port),
+                family=socket.AF_INET6,
+                dualstack_ipv6=True,
+                backlog=backlog,
+                reuse_port=reuse_port,
             )
         else:
-            sock = socket.create_server(("", local_port), backlog=backlog)
+            sock = socket.create_server(("", local_port), backlog=backlog, reuse_port=reuse_port)
         where.update(host=None, port=None, sock=sock)
+    elif reuse_port:
+        where.update(reuse_port=True)
     if ssl_context is not None:
         where.update(ssl=ssl_context, ssl_handshake_timeout=ssl_handshake_timeout)
     server = serve(
@@ -267,6 +278,7 @@ async def _serve_framed_asyncio(
         message_timeout=message_timeout,
         idle_timeout=idle_timeout,
         keepalive=keepalive,
+        backlog=backlog,
         **where,
     )
     async with server:

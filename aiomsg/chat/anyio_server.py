@@ -66,10 +66,14 @@ async def serve_chat(
     port: int,
     limits: ChatLimits | None = None,
     *,
+    room: ChatRoom | None = None,
+    reuse_port: bool = False,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve chat until cancelled; ``await tg.start(serve_chat, host, port)`` gives the port."""
-    room = ChatRoom(limits or ChatLimits())
+    """Serve chat until cancelled; ``await tg.start(serve_chat, host, port)`` gives the port.
+
+    ``room``: serve this room (one shared through a broker, say) instead of a new one."""
+    room = room or ChatRoom(limits or ChatLimits())
     framing = aiomsg.Lines(max_size=room.limits.max_line)
     await aiomsg.serve_framed(
         chat_handler(room),
@@ -78,5 +82,6 @@ async def serve_chat(
         framing=framing,
         message_timeout=room.limits.message_timeout,
         idle_timeout=room.limits.idle_timeout,
+        reuse_port=reuse_port,
         task_status=task_status,
     )

@@ -77,11 +77,22 @@ class ChatProtocol(aiomsg.MessageProtocol):
 
 
 async def serve_chat(
-    host: str | None, port: int, limits: ChatLimits | None = None
+    host: str | None,
+    port: int,
+    limits: ChatLimits | None = None,
+    *,
+    room: ChatRoom | None = None,
+    reuse_port: bool = False,
 ) -> asyncio.Server:
-    """Start the chat server on the Protocol front; returns the listening asyncio server."""
-    room = ChatRoom(limits or ChatLimits())
+    """Start the chat server on the Protocol front; returns the listening asyncio server.
+
+    ``room``: serve this room (one shared through a broker, say) instead of a new one."""
+    shared = room or ChatRoom(limits or ChatLimits())
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: ChatProtocol(room), host, port, backlog=DEFAULT_BACKLOG
+        lambda: ChatProtocol(shared),
+        host,
+        port,
+        backlog=DEFAULT_BACKLOG,
+        reuse_port=reuse_port or None,
     )

@@ -21,7 +21,10 @@ is disconnected at once, and the others are told; a client that does not read
 would not read a notice either.
 
 The room knows nothing of sockets or event loops: each server gives it a
-:class:`Member` per connection.
+:class:`Member` per connection. Given a :class:`~aiomsg.chat.broker.Broker`, the
+room is shared with the rooms of other server processes: lines and joins travel
+through the broker, ``/who`` lists everyone, and a nickname is unique everywhere.
+Guest names (``guest`` and digits) are the server's to give.
 """
 
 from __future__ import annotations
@@ -33,12 +36,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .broker import Broker, Presence
+
 __all__ = ["ChatLimits", "ChatRoom", "Member"]
 
 logger = logging.getLogger("aiomsg.chat")
 
 _NICK = re.compile(r"[A-Za-z0-9_-]{1,24}")
+_GUEST = re.compile(r"guest[0-9]+(-.*)?")
 HELP = "/nick NAME, /who, /me ACTION, /quit"
+DEGRADED = "* the room is degraded: only people on this server see your lines for now"
+WHOLE = "* the room is whole again"
+SHUTDOWN = "* the server is shutting down: goodbye"
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,8 @@ class ChatRoom:
 
     limits: ChatLimits = field(default_factory=ChatLimits)
     clock: Callable[[], float] = time.monotonic
+    #: Shares the room with other servers; ``None``: this process is the whole room.
+    broker: Broker | None = None
     _members: dict[Member, _State] = field(default_factory=dict)
     _guests: int = 0
 
@@ -99,10 +110,12 @@ class ChatRoom:
 
     def join(self, member: Member) -> str:
         """Admit a new client; return its nickname."""
-        nick = self._new_guest_name()
+        nick = self.broker.guest_name() if self.broker else self._new_guest_name()
         self._members[member] = _State(nick, self.limits.flood_burst, self.clock())
         self._tell(member, f"* welcome to aiomsg chat, you are {nick} ({HELP})")
-        self._announce(f"* {nick} joined", but=member)
+        if self.broker and self.broker.degraded:
+            self._tell(member, DEGRADED)
+        self._announce(f"* {nick} joined", ("join", nick), but=member)
         return nick
 
     def receive(self, member: Member, line: bytes) -> None:
@@ -133,10 +146,32 @@ class ChatRoom:
         """``member``'s connection ended; tell the others. Safe to call twice."""
         state = self._members.pop(member, None)
         if state is not None:
-            self._announce(f"* {state.nick} left{why}")
+            self._announce(f"* {state.nick} left{why}", ("leave", state.nick))
+
+    def close_all(self, notice: str = SHUTDOWN) -> list[Member]:
+        """The server is stopping: send ``notice`` to every member here and disconnect them
+        (each leaves the room). Return them, for the server to reset any that lingers."""
+        members = list(self._members)
+        for member in members:
+            self._remove(member, notice, "")
+        return members
 
     def nicknames(self) -> list[str]:
-        return sorted(s.nick for s in self._members.values() if not s.gone)
+        """Everyone in the room, on this server and (with a broker) on the others."""
+        here = [s.nick for s in self._members.values() if not s.gone]
+        if self.broker:
+            here.extend(self.broker.remote_nicknames())
+        return sorted(here)
+
+    def local_nicknames(self) -> list[str]:
+        """The members connected to this server."""
+        return [s.nick for s in self._members.values() if not s.gone]
+
+    # --- what a broker calls -----------------------------------------------------------
+
+    def deliver_here(self, line: str) -> None:
+        """Deliver ``line`` (from a member on another server, or a notice) to every member here."""
+        self._broadcast_to([m for m, s in self._members.items() if not s.gone], line)
 
     # --- rules ------------------------------------------------------------------------
 
@@ -162,12 +197,32 @@ class ChatRoom:
     def _rename(self, member: Member, state: _State, nick: str) -> None:
         if not _NICK.fullmatch(nick):
             self._tell(member, "! invalid nickname: use 1-24 letters, digits, _ or -")
+        elif _GUEST.fullmatch(nick):
+            self._tell(member, "! guest names are given by the server: choose another")
         elif nick in self.nicknames():
             self._tell(member, f"! nickname {nick} is taken")
+        elif self.broker is None:
+            self._renamed(member, state, nick)
+        elif self.broker.degraded:
+            self._tell(member, "! nicknames cannot change while the room is degraded")
         else:
-            old, state.nick = state.nick, nick
-            self._tell(member, f"* you are now {nick}")
-            self._broadcast(f"* {old} is now {nick}", but=member)
+            old = state.nick
+
+            def decided(ok: bool) -> None:
+                if self._members.get(member) is not state or state.gone or state.nick != old:
+                    if ok:  # the member left (or changed) while the claim was on its way
+                        self._publish(None, ("leave", nick))
+                elif ok:
+                    self._renamed(member, state, nick)
+                else:
+                    self._tell(member, f"! nickname {nick} is taken")
+
+            self.broker.claim(old, nick, decided)
+
+    def _renamed(self, member: Member, state: _State, nick: str) -> None:
+        old, state.nick = state.nick, nick
+        self._tell(member, f"* you are now {nick}")
+        self._broadcast(f"* {old} is now {nick}", but=member, presence=("rename", old, nick))
 
     def _flooding(self, state: _State) -> bool:
         # A token bucket: flood_rate tokens a second, at most flood_burst saved up.
@@ -193,10 +248,18 @@ class ChatRoom:
     def _tell(self, member: Member, line: str) -> None:
         self._broadcast_to([member], line)
 
-    def _broadcast(self, line: str, but: Member | None = None) -> None:
+    def _broadcast(
+        self, line: str, but: Member | None = None, presence: Presence | None = None
+    ) -> None:
+        """Deliver ``line`` to every member here but ``but``, and to the other servers."""
         self._broadcast_to(
             [m for m, s in self._members.items() if m is not but and not s.gone], line
         )
+        self._publish(line, presence)
+
+    def _publish(self, line: str | None, presence: Presence | None) -> None:
+        if self.broker is not None:
+            self.broker.publish(line, presence)
 
     def _broadcast_to(self, members: list[Member], line: str) -> None:
         """Deliver ``line`` to each of ``members``; one's failure is that one's only."""
@@ -213,9 +276,15 @@ class ChatRoom:
         if slow:
             self._drop_slow(slow)
 
-    def _announce(self, line: str, but: Member | None = None) -> None:
-        if len(self._members) <= self.limits.announce_limit:
-            self._broadcast(line, but)
+    def _announce(self, line: str, presence: Presence, but: Member | None = None) -> None:
+        """A join or leave: announced while the room is small, recorded by the broker always."""
+        size = len(self._members)
+        if self.broker is not None:
+            size += len(self.broker.remote_nicknames())
+        if size <= self.limits.announce_limit:
+            self._broadcast(line, but, presence)
+        else:
+            self._publish(None, presence)
 
     def _drop_slow(self, members: list[Member]) -> None:
         for member in members:

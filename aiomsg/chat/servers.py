@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import anyio
 
-from .room import ChatLimits
+from .room import ChatLimits, ChatRoom
 
 IMPLS = ("streams", "protocol", "anyio")
 
@@ -17,10 +18,43 @@ async def run_chat_server(
     port: int,
     limits: ChatLimits | None = None,
     ready: asyncio.Future[int] | None = None,
+    *,
+    broker: str | None = None,
+    room_name: str = "lobby",
+    heartbeat: float = 1.0,
+    reuse_port: bool = False,
 ) -> None:
-    """Serve chat with the ``impl`` front until cancelled; report the bound port via ``ready``."""
-    limits = limits or ChatLimits()
+    """Serve chat with the ``impl`` front until cancelled; report the bound port via ``ready``.
 
+    ``broker`` (``redis://HOST:PORT/DB``) shares the room ``room_name`` with every
+    server using the same Redis (see :mod:`aiomsg.chat.redis_broker`); the server
+    starts even while Redis is unreachable, and keeps trying. ``reuse_port``
+    lets several processes listen on one port (``SO_REUSEPORT``).
+    """
+    room = ChatRoom(limits or ChatLimits())
+    shared = None
+    if broker is not None:
+        from .redis_broker import RedisBroker
+
+        shared = RedisBroker(broker, room, room_name=room_name, heartbeat=heartbeat)
+        await shared.start()
+    try:
+        await _serve(impl, host, port, room, ready, reuse_port)
+    finally:
+        if shared is not None:
+            # Shielded: the server is being cancelled, but its members' leaving must
+            # still reach the others (it is bounded in time).
+            await asyncio.shield(shared.aclose())
+
+
+async def _serve(
+    impl: str,
+    host: str,
+    port: int,
+    room: ChatRoom,
+    ready: asyncio.Future[int] | None,
+    reuse_port: bool,
+) -> None:
     def started(bound: int) -> None:
         if ready is not None:
             ready.set_result(bound)
@@ -28,20 +62,39 @@ async def run_chat_server(
     if impl == "streams":
         from .streams_server import serve_chat
 
-        async with serve_chat(host, port, limits) as server:
+        async with serve_chat(host, port, room=room, reuse_port=reuse_port) as server:
             started(server.port)
-            await server.serve_forever()
+            try:
+                await server.serve_forever()
+            finally:
+                room.close_all()  # goodbyes; the server then closes what is left
     elif impl == "protocol":
         from . import protocol_server
 
-        listener = await protocol_server.serve_chat(host, port, limits)
+        listener = await protocol_server.serve_chat(host, port, room=room, reuse_port=reuse_port)
         async with listener:
             started(listener.sockets[0].getsockname()[1])
-            await listener.serve_forever()
+            try:
+                await listener.serve_forever()
+            finally:
+                members = room.close_all()  # goodbyes, then lingering closes
+                listener.close()
+                try:  # uvloop waits here for every client to go: not for ever
+                    await asyncio.wait_for(listener.wait_closed(), room.limits.linger + 1)
+                except TimeoutError:
+                    for member in members:
+                        member.disconnect(None)
     elif impl == "anyio":
         from . import anyio_server
 
+        serve = functools.partial(
+            anyio_server.serve_chat, host, port, room=room, reuse_port=reuse_port
+        )
         async with anyio.create_task_group() as tg:
-            started(await tg.start(anyio_server.serve_chat, host, port, limits))
+            started(await tg.start(serve))
+            try:
+                await anyio.sleep_forever()
+            finally:
+                room.close_all()  # goodbyes; cancelling the handlers closes what is left
     else:
         raise ValueError(f"impl must be one of {IMPLS}, not {impl!r}")

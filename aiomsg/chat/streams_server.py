@@ -38,10 +38,17 @@ def chat_handler(room: ChatRoom) -> aiomsg.asyncio.Handler:
 
 
 def serve_chat(
-    host: str | None, port: int | None, limits: ChatLimits | None = None
+    host: str | None,
+    port: int | None,
+    limits: ChatLimits | None = None,
+    *,
+    room: ChatRoom | None = None,
+    reuse_port: bool = False,
 ) -> aiomsg.Server:
-    """The chat server on the Streams front; ``await`` it or use ``async with``."""
-    room = ChatRoom(limits or ChatLimits())
+    """The chat server on the Streams front; ``await`` it or use ``async with``.
+
+    ``room``: serve this room (one shared through a broker, say) instead of a new one."""
+    room = room or ChatRoom(limits or ChatLimits())
     framing = aiomsg.Lines(max_size=room.limits.max_line)
     return aiomsg.serve(
         chat_handler(room),
@@ -50,4 +57,5 @@ def serve_chat(
         framing=framing,
         message_timeout=room.limits.message_timeout,
         idle_timeout=room.limits.idle_timeout,
+        reuse_port=reuse_port or None,
     )

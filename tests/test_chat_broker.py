@@ -1,0 +1,327 @@
+"""Chat servers sharing one room through a real Redis: several processes, one room.
+
+Each server is a real ``aiomsg chat-server --broker`` process on the same event
+loop as the test (asyncio or uvloop); Redis is a real ``redis-server`` on a
+free loopback port. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import aiomsg
+from aiomsg.chat.servers import IMPLS
+
+from . import test_chat
+from .redis_server import RedisServer, free_port
+
+pytestmark = pytest.mark.asyncio
+
+HEARTBEAT = 0.25  # seconds; a killed server's members leave within 4 heartbeats
+WAIT = 20  # seconds: a bound that only a broken server reaches
+
+
+class Client(test_chat.Client):
+    @classmethod
+    async def join(cls, port: int) -> Client:
+        client = await super().join(port)
+        assert isinstance(client, Client)
+        return client
+
+    async def wait_for(self, *prefixes: str) -> str:
+        """Skip lines until one starts with one of ``prefixes``; return it."""
+        return (await self.lines_until(*prefixes))[-1]
+
+    async def lines_until(self, *prefixes: str) -> list[str]:
+        """Lines up to and including the first that starts with one of ``prefixes``."""
+        lines: list[str] = []
+        async with asyncio.timeout(WAIT):
+            while not (lines and lines[-1].startswith(prefixes)):
+                lines.append(await self.line())
+        return lines
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+class ChatServer:
+    """One ``aiomsg chat-server --broker`` process; its log goes to a file."""
+
+    def __init__(self, impl: str, broker: str, room: str, *extra: str) -> None:
+        self.impl = impl
+        self.args = [
+            "--impl", impl, "--host", "127.0.0.1", "--port", "0", "--broker", broker,
+            "--room", room, "--broker-heartbeat", str(HEARTBEAT), "--flood-rate", "1000",
+            "--report-port", *extra,
+        ]  # fmt: skip
+        self.log_path = Path(tempfile.mkstemp(prefix="aiomsg-chat-", suffix=".log")[1])
+        self.process: asyncio.subprocess.Process | None = None
+        self.port = 0
+        self.saved_log = ""
+
+    async def start(self) -> int:
+        env = {**os.environ, "AIOMSG_LOOP": aiomsg.loop_name()}
+        with self.log_path.open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "aiomsg", "chat-server", *self.args,
+                stdout=asyncio.subprocess.PIPE, stderr=log, env=env,
+            )  # fmt: skip
+        assert self.process.stdout is not None
+        async with asyncio.timeout(WAIT):
+            line = await self.process.stdout.readline()
+        assert line, f"the server did not start: {self.log()}"
+        self.port = int(line)
+        return self.port
+
+    def log(self) -> str:
+        if self.log_path.exists():
+            self.saved_log = self.log_path.read_text(errors="replace")
+        return self.saved_log
+
+    async def stop(self, sig: int = signal.SIGINT) -> int:
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+        try:
+            async with asyncio.timeout(WAIT):
+                return await self.process.wait()
+        except TimeoutError:
+            self.process.kill()
+            raise AssertionError(f"the {self.impl} server did not stop: {self.log()}") from None
+
+    def close(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+        self.log()
+        self.log_path.unlink(missing_ok=True)
+
+
+@contextlib.asynccontextmanager
+async def chat_servers(impls: list[str], broker: str) -> AsyncIterator[list[ChatServer]]:
+    """Servers on one broker, in a room of their own (tests do not share rooms)."""
+    room = uuid.uuid4().hex[:8]
+    servers = [ChatServer(impl, broker, room) for impl in impls]
+    try:
+        await asyncio.gather(*(s.start() for s in servers))
+        yield servers
+    finally:
+        for server in servers:
+            if server.process is not None and server.process.returncode is None:
+                await server.stop()
+            assert "Traceback" not in server.log(), server.log()
+            server.close()
+
+
+async def named(port: int, nick: str) -> Client:
+    client = await Client.join(port)
+    await client.say(f"/nick {nick}")
+    await client.wait_for(f"* you are now {nick}")
+    client.nick = nick
+    return client
+
+
+async def who(client: Client) -> list[str]:
+    await client.say("/who")
+    line = await client.wait_for("* online: ")
+    return line.removeprefix("* online: ").split(", ")
+
+
+async def test_every_line_reaches_every_client_once_in_order(redis_server: RedisServer) -> None:
+    """One server per front, three clients on each: each line reaches the 8 others once."""
+    async with chat_servers(list(IMPLS), redis_server.url) as servers:
+        clients = [
+            await named(server.port, f"{server.impl}{i}") for server in servers for i in range(3)
+        ]
+        for client in clients:  # everyone is known everywhere before anyone talks
+            async with asyncio.timeout(WAIT):
+                while len(await who(client)) < len(clients):
+                    await asyncio.sleep(0.05)
+        count = 20
+        await asyncio.gather(*(c.say(f"{c.nick} line {k}") for c in clients for k in range(count)))
+
+        async def heard(client: Client) -> dict[str, list[int]]:
+            lines: dict[str, list[int]] = {}
+            expected = count * (len(clients) - 1)
+            while sum(map(len, lines.values())) < expected:
+                line = await client.line()
+                match = re.fullmatch(r"(\w+): (\w+) line (\d+)", line)
+                if match:
+                    assert match[1] == match[2]
+                    lines.setdefault(match[1], []).append(int(match[3]))
+            return lines
+
+        received = await asyncio.gather(*(heard(c) for c in clients))
+        for client, lines in zip(clients, received, strict=True):
+            assert lines == {o.nick: list(range(count)) for o in clients if o is not client}
+
+
+async def test_who_and_nick_hold_across_servers(redis_server: RedisServer) -> None:
+    async with chat_servers(["streams", "protocol"], redis_server.url) as (one, two):
+        alice = await named(one.port, "alice")
+        bob = await Client.join(two.port)
+        async with asyncio.timeout(WAIT):  # each server hears of the other's member
+            while len(await who(alice)) < 2 or len(await who(bob)) < 2:
+                await asyncio.sleep(0.05)
+        assert await who(alice) == await who(bob) == sorted(["alice", bob.nick])
+        await bob.say("/nick alice")
+        await bob.expect("! nickname alice is taken")
+        await bob.say("/nick bob")
+        await bob.expect("* you are now bob")
+        await alice.wait_for(f"* {bob.nick} is now bob")
+
+        # Two servers, one name, the same moment: exactly one member gets it.
+        first, second = await Client.join(one.port), await Client.join(two.port)
+        await asyncio.gather(first.say("/nick carol"), second.say("/nick carol"))
+        answers = [
+            await c.wait_for("* you are now carol", "! nickname carol is taken")
+            for c in (first, second)
+        ]
+        assert sorted(answers) == ["! nickname carol is taken", "* you are now carol"]
+
+
+async def test_a_killed_server_s_members_leave_everywhere_once(redis_server: RedisServer) -> None:
+    async with chat_servers(["streams", "protocol", "anyio"], redis_server.url) as servers:
+        doomed, one, two = servers
+        victims = [await named(doomed.port, f"victim{i}") for i in range(2)]
+        watchers = [await named(one.port, "w1"), await named(two.port, "w2")]
+        for watcher in watchers:
+            async with asyncio.timeout(WAIT):
+                while len(await who(watcher)) < 4:
+                    await asyncio.sleep(0.05)
+        await doomed.stop(signal.SIGKILL)
+        for victim in victims:
+            victim.conn.abort()
+        # The documented bound: 4 heartbeats (with slack for a loaded machine).
+        for watcher in watchers:
+            async with asyncio.timeout(4 * HEARTBEAT + 5):
+                got = {await watcher.wait_for("* victim") for _ in victims}
+            assert got == {f"* victim{i} left (server lost)" for i in range(2)}
+        await asyncio.sleep(4 * HEARTBEAT)  # time for a second announcement, if any
+        for watcher in watchers:
+            await watcher.say("/who")
+            rest = await watcher.lines_until("* online: ")
+            assert not [line for line in rest if line.startswith("* victim")]
+            assert sorted(rest[-1].removeprefix("* online: ").split(", ")) == ["w1", "w2"]
+
+
+async def test_servers_recover_when_redis_restarts(redis_server: RedisServer) -> None:
+    async with chat_servers(["streams", "anyio"], redis_server.url) as (one, two):
+        a = await named(one.port, "a")
+        b1, b2 = await named(two.port, "b1"), await named(two.port, "b2")
+        async with asyncio.timeout(WAIT):
+            while len(await who(a)) < 3:
+                await asyncio.sleep(0.05)
+
+        redis_server.stop()
+        for client in (a, b1, b2):
+            await client.wait_for("* the room is degraded")
+        await b1.say("still here")  # the local room goes on
+        await b2.wait_for("b1: still here")
+        await a.say("/nick z")
+        await a.wait_for("! nicknames cannot change while the room is degraded")
+
+        redis_server.start()  # empty: the servers must register their members again
+        for client in (a, b1, b2):
+            async with asyncio.timeout(WAIT):
+                await client.wait_for("* the room is whole again")
+        async with asyncio.timeout(WAIT):
+            while sorted(await who(a)) != ["a", "b1", "b2"]:
+                await asyncio.sleep(0.1)
+        await a.say("back")
+        for client in (b1, b2):
+            await client.wait_for("a: back")
+    for server in (one, two):
+        assert server.log().count("unreachable") == 1, server.log()
+
+
+async def test_a_server_starts_while_redis_is_away() -> None:
+    redis = RedisServer(free_port())  # not started yet
+    try:
+        async with chat_servers(["protocol"], redis.url) as (server,):
+            client = await Client.join(server.port)
+            await client.wait_for("* the room is degraded")
+            await client.say("/who")
+            await client.expect(f"* online: {client.nick}")
+            redis.start()
+            async with asyncio.timeout(WAIT):
+                await client.wait_for("* the room is whole again")
+        assert server.log().count("unreachable") == 1
+    finally:
+        redis.close()
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()]
+
+
+def _sockets(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT as on Linux")
+async def test_workers_share_one_port_and_stop_on_ctrl_c(redis_server: RedisServer) -> None:
+    env = {**os.environ, "AIOMSG_LOOP": aiomsg.loop_name()}
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiomsg", "chat-server", "--workers", "2", "--port", "0",
+        "--broker", redis_server.url, "--room", uuid.uuid4().hex[:8],
+        "--flood-rate", "1000", stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert parent.stderr is not None
+    try:
+        banner = ""
+        async with asyncio.timeout(WAIT):  # each worker's line, then the parent's
+            while not (match := re.search(r"2 workers on 127\.0\.0\.1:(\d+)", banner)):
+                banner = (await parent.stderr.readline()).decode()
+                assert banner, "the parent exited"
+        workers = _children(parent.pid)
+        assert len(workers) == 2
+        before = {pid: _sockets(pid) for pid in workers}
+        clients = [await named(int(match[1]), f"c{i}") for i in range(12)]
+        assert all(_sockets(pid) > before[pid] for pid in workers)  # both serve clients
+        async with asyncio.timeout(WAIT):
+            while len(await who(clients[0])) < len(clients):
+                await asyncio.sleep(0.05)
+        for client in clients:
+            await client.say(f"hi from {client.nick}")
+        for client in clients:
+            heard = {await client.wait_for("c") for _ in range(len(clients) - 1)}
+            assert heard == {f"{o.nick}: hi from {o.nick}" for o in clients if o is not client}
+
+        parent.send_signal(signal.SIGINT)
+        async with asyncio.timeout(WAIT):
+            assert await parent.wait() == 130
+        for pid in workers:  # gone, not left behind
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or "zombie" in Path(f"/proc/{pid}/status").read_text()
+            )
+        for client in clients:  # each worker closed its connections as it stopped
+            async with asyncio.timeout(WAIT):
+                with contextlib.suppress(aiomsg.ConnectionClosed):
+                    while await client.conn.receive_or_none() is not None:
+                        pass
+    finally:
+        if parent.returncode is None:
+            parent.kill()  # its workers see their stdin close and stop
+            async with asyncio.timeout(WAIT):
+                await parent.wait()
