@@ -1,23 +1,26 @@
-"""The opt-in heartbeat (``heartbeat=`` seconds) on the Streams and Protocol fronts, on asyncio and
-uvloop: a silent peer is closed with ``HeartbeatTimeout``, two heartbeating peers stay connected
-through silence, heartbeats are never delivered, and framings that cannot carry one are refused.
+"""The opt-in heartbeat (``heartbeat=`` seconds) on the Streams and Protocol fronts (asyncio and
+uvloop) and on the anyio front (asyncio, asyncio+uvloop and trio): a silent peer is closed with
+``HeartbeatTimeout``, two heartbeating peers stay connected through silence, heartbeats are never
+delivered, and framings that cannot carry one are refused.
 
-Raw peers are plain asyncio streams (no aiomsg), on loopback. Every wait is bounded by
+Raw peers are plain asyncio or anyio streams (no aiomsg), on loopback. Every wait is bounded by
 ``asyncio.timeout``; the intervals are short (50 ms) with generous timeouts for a busy machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import pytest
+from anyio.abc import SocketStream
 
 import aiomsg
 from aiomsg.framing import Framing
-
-pytestmark = pytest.mark.asyncio
+from aiomsg.testing import running_unix_server
 
 BEAT = 0.05  # seconds between heartbeats
 TIMEOUT = 0.5  # ten heartbeats: ample for a busy test machine
@@ -66,6 +69,7 @@ async def read_until_eof(reader: asyncio.StreamReader, framing: Framing) -> list
     return messages
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("framing", CARRIERS)
 async def test_a_silent_server_is_closed_with_heartbeat_timeout(framing: Framing) -> None:
     async with asyncio.timeout(15), silent_server() as (port, peers):
@@ -85,6 +89,7 @@ async def test_a_silent_server_is_closed_with_heartbeat_timeout(framing: Framing
         await conn.aclose()
 
 
+@pytest.mark.asyncio
 async def test_a_silent_client_is_closed_by_the_server() -> None:
     outcome: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
 
@@ -109,6 +114,7 @@ async def test_a_silent_client_is_closed_by_the_server() -> None:
             writer.close()
 
 
+@pytest.mark.asyncio
 async def test_heartbeating_peers_stay_connected_through_silence() -> None:
     received: list[bytes] = []
     done = asyncio.Event()
@@ -137,6 +143,7 @@ async def test_heartbeating_peers_stay_connected_through_silence() -> None:
     assert received == [b"still here"]
 
 
+@pytest.mark.asyncio
 async def test_heartbeats_are_swallowed_and_other_messages_delivered() -> None:
     async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(FRAMING.encode_many([b"", b"one", b"", b"", b"two", b""]))
@@ -161,6 +168,7 @@ async def test_heartbeats_are_swallowed_and_other_messages_delivered() -> None:
         await server.wait_closed()
 
 
+@pytest.mark.asyncio
 async def test_protocol_front_heartbeat_swallows_and_times_out() -> None:
     class Recorder(aiomsg.MessageProtocol):
         framing = FRAMING
@@ -195,6 +203,7 @@ async def test_protocol_front_heartbeat_swallows_and_times_out() -> None:
         await protocol.wait_closed()
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("framing", NOT_CARRIERS)
 async def test_a_framing_that_cannot_carry_a_heartbeat_is_refused(framing: Framing) -> None:
     # Refused before connecting or listening: nothing listens on port 9 here.
@@ -217,6 +226,7 @@ async def test_a_framing_that_cannot_carry_a_heartbeat_is_refused(framing: Frami
         (1.0, 0.0, "heartbeat_timeout must be a positive number"),
     ],
 )
+@pytest.mark.asyncio
 async def test_bad_heartbeat_settings_are_refused(
     heartbeat: float | None, heartbeat_timeout: float | None, words: str
 ) -> None:
@@ -230,6 +240,7 @@ async def test_bad_heartbeat_settings_are_refused(
         )
 
 
+@pytest.mark.asyncio
 async def test_no_heartbeat_after_send_eof() -> None:
     async with asyncio.timeout(15), silent_server() as (port, peers):
         async with await aiomsg.connect(
@@ -243,3 +254,196 @@ async def test_no_heartbeat_after_send_eof() -> None:
             assert sent[-1] == b"last" and set(sent[:-1]) <= {b""}
             await asyncio.sleep(4 * BEAT)
             assert not conn.is_closing()
+
+
+# --- the anyio front: connect_framed, serve_framed and the Unix twins, on asyncio and trio ------
+
+
+@asynccontextmanager
+async def silent_anyio_server() -> AsyncIterator[tuple[int, list[SocketStream]]]:
+    """A raw anyio TCP server that accepts and sends nothing; yields its port and its streams."""
+    streams: list[SocketStream] = []
+
+    async def accept(stream: SocketStream) -> None:
+        streams.append(stream)
+        await anyio.sleep_forever()
+
+    async with (
+        await anyio.create_tcp_listener(local_host="127.0.0.1") as listener,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(listener.serve, accept)
+        yield listener.extra(anyio.abc.SocketAttribute.local_port), streams
+        tg.cancel_scope.cancel()
+
+
+async def read_stream_until_eof(
+    stream: anyio.abc.ByteReceiveStream, framing: Framing
+) -> list[bytes]:
+    decoder = framing.decoder()
+    messages: list[bytes] = []
+    try:
+        while True:
+            messages += decoder.feed(await stream.receive())
+    except (anyio.EndOfStream, anyio.BrokenResourceError):
+        return messages
+
+
+@pytest.mark.anyio
+async def test_anyio_a_silent_server_is_closed_with_heartbeat_timeout() -> None:
+    with anyio.fail_after(15):
+        async with silent_anyio_server() as (port, streams):
+            client = await aiomsg.connect_framed(
+                "127.0.0.1", port, framing=FRAMING, heartbeat=BEAT, heartbeat_timeout=TIMEOUT
+            )
+            with pytest.raises(aiomsg.HeartbeatTimeout) as caught:
+                await client.receive()
+            assert caught.value.timeout == TIMEOUT
+            sent = await read_stream_until_eof(streams[0], FRAMING)
+            assert sent and set(sent) == {b""}  # heartbeats went out while it waited
+            await streams[0].aclose()
+            await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_anyio_heartbeating_peers_stay_connected_through_silence() -> None:
+    received: list[bytes] = []
+
+    async def echo(stream: aiomsg.FramedStream) -> None:
+        async for message in stream:
+            received.append(message)
+            await stream.send(message)
+
+    serve = functools.partial(
+        aiomsg.serve_framed,
+        echo,
+        "127.0.0.1",
+        0,
+        framing=FRAMING,
+        heartbeat=BEAT,
+        heartbeat_timeout=TIMEOUT,
+    )
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(serve)
+            async with await aiomsg.connect_framed(
+                "127.0.0.1", port, framing=FRAMING, heartbeat=BEAT, heartbeat_timeout=TIMEOUT
+            ) as client:
+                answer: list[bytes] = []
+
+                async def receive_one() -> None:
+                    answer.append(await client.receive())
+
+                async with anyio.create_task_group() as waiting:
+                    waiting.start_soon(receive_one)
+                    await anyio.sleep(4 * TIMEOUT)  # silent for four heartbeat timeouts
+                    assert answer == []  # no heartbeat delivered, no timeout
+                    await client.send(b"still here")
+                assert answer == [b"still here"]
+            tg.cancel_scope.cancel()
+    assert received == [b"still here"]
+
+
+@pytest.mark.anyio
+async def test_anyio_heartbeats_are_swallowed() -> None:
+    async def handler(stream: SocketStream) -> None:
+        await stream.send(FRAMING.encode_many([b"", b"one", b"", b"two", b""]))
+        await stream.send_eof()
+        await anyio.sleep_forever()
+
+    with anyio.fail_after(15):
+        async with (
+            await anyio.create_tcp_listener(local_host="127.0.0.1") as listener,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(listener.serve, handler)
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            async with await aiomsg.connect_framed(
+                "127.0.0.1", port, framing=FRAMING, heartbeat=10.0
+            ) as client:
+                assert [m async for m in client] == [b"one", b"two"]
+            tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_anyio_unix_server_closes_a_silent_client() -> None:
+    outcome: list[aiomsg.HeartbeatTimeout] = []
+    done = anyio.Event()
+
+    async def handler(stream: aiomsg.FramedStream) -> None:
+        try:
+            await stream.receive()
+        except aiomsg.HeartbeatTimeout as exc:
+            outcome.append(exc)
+        done.set()
+
+    with anyio.fail_after(15):
+        async with (
+            running_unix_server(
+                handler, FRAMING, heartbeat=BEAT, heartbeat_timeout=TIMEOUT
+            ) as path,
+            await anyio.connect_unix(path) as raw,
+        ):
+            await done.wait()
+            assert set(await read_stream_until_eof(raw, FRAMING)) <= {b""}
+    assert len(outcome) == 1 and outcome[0].timeout == TIMEOUT
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("framing", NOT_CARRIERS)
+async def test_anyio_a_framing_that_cannot_carry_a_heartbeat_is_refused(framing: Framing) -> None:
+    with pytest.raises(ValueError, match="cannot carry an empty message"):
+        await aiomsg.connect_framed("127.0.0.1", 9, framing=framing, heartbeat=1.0)
+    with pytest.raises(ValueError, match="cannot carry an empty message"):
+        await aiomsg.serve_framed(aiomsg.FramedStream.aclose, framing=framing, heartbeat=1.0)
+    with pytest.raises(ValueError, match="cannot carry an empty message"):
+        await aiomsg.connect_framed_unix("/nonexistent", framing=framing, heartbeat=1.0)
+
+
+@pytest.mark.anyio
+async def test_anyio_a_peer_that_only_receives_still_heartbeats() -> None:
+    # The server talks every half interval; the client only listens. Each of its
+    # receive() calls is short, yet its heartbeats must still go out, or the
+    # server would close it for silence.
+    count = int(4 * TIMEOUT / (BEAT / 2))
+    server_error: list[BaseException] = []
+
+    async def talker(stream: aiomsg.FramedStream) -> None:
+        async def listen() -> None:
+            try:
+                async for _ in stream:
+                    pass
+            except aiomsg.ConnectionTimeout as exc:
+                server_error.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listen)
+            for n in range(count):
+                await stream.send(b"%d" % n)
+                await anyio.sleep(BEAT / 2)
+            await stream.send(b"done")
+            tg.cancel_scope.cancel()
+
+    serve = functools.partial(
+        aiomsg.serve_framed,
+        talker,
+        "127.0.0.1",
+        0,
+        framing=FRAMING,
+        heartbeat=BEAT,
+        heartbeat_timeout=TIMEOUT,
+    )
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(serve)
+            async with await aiomsg.connect_framed(
+                "127.0.0.1", port, framing=FRAMING, heartbeat=BEAT, heartbeat_timeout=TIMEOUT
+            ) as client:
+                heard = []
+                async for message in client:
+                    heard.append(message)
+                    if message == b"done":
+                        break
+            tg.cancel_scope.cancel()
+    assert server_error == []
+    assert heard == [b"%d" % n for n in range(count)] + [b"done"]

@@ -20,6 +20,7 @@ from anyio.abc import ByteStream, SocketAttribute, TaskStatus
 from anyio.streams.tls import TLSListener
 
 from .._connection_end import log_connection_end
+from .._heartbeat import heartbeat_settings
 from .._socket_options import enable_keepalive, reset_on_close
 from ..asyncio.client import connect
 from ..asyncio.connection import Connection
@@ -68,6 +69,8 @@ async def connect_framed(
     read_size: int = DEFAULT_READ_SIZE,
     message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
     idle_timeout: float | None = None,
+    heartbeat: float | None = None,
+    heartbeat_timeout: float | None = None,
     keepalive: float | None = DEFAULT_KEEPALIVE,
     **kwargs: Any,
 ) -> FramedStream:
@@ -77,11 +80,16 @@ async def connect_framed(
     reads; ``tls_standard_compatible`` does not apply: asyncio always sends
     close_notify and accepts a peer that does not); on trio, on
     :func:`anyio.connect_tcp` (with ``kwargs`` passed on). The limits are those
-    of :class:`FramedStream`; ``keepalive`` as for :func:`aiomsg.connect`.
+    of :class:`FramedStream`; ``keepalive`` as for :func:`aiomsg.connect`. With
+    ``heartbeat`` on asyncio, heartbeats go out and silence is timed whether or
+    not a task is receiving (aiomsg's transport keeps the clocks); on trio, while
+    one is (see :class:`FramedStream`).
 
     Raises :class:`OSError` if the connection fails (and ``ssl.SSLError`` for a
-    failed TLS handshake).
+    failed TLS handshake); :class:`ValueError` before connecting for a heartbeat
+    the framing cannot carry.
     """
+    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse before connecting
     if tls and ssl_context is None:
         ssl_context = ssl.create_default_context()
     if _on_asyncio():
@@ -94,6 +102,8 @@ async def connect_framed(
             read_size=read_size,
             message_timeout=message_timeout,
             idle_timeout=idle_timeout,
+            heartbeat=heartbeat,
+            heartbeat_timeout=heartbeat_timeout,
             keepalive=keepalive,
             **kwargs,
         )
@@ -119,6 +129,8 @@ async def connect_framed(
         read_size=read_size,
         message_timeout=message_timeout,
         idle_timeout=idle_timeout,
+        heartbeat=heartbeat,
+        heartbeat_timeout=heartbeat_timeout,
     )
 
 
@@ -164,6 +176,8 @@ async def serve_framed(
     read_size: int = DEFAULT_READ_SIZE,
     message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
     idle_timeout: float | None = None,
+    heartbeat: float | None = None,
+    heartbeat_timeout: float | None = None,
     keepalive: float | None = DEFAULT_KEEPALIVE,
     backlog: int = DEFAULT_BACKLOG,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
@@ -182,7 +196,10 @@ async def serve_framed(
     :class:`FramedStream` and :func:`aiomsg.serve`. On asyncio the server runs
     on aiomsg's transport protocol (see :func:`connect_framed`); on trio, on
     anyio's listener (``tls_standard_compatible`` goes to its TLSListener).
+    The heartbeat is :func:`connect_framed`'s (``ValueError`` before listening
+    for one the framing cannot carry).
     """
+    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse now, not per client
     if _on_asyncio():
         await _serve_framed_asyncio(
             handler,
@@ -194,6 +211,8 @@ async def serve_framed(
             read_size=read_size,
             message_timeout=message_timeout,
             idle_timeout=idle_timeout,
+            heartbeat=heartbeat,
+            heartbeat_timeout=heartbeat_timeout,
             keepalive=keepalive,
             backlog=backlog,
             task_status=task_status,
@@ -221,6 +240,8 @@ async def serve_framed(
             read_size=read_size,
             message_timeout=message_timeout,
             idle_timeout=idle_timeout,
+            heartbeat=heartbeat,
+            heartbeat_timeout=heartbeat_timeout,
         )
         await _serve_one(handler, framed, peer)
 
@@ -240,6 +261,8 @@ async def _serve_framed_asyncio(
     read_size: int,
     message_timeout: float | None,
     idle_timeout: float | None,
+    heartbeat: float | None,
+    heartbeat_timeout: float | None,
     keepalive: float | None,
     backlog: int,
     task_status: TaskStatus[int],
@@ -266,6 +289,8 @@ async def _serve_framed_asyncio(
         read_size=read_size,
         message_timeout=message_timeout,
         idle_timeout=idle_timeout,
+        heartbeat=heartbeat,
+        heartbeat_timeout=heartbeat_timeout,
         keepalive=keepalive,
         **where,
     )

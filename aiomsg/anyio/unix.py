@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 from anyio.abc import ByteStream, TaskStatus
 
+from .._heartbeat import heartbeat_settings
 from ..asyncio.client import connect_unix
 from ..asyncio.connection import Connection
 from ..asyncio.server import serve_unix
@@ -32,13 +33,18 @@ async def connect_framed_unix(
     read_size: int = DEFAULT_READ_SIZE,
     message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
     idle_timeout: float | None = None,
+    heartbeat: float | None = None,
+    heartbeat_timeout: float | None = None,
 ) -> FramedStream:
     """Connect to the Unix socket at ``path`` and frame the stream with ``framing``.
 
-    The limits are those of :class:`FramedStream`. Raises :class:`OSError` if
-    the connection fails (``FileNotFoundError`` when nothing is at ``path``,
-    ``ConnectionRefusedError`` when nothing listens there).
+    The limits and the heartbeat are those of :func:`~aiomsg.connect_framed`.
+    Raises :class:`OSError` if the connection fails (``FileNotFoundError`` when
+    nothing is at ``path``, ``ConnectionRefusedError`` when nothing listens
+    there), :class:`ValueError` before connecting for a heartbeat the framing
+    cannot carry.
     """
+    heartbeat_settings(framing, heartbeat, heartbeat_timeout)
     if _on_asyncio():
         conn = await connect_unix(
             path,
@@ -46,6 +52,8 @@ async def connect_framed_unix(
             read_size=read_size,
             message_timeout=message_timeout,
             idle_timeout=idle_timeout,
+            heartbeat=heartbeat,
+            heartbeat_timeout=heartbeat_timeout,
         )
         return ConnectionFramedStream(conn)
     stream = await anyio.connect_unix(os.fspath(path))
@@ -55,6 +63,8 @@ async def connect_framed_unix(
         read_size=read_size,
         message_timeout=message_timeout,
         idle_timeout=idle_timeout,
+        heartbeat=heartbeat,
+        heartbeat_timeout=heartbeat_timeout,
     )
 
 
@@ -66,6 +76,8 @@ async def serve_framed_unix(
     read_size: int = DEFAULT_READ_SIZE,
     message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
     idle_timeout: float | None = None,
+    heartbeat: float | None = None,
+    heartbeat_timeout: float | None = None,
     backlog: int = DEFAULT_BACKLOG,
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -78,8 +90,10 @@ async def serve_framed_unix(
     that connection only. The socket file is created (a stale socket file at
     ``path`` is replaced, as asyncio and anyio do; any other file there is an
     :class:`OSError`) and is left in place afterwards: remove it, or its
-    directory, yourself (``aiomsg.testing.running_unix_server`` does).
+    directory, yourself (``aiomsg.testing.running_unix_server`` does). The
+    limits and the heartbeat are those of :func:`~aiomsg.serve_framed`.
     """
+    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse now, not per client
     where = os.fspath(path)
     if _on_asyncio():
 
@@ -93,6 +107,8 @@ async def serve_framed_unix(
             read_size=read_size,
             message_timeout=message_timeout,
             idle_timeout=idle_timeout,
+            heartbeat=heartbeat,
+            heartbeat_timeout=heartbeat_timeout,
             backlog=backlog,
         )
         async with server:
@@ -107,6 +123,8 @@ async def serve_framed_unix(
             read_size=read_size,
             message_timeout=message_timeout,
             idle_timeout=idle_timeout,
+            heartbeat=heartbeat,
+            heartbeat_timeout=heartbeat_timeout,
         )
         await _serve_one(handler, framed, where)
 
