@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from aiomsg.chat.client import wants_colour
+
 from .peers import connect_blocking
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>]|[\r\x08]")
@@ -238,3 +240,16 @@ def test_piped_client_ctrl_c_exits_130_without_a_traceback(chat_port: int) -> No
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             assert stream is not None
             stream.close()
+
+
+def test_colour_only_on_a_terminal_without_no_color() -> None:
+    master, slave = pty.openpty()
+    try:
+        with open(slave, "w", closefd=False) as terminal, open(os.devnull, "w") as file:
+            assert wants_colour(terminal, {})
+            assert wants_colour(terminal, {"NO_COLOR": ""})  # set but empty: ignored (no-color.org)
+            assert not wants_colour(terminal, {"NO_COLOR": "1"})
+            assert not wants_colour(file, {})
+    finally:
+        os.close(slave)
+        os.close(master)

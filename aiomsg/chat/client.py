@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 import aiomsg
-from aiomsg.cli_client import _stdin_lines, address
+from aiomsg.cli_client import address, stdin_lines
 
 __all__ = ["Look", "nick_from", "run_client", "wants_colour"]
 
@@ -192,7 +192,7 @@ async def _type_lines(conn: aiomsg.Connection, session: object) -> str:
 async def _piped(conn: aiomsg.Connection) -> None:
     printer = asyncio.create_task(_print_incoming(conn, str, lambda line: None))
     # A daemon thread reads stdin: Ctrl-C must not wait for a line that never comes.
-    async for line in _stdin_lines():
+    async for line in stdin_lines():
         await conn.send(line.rstrip(b"\r"))
     await conn.send(b"/quit")
     await asyncio.wait([printer], timeout=5)
