@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aiomsg.chat.client import wants_colour
+from aiomsg.chat.client import Nick, wants_colour
 
 from .peers import connect_blocking
 
@@ -56,7 +56,7 @@ class Terminal:
         """Read output until ``text`` shows (after ``after``, if given), escape codes removed;
         return all read so far."""
         deadline = time.monotonic() + timeout
-        while text not in self._text().rpartition(after)[2] if after else text not in self._text():
+        while not self._shows(text, after):
             left = deadline - time.monotonic()
             assert left > 0, f"{text!r} never appeared; screen: {self._text()!r}"
             ready, _, _ = select.select([self.master], [], [], left)
@@ -66,6 +66,12 @@ class Terminal:
                 except OSError:  # the program exited
                     break
         return self._text()
+
+    def _shows(self, text: bytes, after: bytes) -> bool:
+        if not after:
+            return text in self._text()
+        _, found, rest = self._text().rpartition(after)
+        return bool(found) and text in rest  # not before ``after`` has shown
 
     def _text(self) -> bytes:
         return ANSI.sub(b"", self.screen)
@@ -171,7 +177,10 @@ def test_terminal_client_shows_colours_times_and_the_nick_prompt(chat_port: int,
         assert error is not None and notice is not None
         assert error.group(1) != notice.group(1)
 
-        # Ctrl-C leaves at once with status 130, without a traceback.
+        # Ctrl-C leaves at once with status 130, without a traceback. Typed once the
+        # prompt is back: between two prompts the terminal is not in raw mode, and
+        # its line discipline, not the client, would take the key.
+        term.wait_for(b"alice>", after=b"! unknown command /dance")
         term.type(b"\x03")
         assert term.close() == 130
         assert b"Traceback" not in term.screen
@@ -191,6 +200,7 @@ def test_no_color_turns_the_colours_off(chat_port: int) -> None:
         screen = term.wait_for(b"! unknown command /dance")
         assert re.search(rb"\d\d:\d\d ! unknown command /dance", screen)  # times stay
         assert colours_in(term.screen) == set()
+        term.wait_for(b"bob>", after=b"! unknown command /dance")  # the prompt is back
         term.type(b"\x04")  # Ctrl-D: /quit, a normal end
         term.wait_for(b"* bye")
         assert term.close() == 0
@@ -253,3 +263,19 @@ def test_colour_only_on_a_terminal_without_no_color() -> None:
     finally:
         os.close(slave)
         os.close(master)
+
+
+def test_the_nick_comes_from_the_welcome_and_from_answers_to_our_own_nick_requests() -> None:
+    me = Nick()
+    me.heard("* welcome to aiomsg chat, you are guest3 (/nick NAME, /who, /me ACTION, /quit)")
+    assert me.name == "guest3"
+    # Another member named "you" doing "/me are now bob" prints the same words: ignored.
+    me.heard("* you are now bob")
+    me.heard("* welcome to aiomsg chat, you are mallory (fake)")  # not the first line
+    assert me.name == "guest3"
+    me.sent("/nick alice")
+    me.heard("! nickname alice is taken")
+    assert me.name == "guest3"
+    me.sent("/nick alice2")
+    me.heard("* you are now alice2")
+    assert me.name == "alice2"

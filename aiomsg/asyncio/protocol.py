@@ -406,9 +406,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
         settings = self._heartbeat
         if transport is None or settings is None or transport.is_closing():
             return
-        # A flag set by send() rather than a clock read there: this costs the
-        # hot path nothing, and a heartbeat goes out within two intervals of
-        # the last message. While the peer is behind (write buffer over its
+        # A flag set by send() rather than a clock read there: one attribute
+        # store on the hot path, and a heartbeat still goes out within two
+        # intervals of the last message. While the peer is behind (write buffer over its
         # mark) bytes are already on their way: no need to add one.
         if not self._sent and not self._write_paused:
             transport.write(settings.wire)

@@ -22,7 +22,7 @@ from typing import TextIO
 import aiomsg
 from aiomsg.cli_client import address, stdin_lines
 
-__all__ = ["Look", "nick_from", "run_client", "wants_colour"]
+__all__ = ["Look", "Nick", "run_client", "wants_colour"]
 
 # The server's lines that tell this client its nickname.
 _WELCOME = re.compile(r"^\* welcome to aiomsg chat, you are ([^\s(]+)")
@@ -46,10 +46,34 @@ def wants_colour(stream: TextIO, environ: dict[str, str] | None = None) -> bool:
     return stream.isatty() and not env.get("NO_COLOR")
 
 
-def nick_from(line: str) -> str | None:
-    """The nickname the server gives this client in ``line``, or ``None`` if it gives none."""
-    match = _WELCOME.match(line) or _RENAMED.match(line)
-    return match.group(1) if match else None
+class Nick:
+    """This client's nickname, as the server tells it.
+
+    Only the server's first line (the welcome) and a ``* you are now NAME``
+    answering a ``/nick NAME`` this client sent count: another member's
+    ``/me`` could print the same words (a member named ``you`` doing
+    ``/me are now bob``), and must not change the prompt.
+    """
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self._first = True
+        self._asked: set[str] = set()
+
+    def sent(self, line: str) -> None:
+        """Note a line this client sent (a ``/nick NAME`` request)."""
+        command, _, argument = line.strip().partition(" ")
+        if command == "/nick" and argument.strip():
+            self._asked.add(argument.strip())
+
+    def heard(self, line: str) -> None:
+        """Note a line from the server."""
+        first, self._first = self._first, False
+        if first and (match := _WELCOME.match(line)):
+            self.name = match.group(1)
+        elif (match := _RENAMED.match(line)) and match.group(1) in self._asked:
+            self._asked.clear()
+            self.name = match.group(1)
 
 
 class Look:
@@ -134,37 +158,34 @@ async def run_client(host: str, port: int, *, nick: str | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
+    me = Nick()
     async with conn:
         if nick is not None:
+            me.sent(f"/nick {nick}")
             await conn.send(f"/nick {nick}".encode())
         if interactive:
-            return await _interactive(conn, Look(colour=wants_colour(sys.stdout)))
+            return await _interactive(conn, Look(colour=wants_colour(sys.stdout)), me)
         await _piped(conn)
     return 0
 
 
-async def _interactive(conn: aiomsg.Connection, look: Look) -> int:
+async def _interactive(conn: aiomsg.Connection, look: Look, me: Nick) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.formatted_text import ANSI
     from prompt_toolkit.patch_stdout import patch_stdout
 
-    nick: list[str | None] = [None]
-
-    def heard(line: str) -> None:
-        if (name := nick_from(line)) is not None:
-            nick[0] = name  # the prompt is drawn again after the line is printed
-
-    session: PromptSession[str] = PromptSession(lambda: ANSI(look.prompt(nick[0])))
+    # A callable prompt: drawn again (with a new nick) after each line printed above it.
+    session: PromptSession[str] = PromptSession(lambda: ANSI(look.prompt(me.name)))
     with patch_stdout(raw=True):  # raw: our colour codes pass through
-        printer = asyncio.create_task(_print_incoming(conn, look.line, heard))
-        typing = asyncio.create_task(_type_lines(conn, session))
+        printer = asyncio.create_task(_print_incoming(conn, look.line, me.heard))
+        typing = asyncio.create_task(_type_lines(conn, session, me))
         await asyncio.wait([printer, typing], return_when=asyncio.FIRST_COMPLETED)
         status = 0
         if printer.done() and not typing.done():
             typing.cancel()  # the server left: stop prompting
-        elif typing.result() == "interrupted":
+        elif typing.exception() is None and typing.result() == "interrupted":
             status = 130  # Ctrl-C: leave at once, as every command does
-        else:
+        else:  # /quit, Ctrl-D, or a send that failed (the printer says why)
             await asyncio.wait([printer], timeout=2)  # let "* bye" arrive
         for task in (printer, typing):
             task.cancel()
@@ -172,7 +193,7 @@ async def _interactive(conn: aiomsg.Connection, look: Look) -> int:
     return status
 
 
-async def _type_lines(conn: aiomsg.Connection, session: object) -> str:
+async def _type_lines(conn: aiomsg.Connection, session: object, me: Nick) -> str:
     """Send what is typed; return ``"quit"`` after ``/quit`` or Ctrl-D, ``"interrupted"``
     after Ctrl-C."""
     prompt_async = session.prompt_async  # type: ignore[attr-defined]
@@ -184,6 +205,7 @@ async def _type_lines(conn: aiomsg.Connection, session: object) -> str:
         except EOFError:
             text = "/quit"
         if text:
+            me.sent(text)
             await conn.send(text.encode())
         if text.strip() == "/quit":
             return "quit"
