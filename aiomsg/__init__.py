@@ -10,7 +10,13 @@ from importlib import metadata as _metadata
 from typing import TYPE_CHECKING
 
 from . import limits
-from .anyio import FramedStream, connect_framed, serve_framed
+from .anyio import (
+    FramedStream,
+    connect_framed,
+    connect_framed_unix,
+    serve_framed,
+    serve_framed_unix,
+)
 from .asyncio import (
     Connection,
     MessageProtocol,
@@ -34,6 +40,7 @@ from .errors import (
     ConnectionClosed,
     ConnectionTimeout,
     FramingError,
+    HeartbeatTimeout,
     IdleTimeout,
     IncompleteMessageError,
     MessageTimeout,
@@ -78,6 +85,7 @@ __all__ = [
     "FramedStream",
     "Framing",
     "FramingError",
+    "HeartbeatTimeout",
     "IdleTimeout",
     "IncompleteMessageError",
     "LengthPrefixed",
@@ -95,6 +103,7 @@ __all__ = [
     "connect",
     "connect_forever",
     "connect_framed",
+    "connect_framed_unix",
     "connect_unix",
     "limits",
     "loop_factory",
@@ -105,6 +114,7 @@ __all__ = [
     "run",
     "serve",
     "serve_framed",
+    "serve_framed_unix",
     "serve_requests",
     "serve_requests_unix",
     "serve_unix",

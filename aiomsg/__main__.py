@@ -389,8 +389,16 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     p.add_argument("--report-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
 
-    p = command("chat", "chat interactively with a chat server")
+    p = command(
+        "chat",
+        "chat interactively with a chat server",
+        "Chat with an aiomsg chat server. On a terminal: incoming lines above the prompt, with "
+        "the time and in colour (not when stdout is not a terminal or NO_COLOR is set), your "
+        "nickname in the prompt; /quit or Ctrl-D leaves, Ctrl-C leaves at once (status 130). "
+        "With stdin from a pipe: each line is sent, each line received printed as it is.",
+    )
     host_port(p)
+    p.add_argument("--nick", metavar="NAME", help="send /nick NAME once connected")
 
     p = command(
         "connect",
@@ -568,7 +576,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     elif args.command == "chat":
         from aiomsg.chat.client import run_client
 
-        return aiomsg.run(run_client(args.host, args.port))
+        return aiomsg.run(run_client(args.host, args.port, nick=args.nick))
     elif args.command == "connect":
         framing = _framing(args, parser)
         return aiomsg.run(

@@ -35,6 +35,7 @@ __all__ = [
     "listen_error",
     "run_connect",
     "run_request",
+    "stdin_lines",
 ]
 
 #: How ``aiomsg connect`` prints a received message.
@@ -177,8 +178,11 @@ async def _stdin_chunks() -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _stdin_lines() -> AsyncIterator[bytes]:
-    """Yield each line of stdin without its ``\\n``; a last line without one too."""
+async def stdin_lines() -> AsyncIterator[bytes]:
+    """Yield each line of stdin without its ``\\n``; a last line without one too.
+
+    Read by a daemon thread (see ``_stdin_chunks``), so Ctrl-C never waits for a line.
+    """
     pending = bytearray()
     async for chunk in _stdin_chunks():
         pending += chunk
@@ -213,7 +217,7 @@ async def _print_messages(conn: aiomsg.Connection, fmt: str, out: BinaryIO) -> N
 async def _send_lines(conn: aiomsg.Connection, framing: Framing, input_mode: str) -> None:
     number = 0
     try:
-        async for line in _stdin_lines():
+        async for line in stdin_lines():
             number += 1
             if input_mode == "hex":
                 try:

@@ -17,6 +17,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionTimeout",
     "FramingError",
+    "HeartbeatTimeout",
     "IdleTimeout",
     "IncompleteMessageError",
     "MessageTimeout",
@@ -148,6 +149,16 @@ class MessageTimeout(ConnectionTimeout):
 
 class IdleTimeout(ConnectionTimeout):
     """No byte arrived from the peer for ``idle_timeout`` seconds."""
+
+
+class HeartbeatTimeout(IdleTimeout):
+    """The heartbeat is on and nothing (not even a heartbeat) arrived for ``heartbeat_timeout``
+    seconds: the peer, or the path to it, is gone or hung.
+
+    An :class:`IdleTimeout` (silence is what it detects), so code that handles
+    idle peers handles this one too; its own type says the peer was expected to
+    heartbeat. The connection is closed already: reconnect if you need to.
+    """
 
 
 _E = TypeVar("_E", bound=BaseException)

@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_BACKLOG",
     "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_HEARTBEAT_TIMEOUT_FACTOR",
     "DEFAULT_KEEPALIVE",
     "DEFAULT_LINGER_TIMEOUT",
     "DEFAULT_MESSAGE_TIMEOUT",
@@ -32,6 +33,13 @@ DEFAULT_WRITE_HIGH_WATER = 256 * 1024
 
 #: Seconds a message that has begun may take to complete.
 DEFAULT_MESSAGE_TIMEOUT = 60.0
+
+#: With the heartbeat on (``heartbeat=`` seconds), a peer from which nothing
+#: arrived for this many heartbeat intervals is closed, unless
+#: ``heartbeat_timeout=`` says otherwise. A peer with the same interval sends
+#: something at least every two intervals (it checks once per interval), so
+#: three leave one interval of margin for a busy loop or a slow network.
+DEFAULT_HEARTBEAT_TIMEOUT_FACTOR = 3.0
 
 #: Seconds of silence before TCP keepalive probes a peer (then every
 #: ``keepalive / 6`` s, 5 times): a dead peer is found in about twice this.

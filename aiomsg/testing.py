@@ -13,21 +13,32 @@
                 assert await client.receive() == b"hi"
 
 Everything runs on loopback, on a free port, and is stopped when the block ends.
+:func:`running_unix_server` does the same on a Unix socket in a fresh temporary
+directory, removed afterwards; ``connected(..., unix=True)`` connects through one.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 
-from .anyio import FramedStream, connect_framed, serve_framed
+from .anyio import (
+    FramedStream,
+    connect_framed,
+    connect_framed_unix,
+    serve_framed,
+    serve_framed_unix,
+)
 from .framing import Framing
 
-__all__ = ["connected", "running_server"]
+__all__ = ["connected", "running_server", "running_unix_server"]
 
 
 @asynccontextmanager
@@ -54,13 +65,53 @@ async def running_server(
 
 
 @asynccontextmanager
-async def connected(
+async def running_unix_server(
     handler: Callable[[FramedStream], Awaitable[None]], framing: Framing, **options: Any
+) -> AsyncIterator[str]:
+    """Run :func:`~aiomsg.serve_framed_unix` with ``handler`` on a Unix socket while the block
+    runs; yield the socket's path. ``options`` go to ``serve_framed_unix`` (timeouts...).
+
+    The socket lives in a new private temporary directory (short, so that the
+    path fits the ~100-byte limit of Unix socket addresses), which is removed
+    with everything in it when the block ends, after the server is stopped.
+    Connect with :func:`~aiomsg.connect_framed_unix`, :func:`~aiomsg.connect_unix`
+    or any Unix-socket client. Raises :class:`OSError` where Unix sockets do not
+    exist (Windows).
+    """
+    directory = tempfile.mkdtemp(prefix="aiomsg-")
+    try:
+        path = os.path.join(directory, "socket")
+        async with anyio.create_task_group() as tg:
+            serve = functools.partial(serve_framed_unix, handler, path, framing=framing, **options)
+            await tg.start(serve)
+            try:
+                yield path
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@asynccontextmanager
+async def connected(
+    handler: Callable[[FramedStream], Awaitable[None]],
+    framing: Framing,
+    *,
+    unix: bool = False,
+    **options: Any,
 ) -> AsyncIterator[FramedStream]:
-    """A :func:`running_server` with one client already connected to it; yield the client.
+    """A :func:`running_server` (with ``unix=True``, a :func:`running_unix_server`) with one
+    client already connected to it; yield the client.
 
     The client is closed, then the server stopped, when the block ends.
     """
+    if unix:
+        async with (
+            running_unix_server(handler, framing, **options) as path,
+            await connect_framed_unix(path, framing=framing) as client,
+        ):
+            yield client
+        return
     async with (
         running_server(handler, framing, **options) as (host, port),
         await connect_framed(host, port, framing=framing) as client,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import ssl
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +18,7 @@ from anyio.abc import SocketAttribute
 
 import aiomsg
 from aiomsg.framing import Framing
-from aiomsg.testing import connected
+from aiomsg.testing import connected, running_unix_server
 
 from .peers import messages_for
 from .strategies import CASES
@@ -310,3 +313,53 @@ async def test_the_testing_helpers_serve_and_connect() -> None:
     async with connected(echo, aiomsg.Lines()) as client:
         await client.send(b"through aiomsg.testing")
         assert await client.receive() == b"through aiomsg.testing"
+
+
+@pytest.mark.parametrize("framing", [aiomsg.Lines(), aiomsg.LengthPrefixed(4), aiomsg.Netstring()])
+async def test_the_testing_helpers_on_a_unix_socket(framing: Framing) -> None:
+    messages = [b"", b"over", b"a unix socket", b"x" * 100_000]
+    async with connected(echo, framing, unix=True) as client:
+        assert client.extra(SocketAttribute.family) == socket.AF_UNIX
+        for message in messages:
+            await client.send(message)
+        assert [await client.receive() for _ in messages] == messages
+
+
+async def test_running_unix_server_serves_any_client_and_cleans_up() -> None:
+    async with running_unix_server(echo, aiomsg.LengthPrefixed(4)) as path:
+        assert stat.S_ISSOCK(os.stat(path).st_mode)
+        assert len(os.fsencode(path)) < 100  # fits a Unix socket address everywhere
+        # aiomsg's own client, and anyio's plain Unix stream speaking the framing by hand.
+        async with await aiomsg.connect_framed_unix(path, framing=aiomsg.LengthPrefixed(4)) as c:
+            await c.send(b"framed")
+            assert await c.receive() == b"framed"
+        async with await anyio.connect_unix(path) as raw:
+            await raw.send(b"\x00\x00\x00\x03raw")
+            assert await raw.receive() == b"\x00\x00\x00\x03raw"
+    assert not os.path.exists(os.path.dirname(path))  # the temporary directory is gone
+
+
+async def test_message_timeout_over_a_unix_socket() -> None:
+    outcome: list[aiomsg.MessageTimeout] = []
+    done = anyio.Event()
+
+    async def handler(stream: aiomsg.FramedStream) -> None:
+        try:
+            await stream.receive()
+        except aiomsg.MessageTimeout as exc:
+            outcome.append(exc)
+        done.set()
+
+    framing = aiomsg.LengthPrefixed(4)
+    with anyio.fail_after(15):
+        async with (
+            running_unix_server(handler, framing, message_timeout=0.2) as path,
+            await anyio.connect_unix(path) as raw,
+        ):
+            await raw.send(framing.encode(b"cut short")[:6])  # a header and 2 of 9 bytes
+            await done.wait()
+            # The server closed the stalled connection: the client reads its end.
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+                while True:
+                    await raw.receive()
+    assert len(outcome) == 1 and outcome[0].timeout == 0.2

@@ -2,10 +2,18 @@
 
 * :mod:`.framed_stream` - :class:`FramedStream` around any anyio byte stream.
 * :mod:`.tcp` - :func:`connect_framed` and :func:`serve_framed`.
+* :mod:`.unix` - :func:`connect_framed_unix` and :func:`serve_framed_unix`.
 * :mod:`.on_asyncio` - the FramedStream those make on asyncio, on aiomsg's transport.
 """
 
 from .framed_stream import FramedStream
 from .tcp import connect_framed, serve_framed
+from .unix import connect_framed_unix, serve_framed_unix
 
-__all__ = ["FramedStream", "connect_framed", "serve_framed"]
+__all__ = [
+    "FramedStream",
+    "connect_framed",
+    "connect_framed_unix",
+    "serve_framed",
+    "serve_framed_unix",
+]

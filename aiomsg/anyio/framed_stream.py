@@ -9,17 +9,29 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from anyio.abc import ByteStream, ObjectStream
 from anyio.lowlevel import checkpoint_if_cancelled
 
-from ..errors import ConnectionTimeout, FramingError, IdleTimeout, MessageTimeout, detached, fresh
+from .._heartbeat import heartbeat_settings
+from ..errors import (
+    ConnectionTimeout,
+    FramingError,
+    HeartbeatTimeout,
+    IdleTimeout,
+    MessageTimeout,
+    detached,
+    fresh,
+)
 from ..framing import Buffer, Framing
 from ..limits import COPY_LIMIT, DEFAULT_MESSAGE_TIMEOUT, DEFAULT_READ_SIZE
 
 __all__ = ["FramedStream"]
+
+# What a receive() waits for besides data: a limit that expires, or the next heartbeat to send.
+_Deadline = Literal["message", "idle", "heartbeat", "beat"]
 
 
 class FramedStream(ObjectStream[bytes]):
@@ -54,6 +66,14 @@ class FramedStream(ObjectStream[bytes]):
     buffers is its own affair (anyio's asyncio sockets buffer without bound:
     prefer :func:`connect_framed`/:func:`serve_framed`, which avoid them).
 
+    Heartbeat (off by default): with ``heartbeat`` seconds, an empty message
+    is sent when nothing was sent for that long, received empty messages are
+    swallowed, and :class:`~aiomsg.HeartbeatTimeout` is raised (the inner
+    stream closed) when nothing arrived for ``heartbeat_timeout`` seconds
+    (default three intervals). Like the other clocks of this class, it runs
+    while a task is in ``receive()``: keep one receiving (an ``async for``).
+    The framing must carry empty messages (``ValueError`` otherwise).
+
     Checkpoints: a ``receive()`` that reads from the connection is a full
     checkpoint (the inner ``receive()`` is). A ``receive()`` served from messages
     already decoded checks for cancellation (``checkpoint_if_cancelled``) but
@@ -83,7 +103,18 @@ class FramedStream(ObjectStream[bytes]):
         read_size: int = DEFAULT_READ_SIZE,
         message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
         idle_timeout: float | None = None,
+        heartbeat: float | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> None:
+        """Frame ``transport_stream`` with ``framing``; the limits are the class docstring's.
+
+        Raises:
+            ValueError: a heartbeat that ``framing`` cannot carry, or one that
+                is not a positive number of seconds.
+        """
+        self._heartbeat = heartbeat_settings(framing, heartbeat, heartbeat_timeout)
+        self._last_send = 0.0  # when something was last sent (with the heartbeat on)
+        self._eof_sent = False
         self.transport_stream = transport_stream
         self.framing = framing
         self._decoder = framing.decoder()
@@ -127,27 +158,45 @@ class FramedStream(ObjectStream[bytes]):
         finally:
             self._receiving = False
 
-    def _time_left(self, since: float) -> tuple[float, bool] | None:
-        """The nearest deadline as (seconds left, whether it is the message's), or ``None``.
+    def _time_left(self, since: float) -> tuple[float, _Deadline] | None:
+        """The nearest deadline as (seconds left, what it is), or ``None``.
 
         Read on every read: the error itself is made only if the deadline passes.
         """
-        nearest: tuple[float, bool] | None = None
+        nearest: tuple[float, _Deadline] | None = None
         now = anyio.current_time()
         if self._idle_timeout is not None:
-            nearest = (max(self._last_read, since) + self._idle_timeout - now, False)
+            nearest = (max(self._last_read, since) + self._idle_timeout - now, "idle")
         if self._message_timeout is not None and self._message_started is not None:
             left = max(self._message_started, since) + self._message_timeout - now
             if nearest is None or left < nearest[0]:
-                nearest = (left, True)
+                nearest = (left, "message")
+        if self._heartbeat is not None:
+            left = max(self._last_read, since) + self._heartbeat.timeout - now
+            if nearest is None or left < nearest[0]:
+                nearest = (left, "heartbeat")
+            if not self._eof_sent:  # nothing may follow the EOF, heartbeats included
+                if not self._last_send:
+                    self._last_send = now  # the clock starts at the first receive()
+                # Not restarted by each receive() (unlike the peer's silence): a
+                # receiver woken often by the peer's messages must still beat.
+                left = self._last_send + self._heartbeat.interval - now
+                if nearest is None or left < nearest[0]:
+                    nearest = (left, "beat")
         return nearest
 
-    def _expired(self, message: bool) -> ConnectionTimeout:
-        if message and self._message_timeout is not None:
+    def _expired(self, kind: _Deadline) -> ConnectionTimeout:
+        if kind == "message" and self._message_timeout is not None:
             return MessageTimeout(
                 f"a message is still incomplete after {self._message_timeout:g} s "
                 f"({self._decoder.buffered} bytes; message_timeout)",
                 timeout=self._message_timeout,
+            )
+        if kind == "heartbeat" and self._heartbeat is not None:
+            return HeartbeatTimeout(
+                f"nothing from the peer, not even a heartbeat, for "
+                f"{self._heartbeat.timeout:g} s (heartbeat_timeout)",
+                timeout=self._heartbeat.timeout,
             )
         assert self._idle_timeout is not None
         return IdleTimeout(
@@ -155,21 +204,35 @@ class FramedStream(ObjectStream[bytes]):
             timeout=self._idle_timeout,
         )
 
+    async def _beat(self) -> None:
+        """Send a heartbeat, unless another task is sending (then bytes are moving already)."""
+        assert self._heartbeat is not None
+        self._last_send = anyio.current_time()
+        if not self._send_lock.locked():
+            async with self._send_lock:
+                await self.transport_stream.send(self._heartbeat.wire)
+
     async def _read(self, since: float) -> None:
-        limit = self._time_left(since)
         try:
-            if limit is None:
-                chunk = await self.transport_stream.receive(self._read_size)
-            else:
+            while True:
+                limit = self._time_left(since)
+                if limit is None:
+                    chunk = await self.transport_stream.receive(self._read_size)
+                    break
                 with anyio.move_on_after(max(limit[0], 0)) as scope:
                     chunk = await self.transport_stream.receive(self._read_size)
-                if scope.cancelled_caught:  # the peer was too slow: close, and say why
-                    self._error = self._expired(limit[1])
-                    await anyio.aclose_forcefully(self.transport_stream)
-                    return
+                if not scope.cancelled_caught:
+                    break
+                if limit[1] == "beat":  # time to show we are alive; then wait on
+                    await self._beat()
+                    continue
+                # The peer was too slow: close, and say why.
+                self._error = self._expired(limit[1])
+                await anyio.aclose_forcefully(self.transport_stream)
+                return
         except anyio.EndOfStream:
             try:
-                self._ready.extend(self._decoder.feed_eof())
+                self._ready.extend(self._keep(self._decoder.feed_eof()))
             except FramingError as exc:
                 self._error = detached(exc)
                 return
@@ -178,12 +241,20 @@ class FramedStream(ObjectStream[bytes]):
         try:
             messages = self._decoder.feed(chunk)
         except FramingError as exc:
-            self._ready.extend(exc.messages)
+            self._ready.extend(self._keep(exc.messages))
             self._error = detached(exc)
             return
-        if self._message_timeout is not None or self._idle_timeout is not None:
+        if (
+            self._message_timeout is not None
+            or self._idle_timeout is not None
+            or self._heartbeat is not None
+        ):
             self._track_message(bool(messages))
-        self._ready.extend(messages)
+        self._ready.extend(self._keep(messages) if self._heartbeat is not None else messages)
+
+    def _keep(self, messages: list[bytes]) -> list[bytes]:
+        """The messages for the application: with the heartbeat on, not the empty ones."""
+        return [m for m in messages if m] if self._heartbeat is not None else messages
 
     def _track_message(self, completed: bool) -> None:
         now = anyio.current_time()
@@ -205,6 +276,8 @@ class FramedStream(ObjectStream[bytes]):
         if self._closed:
             raise anyio.ClosedResourceError
         parts = self.framing.encode_parts(item)
+        if self._heartbeat is not None:
+            self._last_send = anyio.current_time()
         async with self._send_lock:
             if len(parts) == 1 or len(item) < COPY_LIMIT:
                 await self.transport_stream.send(b"".join(parts))
@@ -220,6 +293,8 @@ class FramedStream(ObjectStream[bytes]):
         if self._closed:
             raise anyio.ClosedResourceError
         data = self.framing.encode_many(items)
+        if self._heartbeat is not None:
+            self._last_send = anyio.current_time()
         async with self._send_lock:
             await self.transport_stream.send(data)
 
@@ -238,6 +313,7 @@ class FramedStream(ObjectStream[bytes]):
         async with self._send_lock:
             try:
                 await self.transport_stream.send_eof()
+                self._eof_sent = True
             except NotImplementedError as exc:
                 raise NotImplementedError(
                     f"{type(self.transport_stream).__name__} cannot half-close (TLS cannot "

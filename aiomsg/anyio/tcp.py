@@ -20,6 +20,7 @@ from anyio.abc import ByteStream, SocketAttribute, TaskStatus
 from anyio.streams.tls import TLSListener
 
 from .._connection_end import log_connection_end
+from .._heartbeat import heartbeat_settings
 from .._socket_options import enable_keepalive, reset_on_close
 from ..asyncio.client import connect
 from ..asyncio.connection import Connection
@@ -68,6 +69,8 @@ async def connect_framed(
     read_size: int = DEFAULT_READ_SIZE,
     message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
     idle_timeout: float | None = None,
+    heartbeat: float | None = None,
+    heartbeat_timeout: float | None = None,
     keepalive: float | None = DEFAULT_KEEPALIVE,
     **kwargs: Any,
 ) -> FramedStream:
@@ -77,11 +80,16 @@ async def connect_framed(
     reads; ``tls_standard_compatible`` does not apply: asyncio always sends
     close_notify and accepts a peer that does not); on trio, on
     :func:`anyio.connect_tcp` (with ``kwargs`` passed on). The limits are those
-    of :class:`FramedStream`; ``keepalive`` as for :func:`aiomsg.connect`.
+    of :class:`FramedStream`; ``keepalive`` as for :func:`aiomsg.connect`. With
+    ``heartbeat`` on asyncio, heartbeats go out and silence is timed whether or
+    not a task is receiving (aiomsg's transport keeps the clocks); on trio, while
+    one is (see :class:`FramedStream`).
 
     Raises :class:`OSError` if the connection fails (and ``ssl.SSLError`` for a
-    failed TLS handshake).
+    failed TLS handshake); :class:`ValueError` before connecting for a heartbeat
+    the framing cannot carry.
     """
+    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse before connecting
     if tls and ssl_context is None:
         ssl_context = ssl.create_default_context()
     if _on_asyncio():
@@ -94,6 +102,8 @@ async def connect_framed(
             read_size=read_size,
             message_timeout=message_timeout,
             idle_timeout=idle_timeout,
+            heartbeat=heartbeat,
+            heartbeat_timeout=heartbeat_timeout,
             keepalive=keepalive,
             **kwargs,
         )
@@ -119,6 +129,8 @@ async def connect_framed(
         read_size=read_size,
         message_timeout=message_timeout,
         idle_timeout=idle_timeout,
+        heartbeat=heartbeat,
+        heartbeat_timeout=heartbeat_timeout,
     )
 
 
@@ -164,6 +176,8 @@ async def serve_framed(
     read_size: int = DEFAULT_READ_SIZE,
     message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
     idle_timeout: float | None = None,
+    heartbeat: float | None = None,
+    heartbeat_timeout: float | None = None,
     keepalive: float | None = DEFAULT_KEEPALIVE,
     backlog: int = DEFAULT_BACKLOG,
     reuse_port: bool = False,
@@ -185,7 +199,10 @@ async def serve_framed(
     anyio's listener (``tls_standard_compatible`` goes to its TLSListener).
     ``reuse_port`` sets ``SO_REUSEPORT`` (Linux, BSD): several processes may
     listen on one port and the kernel spreads the connections over them.
+    The heartbeat is :func:`connect_framed`'s (``ValueError`` before listening
+    for one the framing cannot carry).
     """
+    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse now, not per client
     if _on_asyncio():
         await _serve_framed_asyncio(
             handler,
@@ -197,6 +214,8 @@ async def serve_framed(
             read_size=read_size,
             message_timeout=message_timeout,
             idle_timeout=idle_timeout,
+            heartbeat=heartbeat,
+            heartbeat_timeout=heartbeat_timeout,
             keepalive=keepalive,
             backlog=backlog,
             reuse_port=reuse_port,
@@ -225,6 +244,8 @@ async def serve_framed(
             read_size=read_size,
             message_timeout=message_timeout,
             idle_timeout=idle_timeout,
+            heartbeat=heartbeat,
+            heartbeat_timeout=heartbeat_timeout,
         )
         await _serve_one(handler, framed, peer)
 
@@ -244,6 +265,8 @@ async def _serve_framed_asyncio(
     read_size: int,
     message_timeout: float | None,
     idle_timeout: float | None,
+    heartbeat: float | None,
+    heartbeat_timeout: float | None,
     keepalive: float | None,
     backlog: int,
     reuse_port: bool,
@@ -277,6 +300,8 @@ async def _serve_framed_asyncio(
         read_size=read_size,
         message_timeout=message_timeout,
         idle_timeout=idle_timeout,
+        heartbeat=heartbeat,
+        heartbeat_timeout=heartbeat_timeout,
         keepalive=keepalive,
         backlog=backlog,
         **where,

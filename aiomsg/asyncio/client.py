@@ -10,6 +10,7 @@ import ssl as _ssl
 from collections.abc import AsyncGenerator
 from typing import Any
 
+from .._heartbeat import heartbeat_settings
 from ..framing import Framing
 from ..limits import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -36,6 +37,8 @@ async def connect(
     message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
     idle_timeout: float | None = None,
     keepalive: float | None = DEFAULT_KEEPALIVE,
+    heartbeat: float | None = None,
+    heartbeat_timeout: float | None = None,
     timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
     **kwargs: Any,
 ) -> Connection:
@@ -59,20 +62,36 @@ async def connect(
     * ``read_size`` (bytes per read) and ``write_high_water`` (unsent bytes
       above which ``send()`` waits and reading stops).
 
+    Heartbeat (off by default; both peers must turn it on): with ``heartbeat``
+    seconds, an empty message is sent whenever nothing was sent for that long
+    (checked once per interval), empty messages received are swallowed, and
+    when nothing at all arrived for ``heartbeat_timeout`` seconds (default:
+    three intervals) ``receive()`` raises :class:`~aiomsg.HeartbeatTimeout`
+    (an :class:`~aiomsg.IdleTimeout`) and the connection is closed: reconnect.
+    It finds a hung or vanished peer in seconds where keepalive takes minutes,
+    and keeps NAT and proxy mappings alive. The framing must carry empty
+    messages.
+
     ``ssl`` and other keyword arguments go to :meth:`asyncio.loop.create_connection`.
 
     Raises:
+        ValueError: a heartbeat that ``framing`` cannot carry (``FixedLength``,
+            ``TypePrefixed``, ``UntilEOF``), or one that is not a positive
+            number of seconds; raised before connecting.
         OSError: the connection cannot be made (refused, unreachable, no such
             host: :class:`socket.gaierror`).
         TimeoutError: no connection within ``timeout`` seconds.
         ssl.SSLError: the TLS handshake failed.
     """
+    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse now, not per connection
     options = _Options(
         read_size=read_size,
         write_high_water=write_high_water,
         message_timeout=message_timeout,
         idle_timeout=idle_timeout,
         keepalive=keepalive,
+        heartbeat=heartbeat,
+        heartbeat_timeout=heartbeat_timeout,
     )
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
@@ -90,15 +109,20 @@ async def connect_unix(
     write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
     message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
     idle_timeout: float | None = None,
+    heartbeat: float | None = None,
+    heartbeat_timeout: float | None = None,
     **kwargs: Any,
 ) -> Connection:
     """Open a Unix-socket connection and return it framed with ``framing``; see :func:`connect`."""
+    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse now, not per connection
     options = _Options(
         read_size=read_size,
         write_high_water=write_high_water,
         message_timeout=message_timeout,
         idle_timeout=idle_timeout,
         keepalive=None,
+        heartbeat=heartbeat,
+        heartbeat_timeout=heartbeat_timeout,
     )
     loop = asyncio.get_running_loop()
     _, protocol = await loop.create_unix_connection(

@@ -42,7 +42,8 @@ class _Options(TypedDict):
     message_timeout: float | None
     idle_timeout: float | None
     keepalive: float | None
-
+    heartbeat: float | None
+    heartbeat_timeout: float | None
 
 
 class _QueueProtocol(MessageProtocol):
@@ -150,12 +151,15 @@ class Connection:
         message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
         idle_timeout: float | None = None,
         keepalive: float | None = DEFAULT_KEEPALIVE,
+        heartbeat: float | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> Connection:
         """Adopt a connection made by :func:`asyncio.open_connection` (or a server callback).
 
         The transport is handed to aiomsg; bytes the reader had already buffered
         are decoded first. Do not use ``reader`` or ``writer`` afterwards. The
-        limits are those of :func:`connect`.
+        limits and the heartbeat are those of :func:`connect` (``ValueError`` for
+        a heartbeat the framing cannot carry, before anything is taken over).
         """
         protocol = _QueueProtocol(
             framing,
@@ -165,6 +169,8 @@ class Connection:
                 message_timeout=message_timeout,
                 idle_timeout=idle_timeout,
                 keepalive=keepalive,
+                heartbeat=heartbeat,
+                heartbeat_timeout=heartbeat_timeout,
             ),
         )
         transport = writer.transport

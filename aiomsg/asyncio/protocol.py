@@ -14,12 +14,14 @@ import threading
 from collections.abc import Iterable
 from typing import Any, ClassVar, Final, Literal, cast
 
+from .._heartbeat import heartbeat_settings
 from .._socket_options import enable_keepalive, reset_on_close
 from ..errors import (
     CloseReason,
     ConnectionClosed,
     ConnectionTimeout,
     FramingError,
+    HeartbeatTimeout,
     IdleTimeout,
     MessageTimeout,
     detached,
@@ -103,6 +105,12 @@ class MessageProtocol(asyncio.BufferedProtocol):
       connection is closed and :meth:`connection_timed_out` is called.
     * ``keepalive`` (default 60 s) - TCP keepalive, so that a peer that
       vanished (power loss, cable pulled) is found; ``None`` leaves it off.
+    * ``heartbeat`` (default off) - seconds: an empty message is sent when
+      nothing was sent for that long, empty messages received are swallowed
+      (never delivered), and a peer from which nothing at all arrived for
+      ``heartbeat_timeout`` seconds (default 3 heartbeats) is closed with
+      :class:`~aiomsg.HeartbeatTimeout`. Both sides must have it on. The
+      framing must carry empty messages: ``ValueError`` otherwise.
     * ``linger_timeout`` (2 s) - how long a close after an error waits for the
       peer to close too; ``close_timeout`` (30 s) - how long :meth:`close`
       waits for the peer to read what is left to send, without progress,
@@ -124,6 +132,11 @@ class MessageProtocol(asyncio.BufferedProtocol):
     idle_timeout: ClassVar[float | None] = None
     #: Seconds of silence before TCP keepalive probes the peer (``None``: off).
     keepalive: ClassVar[float | None] = DEFAULT_KEEPALIVE
+    #: Seconds without sending before an empty heartbeat message goes out (``None``: off).
+    heartbeat: ClassVar[float | None] = None
+    #: Seconds without receiving anything before a heartbeating peer is closed
+    #: (``None``: three ``heartbeat`` intervals).
+    heartbeat_timeout: ClassVar[float | None] = None
     #: Seconds a close after a framing error waits for the peer to close too.
     linger_timeout: ClassVar[float] = DEFAULT_LINGER_TIMEOUT
     #: Seconds :meth:`close` waits without flushing progress before aborting.
@@ -143,11 +156,15 @@ class MessageProtocol(asyncio.BufferedProtocol):
         keepalive: float | _UnsetType | None = UNSET,
         linger_timeout: float | None = None,
         close_timeout: float | None = None,
+        heartbeat: float | _UnsetType | None = UNSET,
+        heartbeat_timeout: float | _UnsetType | None = UNSET,
     ) -> None:
         """Each argument left out takes the class attribute of the same name.
 
         Raises:
             TypeError: no framing, neither as an argument nor as a class attribute.
+            ValueError: a heartbeat with a framing that cannot carry an empty
+                message, or a heartbeat setting that is not a positive number.
         """
         cls = type(self)
         chosen = framing if framing is not None else cls.framing
@@ -165,6 +182,13 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._keepalive = cls.keepalive if keepalive is UNSET else keepalive
         self._linger_timeout = cls.linger_timeout if linger_timeout is None else linger_timeout
         self._close_timeout = cls.close_timeout if close_timeout is None else close_timeout
+        self._heartbeat = heartbeat_settings(
+            chosen,
+            cls.heartbeat if heartbeat is UNSET else heartbeat,
+            cls.heartbeat_timeout if heartbeat_timeout is UNSET else heartbeat_timeout,
+        )
+        self._beat_timer: asyncio.TimerHandle | None = None
+        self._sent = False  # something was sent since the last heartbeat check
         self.transport = None
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -179,7 +203,11 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._batch: list[bytes] = []  # the messages being delivered
         self._reading_into_body = False  # get_buffer() handed out the decoder's read window
         # The timeout clocks: read on every read only when a timeout is set.
-        self._timing = self._message_timeout is not None or self._idle_timeout is not None
+        self._timing = (
+            self._message_timeout is not None
+            or self._idle_timeout is not None
+            or self._heartbeat is not None
+        )
         self._last_read = 0.0  # loop time of the last read
         self._message_started: float | None = None  # loop time the unfinished message began
         self._timer: asyncio.TimerHandle | None = None
@@ -205,6 +233,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
             self._last_read = self._loop.time()
             if self._idle_timeout is not None:
                 self._arm(self._last_read + self._idle_timeout)
+        if self._heartbeat is not None:
+            self._arm(self._last_read + self._heartbeat.timeout)
+            self._beat_timer = self._loop.call_later(self._heartbeat.interval, self._beat)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         # Inside a body longer than a read, the loop reads straight into the
@@ -248,6 +279,8 @@ class MessageProtocol(asyncio.BufferedProtocol):
         return bool(self.peer_closed())
 
     def _deliver(self, messages: list[bytes]) -> None:
+        if self._heartbeat is not None and messages:
+            messages = [m for m in messages if m]  # heartbeats are not the application's
         # When the application closes, _stop_delivery() empties this list, which
         # ends messages_received()'s loop: cheaper than a flag test per message.
         self._batch = messages
@@ -258,6 +291,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._closed = True
         self._batch.clear()
         self._cancel_timer()
+        self._stop_beating()
 
     def _fail(self, exc: FramingError) -> None:
         """The peer broke the framing: tell the application, then close (lingering)."""
@@ -311,7 +345,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Wake every :meth:`drain` waiter and stop the timers. Call ``super()`` if overridden."""
-        self._stop_delivery()
+        self._stop_delivery()  # the timers of the clocks and the heartbeat too
         for timer in (self._linger_timer, self._flush_timer):
             if timer is not None:
                 timer.cancel()
@@ -365,6 +399,27 @@ class MessageProtocol(asyncio.BufferedProtocol):
             self._timer.cancel()
             self._timer = None
 
+    def _beat(self) -> None:
+        """Every heartbeat interval: send an empty message if nothing else went out."""
+        self._beat_timer = None
+        transport = self.transport
+        settings = self._heartbeat
+        if transport is None or settings is None or transport.is_closing():
+            return
+        # A flag set by send() rather than a clock read there: one attribute
+        # store on the hot path, and a heartbeat still goes out within two
+        # intervals of the last message. While the peer is behind (write buffer over its
+        # mark) bytes are already on their way: no need to add one.
+        if not self._sent and not self._write_paused:
+            transport.write(settings.wire)
+        self._sent = False
+        self._beat_timer = self._loop.call_later(settings.interval, self._beat)
+
+    def _stop_beating(self) -> None:
+        if self._beat_timer is not None:
+            self._beat_timer.cancel()
+            self._beat_timer = None
+
     def _check_timeouts(self) -> None:
         self._timer = None
         if self._closed or self._peer_eof:
@@ -373,7 +428,12 @@ class MessageProtocol(asyncio.BufferedProtocol):
         if self._reading_paused:
             # Not reading is our choice, not the peer's fault: the clocks restart
             # on resume; look again after the shortest timeout.
-            shortest = min(t for t in (self._message_timeout, self._idle_timeout) if t is not None)
+            heartbeat_timeout = self._heartbeat.timeout if self._heartbeat is not None else None
+            shortest = min(
+                t
+                for t in (self._message_timeout, self._idle_timeout, heartbeat_timeout)
+                if t is not None
+            )
             self._arm(now + shortest)
             return
         deadline: float | None = None
@@ -385,6 +445,15 @@ class MessageProtocol(asyncio.BufferedProtocol):
                     f"no data from the peer for {self._idle_timeout:g} s (idle_timeout)",
                     timeout=self._idle_timeout,
                 )
+        if self._heartbeat is not None:
+            beat_deadline = self._last_read + self._heartbeat.timeout
+            if expired is None and now >= beat_deadline:
+                expired = HeartbeatTimeout(
+                    f"nothing from the peer, not even a heartbeat, for "
+                    f"{self._heartbeat.timeout:g} s (heartbeat_timeout)",
+                    timeout=self._heartbeat.timeout,
+                )
+            deadline = beat_deadline if deadline is None else min(deadline, beat_deadline)
         if self._message_timeout is not None and self._message_started is not None:
             message_deadline = self._message_started + self._message_timeout
             if expired is None and now >= message_deadline:
@@ -458,8 +527,10 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
     def connection_timed_out(self, exc: ConnectionTimeout) -> None:
         """Called when the peer was too slow: ``exc`` is a :class:`~aiomsg.MessageTimeout`
-        (a message begun ``message_timeout`` seconds ago is still incomplete) or an
-        :class:`~aiomsg.IdleTimeout` (nothing arrived for ``idle_timeout`` seconds).
+        (a message begun ``message_timeout`` seconds ago is still incomplete), an
+        :class:`~aiomsg.IdleTimeout` (nothing arrived for ``idle_timeout`` seconds)
+        or a :class:`~aiomsg.HeartbeatTimeout` (the heartbeat is on and nothing
+        arrived for ``heartbeat_timeout`` seconds).
 
         The messages that arrived before have been delivered; the unfinished one
         is dropped. You may :meth:`send` a last notice here. After this returns
@@ -481,6 +552,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         transport = self.transport  # _writable(), inlined on this hot path
         if transport is None or transport.is_closing():
             raise self._closed_error("send")
+        self._sent = True  # no heartbeat needed this interval
         if len(message) < COPY_LIMIT:
             transport.write(self._framing.encode(message))
         else:
@@ -489,6 +561,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
     def send_many(self, messages: Iterable[Buffer]) -> None:
         """Queue several messages with one write. Raises what :meth:`send` raises."""
         self._writable().write(self._framing.encode_many(messages))
+        self._sent = True
 
     def send_eof(self) -> None:
         """Half-close after what was queued: ``shutdown(SHUT_WR)``, "done sending, still listening".
@@ -504,6 +577,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
                 "this transport cannot half-close (TLS cannot: closing TLS closes both "
                 "directions); frame the end of the message instead of using send_eof()"
             )
+        self._stop_beating()  # nothing may follow the EOF, heartbeats included
         try:
             transport.write_eof()
         except OSError as exc:  # the peer reset the connection already

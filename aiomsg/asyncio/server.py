@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from .._connection_end import log_connection_end
+from .._heartbeat import heartbeat_settings
 from ..framing import Framing
 from ..limits import (
     DEFAULT_BACKLOG,
@@ -128,6 +129,8 @@ def serve(
     message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
     idle_timeout: float | None = None,
     keepalive: float | None = DEFAULT_KEEPALIVE,
+    heartbeat: float | None = None,
+    heartbeat_timeout: float | None = None,
     backlog: int = DEFAULT_BACKLOG,
     **kwargs: Any,
 ) -> Server:
@@ -136,16 +139,21 @@ def serve(
     ``handler(conn)`` runs in its own task for each client; the connection is
     closed when it returns or raises (exceptions are logged, the server goes on).
     Port 0 picks a free port: read it from ``server.port``. The per-connection
-    limits are those of :func:`connect`; ``backlog`` is the listen queue. ``ssl``
+    limits and the heartbeat are those of :func:`connect` (a heartbeat the
+    framing cannot carry raises ``ValueError`` here, before listening);
+    ``backlog`` is the listen queue. ``ssl``
     and other keyword arguments (``ssl_handshake_timeout``, ``reuse_port``...)
     go to :meth:`asyncio.loop.create_server`.
     """
+    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse now, not per connection
     options = _Options(
         read_size=read_size,
         write_high_water=write_high_water,
         message_timeout=message_timeout,
         idle_timeout=idle_timeout,
         keepalive=keepalive,
+        heartbeat=heartbeat,
+        heartbeat_timeout=heartbeat_timeout,
     )
 
     async def listen(server: Server) -> asyncio.Server:
@@ -170,16 +178,21 @@ def serve_unix(
     write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
     message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
     idle_timeout: float | None = None,
+    heartbeat: float | None = None,
+    heartbeat_timeout: float | None = None,
     backlog: int = DEFAULT_BACKLOG,
     **kwargs: Any,
 ) -> Server:
     """Serve framed connections on a Unix socket at ``path``; otherwise as :func:`serve`."""
+    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse now, not per connection
     options = _Options(
         read_size=read_size,
         write_high_water=write_high_water,
         message_timeout=message_timeout,
         idle_timeout=idle_timeout,
         keepalive=None,
+        heartbeat=heartbeat,
+        heartbeat_timeout=heartbeat_timeout,
     )
 
     async def listen(server: Server) -> asyncio.Server:
