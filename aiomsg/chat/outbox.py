@@ -1,7 +1,7 @@
 """A client's bounded queue of outgoing lines, written out in batches by one task.
 
 Shared by the Streams and anyio chat servers (the Protocol server needs no task:
-its queue is the transport's buffer). ``anyio.Event`` works on both.
+one loop callback writes out every client's queue). ``anyio.Event`` works on both.
 """
 
 from __future__ import annotations
