@@ -23,10 +23,12 @@ class Outbox:
 
     def put(self, line: str) -> bool:
         """Queue ``line``; return False if the client already has ``limit`` lines waiting."""
-        if len(self.queue) >= self.limit:
+        queue = self.queue
+        if len(queue) >= self.limit:
             return False
-        self.queue.append(line.encode())
-        self.wakeup.set()
+        if not queue:  # else the writer was woken already and has not taken the queue yet
+            self.wakeup.set()
+        queue.append(line.encode())
         return True
 
     def finish(self, last: str | None = None) -> None:
