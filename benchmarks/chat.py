@@ -21,7 +21,9 @@ After ``WARMUP`` seconds of talk, ``MEASURE`` seconds are measured:
   (``/proc/PID/stat``) divided by the lines delivered (for comparing a server
   of several worker processes with one process, sum their CPU).
 
-Prints a table with each row's ratio to the baseline and saves
+Rows are measured in turns, ``--repeats`` times (3), each keeping its best run
+(the busier the shared machine, the more this matters). Prints a table with
+each row's ratio to the baseline and saves
 ``benchmarks/results/chat.json``. Every wait is bounded; a row that fails is
 reported as such and the run goes on. ``--only`` takes a comma-separated list of
 row names (or parts of them).
@@ -347,6 +349,7 @@ def main() -> None:
     parser.add_argument(
         "--window", type=int, default=WINDOW, help=f"lines per talker on their way ({WINDOW})"
     )
+    parser.add_argument("--repeats", type=int, default=3, help="runs per row, best kept (3)")
     parser.add_argument("--only", default="", help="comma-separated parts of row names")
     args = parser.parse_args()
     if args.client:
@@ -360,22 +363,29 @@ def main() -> None:
         f"({args.window} lines each on their way), {WARMUP:g} s warm-up, {MEASURE:g} s measured",
         flush=True,
     )
-    results: list[dict[str, Any]] = []
-    for name, argv in rows:
-        row: dict[str, Any] = {"name": name, "argv": argv}
-        try:
-            row |= measure(argv, args.clients, args.window)
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
-            row["error"] = f"{type(exc).__name__}: {exc}"
-            print(f"{name:<36} failed: {row['error']}", flush=True)
-        else:
-            print(
-                f"{name:<36} {row['lines_per_s']:>11,.0f} lines/s"
-                f"  p99 {row['p99_latency_ms']:7.1f} ms"
-                f"  {row['server_cpu_us_per_line']:6.2f} µs CPU/line  lost {row['clients_lost']}",
-                flush=True,
-            )
-        results.append(row)
+    # In turns, `--repeats` times, keeping each row's best run: a burst of load from
+    # elsewhere on the machine then hits every row alike instead of ruining one.
+    best: dict[str, dict[str, Any]] = {}
+    for _ in range(args.repeats):
+        for name, argv in rows:
+            row: dict[str, Any] = {"name": name, "argv": argv}
+            try:
+                row |= measure(argv, args.clients, args.window)
+            except (OSError, RuntimeError, ValueError, KeyError) as exc:
+                row["error"] = f"{type(exc).__name__}: {exc}"
+                print(f"{name:<36} failed: {row['error']}", flush=True)
+            else:
+                print(
+                    f"{name:<36} {row['lines_per_s']:>11,.0f} lines/s"
+                    f"  p99 {row['p99_latency_ms']:7.1f} ms"
+                    f"  {row['server_cpu_us_per_line']:6.2f} µs CPU/line"
+                    f"  lost {row['clients_lost']}",
+                    flush=True,
+                )
+            kept = best.get(name)
+            if kept is None or row.get("lines_per_s", 0) > kept.get("lines_per_s", 0):
+                best[name] = row
+    results = [best[name] for name, _ in rows]
     base = results[0].get("lines_per_s") if results and results[0]["name"] == ROWS[0][0] else None
     print(f"\n{'server':<36} {'lines/s':>11} {'ratio':>7} {'p99 ms':>8} {'µs CPU/line':>12}")
     for row in results:
@@ -405,6 +415,7 @@ def main() -> None:
                 "talkers": TALKERS,
                 "window": args.window,
                 "measure_s": MEASURE,
+                "repeats": args.repeats,
                 "rows": results,
             },
             indent=2,
