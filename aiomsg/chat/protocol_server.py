@@ -7,6 +7,7 @@ import asyncio
 import aiomsg
 from aiomsg.limits import DEFAULT_BACKLOG
 
+from .outbox import wire
 from .room import ChatLimits, ChatRoom
 
 
@@ -98,7 +99,8 @@ class ChatProtocol(aiomsg.MessageProtocol):
     def write_queue(self) -> None:
         lines, self.queue = self.queue, []
         if lines and not self.is_closing():  # closing or reset: nothing more to send
-            self.send_many(lines)
+            assert self.transport is not None
+            self.transport.write(wire(lines))  # not send_many(): see wire()
 
     # --- flow control from the transport -----------------------------------------
 
