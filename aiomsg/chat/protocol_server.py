@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiomsg
 from aiomsg.limits import DEFAULT_BACKLOG
 
 from .outbox import wire
 from .room import ChatLimits, ChatRoom
+
+logger = logging.getLogger("aiomsg.chat")
 
 
 class Flusher:
@@ -32,7 +35,11 @@ class Flusher:
     def flush(self) -> None:
         waiting, self.waiting = self.waiting, []
         for client in waiting:
-            client.flush()
+            try:
+                client.flush()
+            except Exception:  # its connection broke under it: that client only
+                logger.debug("dropping a chat client whose write failed", exc_info=True)
+                client.abort()
 
 
 class ChatProtocol(aiomsg.MessageProtocol):
