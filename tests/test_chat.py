@@ -289,3 +289,22 @@ async def test_flooding_client_is_disconnected(impl: str) -> None:
         lines = [await alice.line() for _ in range(11)]
         assert lines[:10] == [f"{flooder.nick}: spam"] * 10
         assert lines[10] == f"* {flooder.nick} left"
+
+
+async def test_lines_longer_than_max_line_go_out_whole(impl: str) -> None:
+    # What clients may send is limited to max_line; what the server sends is longer:
+    # the nickname before a line of max_line bytes. A line ending in \r (sent as
+    # \r\r\n) goes out too, without that \r.
+    async with chat_server(impl) as port:
+        alice = await Client.join(port)
+        bob = await Client.join(port)
+        await alice.expect(f"* {bob.nick} joined")
+        await bob.say("x" * 4096)
+        await alice.expect(f"{bob.nick}: " + "x" * 4096)
+        transport = bob.conn.transport
+        assert transport is not None
+        transport.write(b"cr\r\r\n")
+        await bob.say("still here")
+        await alice.expect(f"{bob.nick}: cr", f"{bob.nick}: still here")
+        await bob.say("/who")
+        await bob.expect(f"* online: {alice.nick}, {bob.nick}")

@@ -16,7 +16,8 @@ from .room import ChatLimits, ChatRoom
 def chat_handler(room: ChatRoom) -> Callable[[aiomsg.FramedStream], Awaitable[None]]:
     async def handle(stream: aiomsg.FramedStream) -> None:
         scope = anyio.CancelScope()  # dropping a slow client cancels its reader and writer
-        member = QueuedMember(room.limits.queue_lines, stream.send_many, scope.cancel)
+        # Lines already ended (see outbox.wire()) go straight to the byte stream.
+        member = QueuedMember(room.limits.queue_lines, stream.transport_stream.send, scope.cancel)
         with scope:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(member.outbox.write_out)

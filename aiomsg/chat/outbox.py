@@ -1,7 +1,7 @@
 """A client's bounded queue of outgoing lines, written out in batches by one task.
 
 Shared by the Streams and anyio chat servers (the Protocol server needs no task:
-its queue is the transport's buffer). ``anyio.Event`` works on both.
+one loop callback writes out every client's queue). ``anyio.Event`` works on both.
 """
 
 from __future__ import annotations
@@ -12,21 +12,34 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 
+def wire(lines: list[bytes]) -> bytes:
+    """``lines`` as they go out, each ended by ``\n``.
+
+    Not through the framing's encoder: its ``max_size`` is ``max_line``, the limit on
+    what clients send, and a line sent out may be longer (the sender's nickname before
+    a line of ``max_line`` bytes, ``/who`` in a large room). A line ending in ``\r``
+    (sent with ``\r\r\n``), which the encoder refuses, loses that ``\r`` on the way.
+    """
+    return b"\n".join(lines) + b"\n"
+
+
 class Outbox:
     """Lines waiting for one client; ``put`` refuses once ``limit`` are waiting."""
 
-    def __init__(self, limit: int, send_many: Callable[[list[bytes]], Awaitable[None]]) -> None:
+    def __init__(self, limit: int, send: Callable[[bytes], Awaitable[None]]) -> None:
         self.limit = limit
-        self.send_many = send_many
+        self.send = send
         self.queue: deque[bytes | None] = deque()  # None: stop after what is before it
         self.wakeup = anyio.Event()
 
     def put(self, line: str) -> bool:
         """Queue ``line``; return False if the client already has ``limit`` lines waiting."""
-        if len(self.queue) >= self.limit:
+        queue = self.queue
+        if len(queue) >= self.limit:
             return False
-        self.queue.append(line.encode())
-        self.wakeup.set()
+        if not queue:  # else the writer was woken already and has not taken the queue yet
+            self.wakeup.set()
+        queue.append(line.encode())
         return True
 
     def finish(self, last: str | None = None) -> None:
@@ -46,10 +59,12 @@ class Outbox:
             while self.queue:
                 line = self.queue.popleft()
                 if line is None:
-                    await self.send_many(batch)
+                    if batch:
+                        await self.send(wire(batch))
                     return
                 batch.append(line)
-            await self.send_many(batch)
+            if batch:
+                await self.send(wire(batch))
 
 
 class QueuedMember:
@@ -62,10 +77,10 @@ class QueuedMember:
     def __init__(
         self,
         limit: int,
-        send_many: Callable[[list[bytes]], Awaitable[None]],
+        send: Callable[[bytes], Awaitable[None]],
         drop: Callable[[], object],
     ) -> None:
-        self.outbox = Outbox(limit, send_many)
+        self.outbox = Outbox(limit, send)
         self.drop = drop
         self.closing = False
 

@@ -3,19 +3,50 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import logging
 
 import aiomsg
 from aiomsg.limits import DEFAULT_BACKLOG
 
+from .outbox import wire
 from .room import ChatLimits, ChatRoom
+
+logger = logging.getLogger("aiomsg.chat")
+
+
+class Flusher:
+    """Writes out every client's waiting lines once per event-loop iteration.
+
+    A line broadcast to a thousand clients must not cost each a write (a system
+    call) per line: lines wait in their client's queue until the loop has handled
+    what it read, then each client gets one write of all its lines. One callback
+    serves every client with lines waiting.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiting: list[ChatProtocol] = []
+
+    def add(self, client: ChatProtocol) -> None:
+        if not self.waiting:
+            self.loop.call_soon(self.flush)
+        self.waiting.append(client)
+
+    def flush(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for client in waiting:
+            try:
+                client.flush()
+            except Exception:  # its connection broke under it: that client only
+                logger.debug("dropping a chat client whose write failed", exc_info=True)
+                client.abort()
 
 
 class ChatProtocol(aiomsg.MessageProtocol):
-    """One client. Its outgoing queue is the transport's buffer, then a bounded backlog
-    of lines kept while the transport says the client is not keeping up."""
+    """One client. Its lines wait in a bounded queue until the :class:`Flusher` writes
+    them, or, while the transport says the client is not keeping up, until it has read."""
 
-    def __init__(self, room: ChatRoom) -> None:
+    def __init__(self, room: ChatRoom, flusher: Flusher) -> None:
         limits = room.limits
         super().__init__(
             framing=aiomsg.Lines(max_size=limits.max_line),
@@ -24,7 +55,9 @@ class ChatProtocol(aiomsg.MessageProtocol):
             linger_timeout=limits.linger,
         )
         self.room = room
-        self.backlog: deque[bytes] = deque()
+        self.flusher = flusher
+        self.queue: list[bytes] = []
+        self.flushing = False  # in the flusher's list
         self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -40,27 +73,41 @@ class ChatProtocol(aiomsg.MessageProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        self.queue.clear()
         self.room.leave(self)
 
     # --- what the room calls ---------------------------------------------------
 
     def deliver(self, line: str) -> bool:
-        if self.is_closing():
-            return True  # on its way out (closed, or reset by the peer): nothing more to send
-        if self.paused:
-            if len(self.backlog) >= self.room.limits.queue_lines:
-                return False
-            self.backlog.append(line.encode())
-        else:
-            self.send(line.encode())
+        queue = self.queue
+        if len(queue) >= self.room.limits.queue_lines:
+            return False
+        queue.append(line.encode())
+        if not self.flushing and not self.paused:
+            self.flushing = True
+            self.flusher.add(self)
         return True
 
     def disconnect(self, notice: str | None) -> None:
         if notice is None:
             self.abort()  # too slow to read: reset now
             return
-        self.send(notice.encode())
+        # What is queued, then the notice (even over the high-water mark: the queue is
+        # bounded); the close waits for them to be sent.
+        self.queue.append(notice.encode())
+        self.write_queue()
         self.close()
+
+    def flush(self) -> None:
+        self.flushing = False
+        if not self.paused:
+            self.write_queue()
+
+    def write_queue(self) -> None:
+        lines, self.queue = self.queue, []
+        if lines and not self.is_closing():  # closing or reset: nothing more to send
+            assert self.transport is not None
+            self.transport.write(wire(lines))  # not send_many(): see wire()
 
     # --- flow control from the transport -----------------------------------------
 
@@ -71,9 +118,7 @@ class ChatProtocol(aiomsg.MessageProtocol):
     def resume_writing(self) -> None:
         super().resume_writing()
         self.paused = False
-        if self.backlog and not self.is_closing():
-            backlog, self.backlog = list(self.backlog), deque()
-            self.send_many(backlog)
+        self.write_queue()
 
 
 async def serve_chat(
@@ -89,8 +134,9 @@ async def serve_chat(
     ``room``: serve this room (one shared through a broker, say) instead of a new one."""
     shared = room or ChatRoom(limits or ChatLimits())
     loop = asyncio.get_running_loop()
+    flusher = Flusher(loop)
     return await loop.create_server(
-        lambda: ChatProtocol(shared),
+        lambda: ChatProtocol(shared, flusher),
         host,
         port,
         backlog=DEFAULT_BACKLOG,

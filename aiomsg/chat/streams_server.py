@@ -12,7 +12,14 @@ from .room import ChatLimits, ChatRoom
 
 def chat_handler(room: ChatRoom) -> aiomsg.asyncio.Handler:
     async def handle(conn: aiomsg.Connection) -> None:
-        member = QueuedMember(room.limits.queue_lines, conn.send_many, conn.abort)
+        async def send(data: bytes) -> None:  # lines already ended: see outbox.wire()
+            transport = conn.transport
+            if transport is None or conn.is_closing():
+                raise aiomsg.ConnectionClosed("the connection is closed")
+            transport.write(data)
+            await conn.drain()
+
+        member = QueuedMember(room.limits.queue_lines, send, conn.abort)
         writer = asyncio.create_task(member.outbox.write_out())
         room.join(member)
         try:
