@@ -54,6 +54,7 @@ PY = sys.executable
 # Talkers are not flooders here: lift the flood limit of the aiomsg servers.
 AIOMSG = [PY, "-m", "aiomsg", "chat-server", "--host", HOST, "--port", "{port}"]
 AIOMSG_FLAGS = ["--flood-rate", "1e9"]
+BROKER = ["--broker", "{redis}", "--room", "bench-{port}"]
 HANDWRITTEN = [PY, str(ROOT / "benchmarks" / "handwritten_chat.py"), "--port", "{port}"]
 
 # (name, command line). The first row is the baseline of the ratios.
@@ -63,6 +64,16 @@ ROWS: list[tuple[str, list[str]]] = [
     ("aiomsg protocol", [*AIOMSG, "--impl", "protocol", *AIOMSG_FLAGS]),
     ("aiomsg anyio", [*AIOMSG, "--impl", "anyio", *AIOMSG_FLAGS]),
     ("hand-written asyncio (stdlib loop)", [*HANDWRITTEN, "--loop", "asyncio"]),
+    # Scale-out: the room shared through a Redis that the benchmark starts ({redis});
+    # its CPU counts as the server's. Compare with the one-process rows above.
+    (
+        "aiomsg protocol, 2 workers + Redis",
+        [*AIOMSG, "--impl", "protocol", *AIOMSG_FLAGS, *BROKER, "--workers", "2"],
+    ),
+    (
+        "aiomsg streams, 2 workers + Redis",
+        [*AIOMSG, "--impl", "streams", *AIOMSG_FLAGS, *BROKER, "--workers", "2"],
+    ),
 ]
 TARGET = 5.0  # each aiomsg server >= 5x the baseline's delivered lines/s
 
@@ -242,6 +253,37 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of its children (the workers of ``--workers``), recursively."""
+    total = cpu_seconds(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return total + sum(tree_cpu_seconds(int(child)) for child in children)
+
+
+class Redis:
+    """A redis-server on a free loopback port, for the rows that use ``{redis}``."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_listening(self.port, self.proc)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -287,9 +329,17 @@ class Driven:
             self.proc.wait()
 
 
-def measure(argv: list[str], clients: int, window: int) -> dict[str, Any]:
+def measure(
+    argv: list[str], clients: int, window: int, redis: Redis | None = None
+) -> dict[str, Any]:
     port = free_port()
     argv = [arg.replace("{port}", str(port)) for arg in argv]
+    if redis is not None:
+        argv = [arg.replace("{redis}", redis.url) for arg in argv]
+
+    def cpu() -> float:
+        return tree_cpu_seconds(server.pid) + (cpu_seconds(redis.proc.pid) if redis else 0.0)
+
     server = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.DEVNULL)
     drivers: list[Driven] = []
     try:
@@ -307,12 +357,12 @@ def measure(argv: list[str], clients: int, window: int) -> dict[str, Any]:
         for d in drivers:
             d.answer()
         time.sleep(WARMUP)
-        cpu0 = cpu_seconds(server.pid)
+        cpu0 = cpu()
         for d in drivers:
             d.send("measure")
         start = [d.answer() for d in drivers]
         time.sleep(MEASURE)
-        cpu1 = cpu_seconds(server.pid)
+        cpu1 = cpu()
         for d in drivers:
             d.send("mark")
         end = [d.answer() for d in drivers]
@@ -366,6 +416,7 @@ def main() -> None:
     )
     # In turns, `--repeats` times, keeping each row's best run: a burst of load from
     # elsewhere on the machine then hits every row alike instead of ruining one.
+    redis = Redis() if any("{redis}" in " ".join(argv) for _, argv in rows) else None
     best: dict[str, dict[str, Any]] = {}
     rounds: list[dict[str, float]] = []  # each round's lines/s per row
     for _ in range(args.repeats):
@@ -373,7 +424,8 @@ def main() -> None:
         for name, argv in rows:
             row: dict[str, Any] = {"name": name, "argv": argv}
             try:
-                row |= measure(argv, args.clients, args.window)
+                uses_redis = "{redis}" in " ".join(argv)
+                row |= measure(argv, args.clients, args.window, redis if uses_redis else None)
             except (OSError, RuntimeError, ValueError, KeyError) as exc:
                 row["error"] = f"{type(exc).__name__}: {exc}"
                 print(f"{name:<36} failed: {row['error']}", flush=True)
@@ -389,6 +441,8 @@ def main() -> None:
             kept = best.get(name)
             if kept is None or row.get("lines_per_s", 0) > kept.get("lines_per_s", 0):
                 best[name] = row
+    if redis is not None:
+        redis.close()
     results = [best[name] for name, _ in rows]
     # The ratio to the baseline within each round (rows measured back to back), then the
     # median over the rounds: a quiet moment that favoured one run of the baseline does
@@ -412,6 +466,23 @@ def main() -> None:
         print(
             f"{row['name']:<36} {row['lines_per_s']:>11,.0f} {ratio:>7} "
             f"{row['p99_latency_ms']:>8.1f} {row['server_cpu_us_per_line']:>12.2f}{verdict}"
+        )
+    # What the broker costs: each workers row against the one-process row of its front.
+    by_name = {row["name"]: row for row in results if "error" not in row}
+    for row in by_name.values():
+        name = row["name"]
+        if "workers" not in name:
+            continue
+        single = by_name.get(name.split(",")[0])
+        if single is None:
+            continue
+        cpu = row["server_cpu_us_per_line"] / single["server_cpu_us_per_line"]
+        speed = row["lines_per_s"] / single["lines_per_s"]
+        row["cpu_per_line_vs_one_process"] = cpu
+        row["lines_per_s_vs_one_process"] = speed
+        print(
+            f"{name}: CPU per line {cpu:.2f}x one process (target <= 1.5x), "
+            f"lines/s {speed:.2f}x (target >= 1.0x)"
         )
     out = ROOT / "benchmarks" / "results" / "chat.json"
     out.parent.mkdir(exist_ok=True)

@@ -51,6 +51,8 @@ logger = logging.getLogger("aiomsg.chat")
 #: Guest numbers taken from Redis at a time, and the stock below which more are taken.
 GUEST_BLOCK = 100
 GUEST_LOW = 20
+#: Messages from Redis delivered together at most.
+MAX_BATCH = 256
 
 # Delete the nicknames a server holds; return them. Atomic: a nickname another
 # server claims meanwhile is not touched.
@@ -278,17 +280,25 @@ class RedisBroker:
         while True:
             # A bounded wait: the connection's socket_timeout would count a quiet channel
             # as a dead Redis.
-            message = await pubsub.get_message(timeout=self.heartbeat)
-            if message is None or message.get("type") != "message":
-                continue
-            try:
-                events = json.loads(message["data"])
-            except ValueError:
-                logger.warning("chat broker: ignoring a message that is not JSON")
-                continue
-            for event in events:
-                if event.get("from") != self.server_id:
-                    self._apply(event)
+            batch = [await pubsub.get_message(timeout=self.heartbeat)]
+            # Then whatever else has arrived, delivered together: the servers write each
+            # client's waiting lines once per loop iteration, so a line delivered alone
+            # would cost every client a write of its own.
+            while batch[-1] is not None and len(batch) < MAX_BATCH:
+                batch.append(await pubsub.get_message(timeout=0))
+            for message in batch:
+                if message is not None and message.get("type") == "message":
+                    self._received(message["data"])
+
+    def _received(self, data: bytes) -> None:
+        try:
+            events = json.loads(data)
+        except ValueError:
+            logger.warning("chat broker: ignoring a message that is not JSON")
+            return
+        for event in events:
+            if event.get("from") != self.server_id:
+                self._apply(event)
 
     def _apply(self, event: dict[str, Any]) -> None:
         presence = event.get("presence")
