@@ -64,8 +64,12 @@ from .framing import (
 )
 from .loops import loop_factory, loop_name, new_event_loop, run
 
+# Which distribution this ``aiomsg`` is: PyPI's "aiomsg" is another project with the same
+# import name, and the ``aiomsg`` command checks this mark before it runs (_aiomsg_framing.py).
+__distribution__ = "aiomsg-framing"
+
 try:  # the version is written once, in pyproject.toml
-    __version__ = _metadata.version("aiomsg-framing")
+    __version__ = _metadata.version(__distribution__)
 except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 

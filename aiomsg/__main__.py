@@ -14,6 +14,13 @@ import sys
 from collections.abc import Sequence
 
 import aiomsg
+
+if getattr(aiomsg, "__distribution__", None) != "aiomsg-framing":
+    # PyPI's other "aiomsg" replaced our __init__.py: say so in one line, not a traceback below.
+    import _aiomsg_framing
+
+    _aiomsg_framing.exit_if_foreign()
+
 from aiomsg.chat import ChatLimits
 from aiomsg.chat.servers import IMPLS, run_chat_server
 from aiomsg.cli_client import (
