@@ -102,7 +102,9 @@ def test_echo_server_with_netcat() -> None:
     assert netcat, "netcat-openbsd is required (dev.py test installs it)"
     with server("examples/echo_server.py") as port:
         done = subprocess.run(
-            [netcat, "-N", "127.0.0.1", str(port)], input=b"one\r\ntwo\n", capture_output=True,
+            [netcat, "-N", "127.0.0.1", str(port)],
+            input=b"one\r\ntwo\n",
+            capture_output=True,
             timeout=30,
         )
     assert done.stdout == b"one\ntwo\n"  # Lines() accepts \r\n and answers with \n
@@ -149,7 +151,9 @@ def test_upper_server_with_the_client_and_netcat() -> None:
     with server("examples/upper_server.py") as port:
         ours = run_example("examples/upper_client.py", "--port", str(port), "hello")
         theirs = subprocess.run(
-            [netcat, "-N", "127.0.0.1", str(port)], input=b"hello", capture_output=True,
+            [netcat, "-N", "127.0.0.1", str(port)],
+            input=b"hello",
+            capture_output=True,
             timeout=30,
         )
     assert ours.stdout == "b'HELLO'\n"
