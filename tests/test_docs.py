@@ -63,6 +63,19 @@ def test_every_example_is_shown_by_a_page_and_every_include_exists() -> None:
     assert examples - included - {p.resolve() for p in prose_only} == set()
 
 
+def test_the_reference_documents_every_public_name() -> None:
+    import aiomsg.framing
+    import aiomsg.testing
+
+    reference = "".join(p.read_text() for p in (DOCS / "reference").glob("*.rst"))
+    documented = set(re.findall(r"^\.\. auto\w+:: (\S+)", reference, re.MULTILINE))
+    modules = {name for name in documented if name.startswith("aiomsg.")}  # automodule
+    assert modules == {"aiomsg.limits", "aiomsg.testing"}
+    wanted = set(aiomsg.__all__) - {"limits"}
+    wanted |= set(aiomsg.framing.__all__) - set(aiomsg.__all__)  # documented under aiomsg.framing
+    assert wanted - documented == set()
+
+
 @contextlib.contextmanager
 def server(*args: str) -> Iterator[int]:
     """Run a server example on a free port; yield the port it prints on its first line."""
@@ -131,6 +144,26 @@ def test_protocol_echo_server_with_both_blocking_clients() -> None:
         page = run_example("examples/blocking_messages.py", "127.0.0.1", str(port), "b", big)
     assert front.stdout.splitlines() == ["a", big]
     assert page.stdout.splitlines() == ["b", big]
+
+
+def test_protocol_client_against_the_protocol_server() -> None:
+    with server("examples/protocol_echo_server.py") as port:
+        out = run_example("examples/protocol_client.py", "--port", str(port), "a", "bb", "ccc")
+    assert out.stdout.splitlines() == ["b'a'", "b'bb'", "b'ccc'"]
+
+
+def test_trio_echo_serves_three_clients_at_once() -> None:
+    assert run_example("examples/trio_echo.py").stdout.splitlines() == [
+        "b'aiomsg' -> b'gsmoia'",
+        "b'anyio' -> b'oiyna'",
+        "b'trio' -> b'oirt'",
+    ]
+
+
+def test_tls_on_both_fronts() -> None:
+    out = run_example("examples/tls_echo.py").stdout.splitlines()
+    assert out[0].startswith("Streams over TLS: b'secret' TLSv1.")
+    assert out[1:] == ["anyio over TLS: b'secret'", "anyio over TLS: no send_eof()"]
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
