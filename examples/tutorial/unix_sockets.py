@@ -2,8 +2,8 @@
 
     python examples/tutorial/unix_sockets.py
 
-The HOWTO notes that on one machine an AF_UNIX socket is faster than TCP over
-loopback. It is still a byte stream (SOCK_STREAM): the same framing problem, the
+Between processes on one machine, an AF_UNIX socket skips the TCP/IP layers that
+loopback TCP goes through. It is still a byte stream (SOCK_STREAM): the same framing problem, the
 same framings. Its address is a path in the file system, and its permissions say
 who may connect. aiomsg's serve_unix() and connect_unix() are serve() and connect()
 on a path.
