@@ -15,7 +15,8 @@ async def echo(conn: aiomsg.Connection) -> None:
 async def main() -> None:
     # Port 0: the system picks a free port; server.port tells which.
     async with aiomsg.serve(echo, "127.0.0.1", 0, framing=aiomsg.Lines()) as server:
-        async with await aiomsg.connect("127.0.0.1", server.port, framing=aiomsg.Lines()) as conn:
+        conn = await aiomsg.connect("127.0.0.1", server.port, framing=aiomsg.Lines())
+        async with conn:  # closes the connection at the end of the block
             await conn.send(b"hello")
             print(await conn.receive(), "on", aiomsg.loop_name())
 

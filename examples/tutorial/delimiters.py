@@ -1,11 +1,11 @@
-"""Chapter 3: delimiters, and the delimiter split across two reads.
+r"""Chapter 3: delimiters, and the delimiter split across two reads.
 
     python examples/tutorial/delimiters.py
 
-Messages end with b"\\r\\n". The peer's bytes arrive cut so that one read ends
-with b"\\r" and the next starts with b"\\n": splitting each read on b"\\r\\n" on its
+Messages end with b"\r\n". The peer's bytes arrive cut so that one read ends
+with b"\r" and the next starts with b"\n": splitting each read on b"\r\n" on its
 own misses that boundary. The reader has to keep what follows the last delimiter
-and search again when more arrives. aiomsg's Delimited(b"\\r\\n") keeps it for you.
+and search again when more arrives. aiomsg's Delimited(b"\r\n") keeps it for you.
 """
 
 import socket

@@ -1,8 +1,8 @@
-"""Chapter 1: recv() returns what has arrived, not a message.
+r"""Chapter 1: recv() returns what has arrived, not a message.
 
     python examples/tutorial/partial_reads.py
 
-A peer sends one line, "hello world\\n", in two pieces a moment apart, as a slow
+A peer sends one line, "hello world\n", in two pieces a moment apart, as a slow
 network or a busy sender would. Read the blocking way, the first recv() returns
 the first piece only: the bytes that had arrived. aiomsg's Lines() framing hands
 over the whole line, whatever the pieces were.
