@@ -14,7 +14,7 @@ import asyncio
 import aiomsg
 
 FRAMING = aiomsg.LengthPrefixed(4)  # it carries empty messages, so it can carry heartbeats
-HEARTBEAT = 0.2
+HEARTBEAT = 0.5  # seconds; the default heartbeat_timeout is 3 x that
 
 
 async def echo(conn: aiomsg.Connection) -> None:
@@ -34,7 +34,7 @@ async def main() -> None:
         async with await aiomsg.connect(
             "127.0.0.1", server.port, framing=FRAMING, heartbeat=HEARTBEAT
         ) as conn:
-            await asyncio.sleep(10 * HEARTBEAT)  # silence from the application
+            await asyncio.sleep(5 * HEARTBEAT)  # silence from the application
             await conn.send(b"still there?")
             print("quiet but alive:", await conn.receive())
 
