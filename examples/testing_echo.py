@@ -60,3 +60,10 @@ async def test_over_a_unix_socket() -> None:
         async with await aiomsg.connect_framed_unix(path, framing=aiomsg.Lines()) as client:
             await client.send(b"local")
             assert await client.receive() == b"LOCAL"
+
+
+@pytest.mark.anyio
+async def test_one_client_over_a_unix_socket() -> None:
+    async with connected(shout, aiomsg.Lines(), unix=True) as client:
+        await client.send(b"short")
+        assert await client.receive() == b"SHORT"
