@@ -50,6 +50,25 @@ def test_the_docs_doctests_pass(page: Path) -> None:
     assert failures == 0
 
 
+def test_the_docstrings_doctests_pass() -> None:
+    # The reference pages show the docstrings: their >>> examples run too.
+    import importlib
+    import pkgutil
+
+    import aiomsg
+
+    names = [m.name for m in pkgutil.walk_packages(aiomsg.__path__, "aiomsg.")]
+    tested = 0
+    for name in names:
+        if name == "aiomsg.__main__":
+            continue
+        module = importlib.import_module(name)
+        failures, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert failures == 0, name
+        tested += attempted
+    assert tested > 0
+
+
 def test_every_example_is_shown_by_a_page_and_every_include_exists() -> None:
     included: set[Path] = set()
     for page in PAGES:
