@@ -185,6 +185,18 @@ def test_tls_on_both_fronts() -> None:
     assert out[1:] == ["anyio over TLS: b'secret'", "anyio over TLS: no send_eof()"]
 
 
+def test_news_feed_broadcasts_and_its_subscriber_reconnects() -> None:
+    assert run_example("examples/news_feed.py").stdout.splitlines() == [
+        "subscriber: connected",
+        "subscriber: got b'news 1'",
+        "subscriber: got b'news 2'",
+        "subscriber: the server went away; reconnecting",
+        "subscriber: connected",
+        "subscriber: got b'news 3'",
+        'subscriber: got b"that\'s all"',
+    ]
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_anyio_echo(backend: str) -> None:
     assert run_example("examples/anyio_echo.py", "--backend", backend).stdout == "b'hi'\n"
