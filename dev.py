@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Set up and run everything with nothing but python3: ``python3 dev.py demo|test|lint|bench``.
+"""Set up and run everything with nothing but python3: ``python3 dev.py COMMAND``.
+
+COMMAND is ``demo``, ``test``, ``lint``, ``bench FILE`` or ``docs``.
 
 The first run creates ``.venv`` and installs aiomsg (editable) with its test,
-lint and benchmark extras, compiling its optional C speedups when a C compiler
+lint, benchmark and docs extras, compiling its optional C speedups when a C compiler
 is there; later runs reinstall only when the build inputs changed. ``test``
 also makes sure the peer programs the tests drive (``nc``, ``socat``) are
 there, installing them with apt-get when it can.
@@ -30,6 +32,12 @@ COMMANDS = {
     "test": [str(PYTHON), "-m", "pytest"],
     "lint": None,  # see lint()
     "bench": [str(PYTHON)],  # followed by the benchmark file
+    # The Sphinx site, from scratch each time (-E: a warning is never hidden by a cached page),
+    # with every warning an error.
+    "docs": [
+        str(PYTHON), "-m", "sphinx", "-E", "-W", "--keep-going", "-b", "html",
+        "docs", "docs/_build/html",
+    ],
 }
 
 
@@ -49,7 +57,7 @@ def ensure_venv() -> None:
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check"]
     if STAMP.exists():  # a reinstall after a change: quiet; the first set-up shows its progress
         pip.append("-q")
-    subprocess.run([*pip, "-e", f"{ROOT}[test,lint,bench]"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[test,lint,bench,docs]"], check=True)
     STAMP.write_text(wanted)
 
 
@@ -84,7 +92,7 @@ def ensure_test_programs() -> bool:
 def lint() -> int:
     for cmd in (
         [str(PYTHON), "-m", "ruff", "check", "."],
-        [str(PYTHON), "-m", "mypy", "--strict", "aiomsg", "tests"],
+        [str(PYTHON), "-m", "mypy", "--strict", "aiomsg", "tests", "examples"],
     ):
         print("+", " ".join(cmd[2:]), flush=True)
         code = subprocess.run(cmd, cwd=ROOT).returncode

@@ -1,16 +1,11 @@
 """Helpers for testing your own protocol with aiomsg, in pytest or anywhere (asyncio, uvloop, trio).
 
-::
-
-    import aiomsg
-    from aiomsg.testing import running_server
-
-    @pytest.mark.anyio
-    async def test_echo() -> None:
-        async with running_server(echo, aiomsg.Lines()) as (host, port):
-            async with await aiomsg.connect_framed(host, port, framing=aiomsg.Lines()) as client:
-                await client.send(b"hi")
-                assert await client.receive() == b"hi"
+``async with running_server(handler, aiomsg.Lines()) as (host, port): ...`` runs
+``handler`` (which gets a :class:`~aiomsg.FramedStream`) as a server while the
+block runs; ``connected(handler, framing)`` also connects a client to it.
+``examples/testing_echo.py`` is a complete pytest module using each helper, on
+asyncio and trio (the documentation's how-to "Test your protocol with
+aiomsg.testing" explains it).
 
 Everything runs on loopback, on a free port, and is stopped when the block ends.
 :func:`running_unix_server` does the same on a Unix socket in a fresh temporary

@@ -1,8 +1,9 @@
-"""The decoder's driving API, as docs/framing.md shows it: a blocking-socket front in a page."""
+"""The decoder's driving API, as docs/framing.md shows it: a blocking-socket front in a page
+(examples/blocking_messages.py, included into the page)."""
 
 from __future__ import annotations
 
-import re
+import importlib.util
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -15,16 +16,16 @@ from aiomsg.framing import Framing
 
 from .strategies import CASES
 
-DOC = Path(__file__).parent.parent / "docs" / "framing.md"
+EXAMPLE = Path(__file__).parent.parent / "examples" / "blocking_messages.py"
 
 
 def documented_front() -> Callable[[socket.socket, Framing], Iterator[bytes]]:
-    """The ``messages()`` function of docs/framing.md, run as written there."""
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
-    [code] = [b for b in blocks if "def messages(" in b]
-    namespace: dict[str, object] = {}
-    exec(code, namespace)
-    return namespace["messages"]  # type: ignore[return-value]
+    """The ``messages()`` function that docs/framing.md shows, from its example file."""
+    spec = importlib.util.spec_from_file_location("blocking_messages", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.messages  # type: ignore[no-any-return]
 
 
 def receive_all(framing: Framing, wire: bytes) -> list[bytes]:

@@ -238,6 +238,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
             self._beat_timer = self._loop.call_later(self._heartbeat.interval, self._beat)
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        """``asyncio.BufferedProtocol``'s hook: the buffer the event loop reads into next."""
         # Inside a body longer than a read, the loop reads straight into the
         # message being built (with the C speedups): a copy saved per byte.
         window = self._decoder.get_buffer(len(self._buffer))
@@ -245,6 +246,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         return self._buffer if window is None else window
 
     def buffer_updated(self, nbytes: int) -> None:
+        """``asyncio.BufferedProtocol``'s hook: ``nbytes`` were read; decode and deliver them."""
         if self._reading_into_body:  # the bytes went straight into the body being built
             self._reading_into_body = False
             messages = self._decoder.buffer_updated(nbytes)

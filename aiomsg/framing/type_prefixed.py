@@ -18,11 +18,16 @@ class TypePrefixed(CountedFraming):
 
     ``table`` maps each type byte (0-255) to either an ``int`` (the body has
     exactly that many bytes) or a nested :class:`~aiomsg.framing.CountedFraming`
-    such as ``LengthPrefixed(2)`` (the body is framed by it)::
+    such as ``LengthPrefixed(2)`` (the body is framed by it):
 
-        framing = TypePrefixed({0x01: 8, 0x02: LengthPrefixed(2)})
-        framing.encode(b"\\x01" + b"12345678")   # -> 01 31 32 ... 38
-        framing.encode(b"\\x02hi")               # -> 02 00 02 68 69
+    >>> from aiomsg import LengthPrefixed, TypePrefixed
+    >>> framing = TypePrefixed({0x01: 8, 0x02: LengthPrefixed(2)})
+    >>> framing.encode(b"\\x01" + b"12345678").hex(" ")
+    '01 31 32 33 34 35 36 37 38'
+    >>> framing.encode(b"\\x02hi").hex(" ")
+    '02 00 02 68 69'
+    >>> framing.decoder().feed(b"\\x02\\x00\\x02hi")  # the nested header is stripped
+    [b'\\x02hi']
 
     A message, both for ``encode()`` and as decoded, is the type byte followed by
     the body (without any nested header): ``message[0]`` is its type. An unknown
