@@ -115,3 +115,27 @@ def test_framing_modules_import_only_from_the_layers_below() -> None:
             if isinstance(node, ast.ImportFrom) and node.level == 1:
                 target = (node.module or "").split(".")[0]
                 assert level[target] < depth, f"{name} imports {target}, a layer above it"
+
+
+HEADERS = {
+    "LengthPrefixed(4)": (aiomsg.LengthPrefixed(4), b"\x00\x00\x00\x03"),
+    "Netstring": (aiomsg.Netstring(), b"3:"),
+    "Varint": (aiomsg.Varint(), b"\x03"),
+    "AsciiLengthPrefixed(5)": (aiomsg.AsciiLengthPrefixed(5), b"00003"),
+}
+
+
+@pytest.mark.parametrize("pure_python", [False, True], ids=["fastest", "pure Python"])
+@pytest.mark.parametrize("framing, header", HEADERS.values(), ids=HEADERS.keys())
+def test_a_parsed_header_counts_as_buffered(
+    framing: Framing, header: bytes, pure_python: bool
+) -> None:
+    """A complete header and no body yet is a message in progress: the fronts' message
+    timeout starts on ``buffered``, and EOF there is an incomplete message."""
+    decoder = framing.decoder(pure_python=pure_python)
+    assert decoder.feed(header) == []
+    assert decoder.buffered == len(header)
+    assert decoder.feed(b"a") == [] and decoder.buffered == len(header) + 1
+    with pytest.raises(aiomsg.IncompleteMessageError) as caught:
+        decoder.feed_eof()
+    assert caught.value.partial == header + b"a"

@@ -461,8 +461,34 @@ async def framed_server(
         yield port
 
 
+# Stalling after a complete header and no body byte is the cheapest way to hold a message open.
+STALLS = {"half a body": HALF_MESSAGE, "a header alone": HALF_MESSAGE[:4]}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stall", STALLS.values(), ids=STALLS.keys())
+async def test_streams_message_timeout_counts_from_the_header(stall: bytes) -> None:
+    outcome: list[BaseException] = []
+
+    async def handler(conn: aiomsg.Connection) -> None:
+        try:
+            await conn.receive()
+        except aiomsg.AiomsgError as exc:
+            outcome.append(exc)
+
+    async with asyncio.timeout(20):
+        async with aiomsg.serve(
+            handler, "127.0.0.1", 0, framing=FRAMING, message_timeout=0.3
+        ) as server:
+            reader, writer = await raw_client(server.port, stall)
+            assert await reader.read() == b""  # the server closed the stalled client
+            await close_all([writer])
+    assert len(outcome) == 1 and isinstance(outcome[0], aiomsg.MessageTimeout)
+
+
 @pytest.mark.anyio
-async def test_framed_stream_message_timeout() -> None:
+@pytest.mark.parametrize("stall", STALLS.values(), ids=STALLS.keys())
+async def test_framed_stream_message_timeout(stall: bytes) -> None:
     outcome: list[aiomsg.MessageTimeout] = []
     done = anyio.Event()
 
@@ -476,7 +502,7 @@ async def test_framed_stream_message_timeout() -> None:
     with anyio.fail_after(20):
         async with framed_server(handler, message_timeout=0.3) as port:
             async with await anyio.connect_tcp("127.0.0.1", port) as client:
-                await client.send(HALF_MESSAGE)
+                await client.send(stall)
                 await done.wait()
                 with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
                     await client.receive()  # the server closed the connection

@@ -268,7 +268,10 @@ class Decoder(ABC):
     @property
     @abstractmethod
     def buffered(self) -> int:
-        """How many received bytes are held that are not yet part of a returned message."""
+        """How many received bytes are held that are not yet part of a returned message.
+
+        A parsed header counts, so 0 means "between messages": the fronts start a
+        message's ``message_timeout`` when this leaves 0."""
 
     # --- the driving API for event-loop fronts (asyncio.BufferedProtocol's shape) ---
 

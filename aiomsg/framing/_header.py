@@ -65,7 +65,10 @@ class CountedDecoder(Decoder):
 
     @property
     def buffered(self) -> int:
-        return len(self._head) + self._body.size
+        # A parsed header counts: a peer that sent one and stalls is inside a message
+        # (the fronts' message_timeout starts on it), and the bytes are held for
+        # IncompleteMessageError.partial.
+        return len(self._head) + len(self._body.header) + self._body.size
 
     def get_buffer(self, sizehint: int) -> memoryview | None:
         if self._error is not None or self._finished:
