@@ -100,7 +100,7 @@ def big_framings() -> list[Framing]:
         aiomsg.Netstring(max_size=limit),
         aiomsg.Varint(max_size=limit),
         aiomsg.TypePrefixed({1: aiomsg.LengthPrefixed(4, max_size=limit)}, max_size=limit),
-        aiomsg.EndOfStream(max_size=limit),
+        aiomsg.UntilEOF(max_size=limit),
     ]
 
 
