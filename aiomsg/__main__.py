@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Callable, Sequence
 
 import aiomsg
 
@@ -57,9 +60,18 @@ async def chat_server(
 ) -> None:
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[int] = loop.create_future()
-    stdin_ended = asyncio.Event()
+    asked_to_stop = asyncio.Event()  # SIGTERM, or the end of stdin: a clean stop, status 0
+    main = asyncio.current_task()
+    assert main is not None
+
+    def stop() -> None:
+        asked_to_stop.set()
+        main.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals on Windows
+        loop.add_signal_handler(signal.SIGTERM, stop)  # docker stop, systemd: say goodbye
     if exit_with_stdin:
-        _stop_at_eof_on_stdin(loop, stdin_ended)
+        _stop_at_eof_on_stdin(loop, stop)
 
     def listening(f: asyncio.Future[int]) -> None:
         shared = f", room {room_name!r} shared through {broker}" if broker else ""
@@ -84,21 +96,18 @@ async def chat_server(
             reuse_port=reuse_port,
         )
     except asyncio.CancelledError:
-        if not stdin_ended.is_set():
+        if not asked_to_stop.is_set():
             raise
 
 
-def _stop_at_eof_on_stdin(loop: asyncio.AbstractEventLoop, ended: asyncio.Event) -> None:
-    """Cancel the main task (the server stops cleanly) when stdin ends; set ``ended``."""
+def _stop_at_eof_on_stdin(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
+    """Call ``stop`` when stdin ends (the parent of ``--workers`` exited, however it did)."""
     fd = sys.stdin.fileno()
-    main = asyncio.current_task()
-    assert main is not None
 
     def readable() -> None:
         if not os.read(fd, 4096):
             loop.remove_reader(fd)
-            ended.set()
-            main.cancel()
+            stop()
 
     loop.add_reader(fd, readable)
 
@@ -299,10 +308,19 @@ def _count(text: str) -> int:
 
 
 def _broker_url(text: str) -> str:
+    usage = f"not a Redis URL: {text!r} (redis://HOST:PORT/DB, rediss:// for TLS, unix://PATH)"
     if not text.startswith(("redis://", "rediss://", "unix://")):
-        raise argparse.ArgumentTypeError(
-            f"not a Redis URL: {text!r} (redis://HOST:PORT/DB, rediss:// for TLS, unix://PATH)"
-        )
+        raise argparse.ArgumentTypeError(usage)
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise argparse.ArgumentTypeError(usage) from None
+    if parts.scheme != "unix" and not parts.hostname:
+        raise argparse.ArgumentTypeError(usage)
+    db = parts.path.strip("/")
+    if parts.scheme != "unix" and db and not db.isdigit():
+        raise argparse.ArgumentTypeError(f"{usage}: the database is a number")
     return text
 
 

@@ -187,6 +187,12 @@ async def test_who_and_nick_hold_across_servers(redis_server: RedisServer) -> No
         await bob.expect("* you are now bob")
         await alice.wait_for(f"* {bob.nick} is now bob")
 
+        # A second /nick before the first is decided is refused, not lost.
+        await bob.conn.send_many([b"/nick b2", b"/nick b3"])  # one write: read together
+        answers = [await bob.wait_for("* you are now", "!") for _ in range(2)]
+        assert answers[0] == "! a nickname change is already on its way: wait for its answer"
+        assert answers[1] == "* you are now b2"
+
         # Two servers, one name, the same moment: exactly one member gets it.
         first, second = await Client.join(one.port), await Client.join(two.port)
         await asyncio.gather(first.say("/nick carol"), second.say("/nick carol"))
@@ -230,9 +236,12 @@ async def test_servers_recover_when_redis_restarts(redis_server: RedisServer) ->
             while len(await who(a)) < 3:
                 await asyncio.sleep(0.05)
 
+        guest = await Client.join(one.port)  # keeps its guest name through the outage
         redis_server.stop()
-        for client in (a, b1, b2):
+        for client in (a, b1, b2, guest):
             await client.wait_for("* the room is degraded")
+        meanwhile = await Client.join(one.port)
+        assert re.fullmatch(r"guest\d+-\w+", meanwhile.nick)  # unique without Redis
         await b1.say("still here")  # the local room goes on
         await b2.wait_for("b1: still here")
         await a.say("/nick z")
@@ -242,14 +251,34 @@ async def test_servers_recover_when_redis_restarts(redis_server: RedisServer) ->
         for client in (a, b1, b2):
             async with asyncio.timeout(WAIT):
                 await client.wait_for("* the room is whole again")
+        everyone = sorted(["a", "b1", "b2", guest.nick, meanwhile.nick])
         async with asyncio.timeout(WAIT):
-            while sorted(await who(a)) != ["a", "b1", "b2"]:
+            while sorted(await who(a)) != everyone:
                 await asyncio.sleep(0.1)
+        # Redis restarted empty: new guests on either server still get names nobody has.
+        newcomers = [await Client.join(s.port) for s in (one, two) for _ in range(3)]
+        names = [c.nick for c in newcomers]
+        assert len(set(names)) == len(names) and not set(names) & set(everyone)
         await a.say("back")
         for client in (b1, b2):
             await client.wait_for("a: back")
     for server in (one, two):
         assert server.log().count("unreachable") == 1, server.log()
+
+
+async def test_sigterm_says_goodbye_and_its_members_leave_cleanly(
+    redis_server: RedisServer,
+) -> None:
+    """``docker stop`` and systemd send SIGTERM: a clean stop, not a dead server."""
+    async with chat_servers(["streams", "protocol"], redis_server.url) as (one, two):
+        leaving = await named(one.port, "leaving")
+        watcher = await named(two.port, "watcher")
+        async with asyncio.timeout(WAIT):
+            while len(await who(watcher)) < 2:
+                await asyncio.sleep(0.05)
+        assert await one.stop(signal.SIGTERM) == 0
+        assert (await leaving.closed())[-1:] == ["* the server is shutting down: goodbye"]
+        assert await watcher.wait_for("* leaving") == "* leaving left"
 
 
 async def test_a_server_starts_while_redis_is_away() -> None:
@@ -315,11 +344,9 @@ async def test_workers_share_one_port_and_stop_on_ctrl_c(redis_server: RedisServ
                 not Path(f"/proc/{pid}").exists()
                 or "zombie" in Path(f"/proc/{pid}/status").read_text()
             )
-        for client in clients:  # each worker closed its connections as it stopped
-            async with asyncio.timeout(WAIT):
-                with contextlib.suppress(aiomsg.ConnectionClosed):
-                    while await client.conn.receive_or_none() is not None:
-                        pass
+        for client in clients:  # each worker said goodbye and closed as it stopped
+            rest = await client.closed()
+            assert rest[-1:] == ["* the server is shutting down: goodbye"], rest
     finally:
         if parent.returncode is None:
             parent.kill()  # its workers see their stdin close and stop

@@ -511,6 +511,10 @@ def test_chat_to_nothing_listening() -> None:
             "bad framing spec 'ascii:x': DIGITS must be a whole number, not 'x'",
         ),
         (["connect", "127.0.0.1", "7"], "the following arguments are required: --framing"),
+        (["chat-server", "--broker", "redis://127.0.0.1:notaport/0"], "not a Redis URL"),
+        (["chat-server", "--broker", "http://127.0.0.1:6379/0"], "not a Redis URL"),
+        (["chat-server", "--workers", "2"], "--workers needs --broker"),
+        (["chat-server", "--workers", "0"], "must be 1-256, not 0"),
     ],
 )
 def test_usage_errors_exit_2_with_a_clear_message(args: list[str], words: str) -> None:

@@ -84,11 +84,17 @@ if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 1 then
 end
 return 0
 """
-# Raise the guest counter to at least ARGV[1] (Redis may have restarted empty
-# while this server's guests kept their numbers).
+# Raise the guest counter past every guest number in use (Redis may have restarted
+# empty while the servers' guests kept their names): past ARGV[1], this server's
+# highest, and past every guestN in the nicknames; then take a block of ARGV[2].
 _SEED = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], ARGV[1])
+local highest = tonumber(ARGV[1])
+for _, nick in ipairs(redis.call('HKEYS', KEYS[2])) do
+  local n = tonumber(string.match(nick, '^guest(%d+)$'))
+  if n and n > highest then highest = n end
+end
+if tonumber(redis.call('GET', KEYS[1]) or '0') < highest then
+  redis.call('SET', KEYS[1], highest)
 end
 return redis.call('INCRBY', KEYS[1], ARGV[2])
 """
@@ -153,7 +159,7 @@ class RedisBroker:
         return self._degraded
 
     def guest_name(self) -> str:
-        if self._guests:
+        if self._guests and not self._degraded:
             number = self._guests.popleft()
             self._highest_guest = max(self._highest_guest, number)
             if len(self._guests) < GUEST_LOW:
@@ -262,7 +268,10 @@ class RedisBroker:
         pipe.sadd(self._servers_key, self.server_id)
         if local:
             pipe.hset(self._nicks_key, mapping={nick: self.server_id for nick in local})
-        pipe.eval(_SEED, 1, self._guests_key, self._highest_guest, GUEST_BLOCK)
+        self._guests.clear()  # numbers taken before: Redis may have given them out again
+        pipe.eval(
+            _SEED, 2, self._guests_key, self._nicks_key, self._highest_guest, GUEST_BLOCK
+        )
         pipe.hgetall(self._nicks_key)
         *_, last, everyone = await pipe.execute()
         self._add_guests(int(last))

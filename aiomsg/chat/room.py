@@ -93,6 +93,7 @@ class _State:
     tokens: float
     stamp: float
     gone: bool = False
+    renaming: bool = False  # a /nick claim is on its way to the broker
 
 
 @dataclass
@@ -205,10 +206,14 @@ class ChatRoom:
             self._renamed(member, state, nick)
         elif self.broker.degraded:
             self._tell(member, "! nicknames cannot change while the room is degraded")
+        elif state.renaming:
+            self._tell(member, "! a nickname change is already on its way: wait for its answer")
         else:
             old = state.nick
+            state.renaming = True
 
             def decided(ok: bool) -> None:
+                state.renaming = False
                 if self._members.get(member) is not state or state.gone or state.nick != old:
                     if ok:  # the member left (or changed) while the claim was on its way
                         self._publish(None, ("leave", nick))

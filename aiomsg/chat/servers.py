@@ -65,9 +65,9 @@ async def _serve(
         async with serve_chat(host, port, room=room, reuse_port=reuse_port) as server:
             started(server.port)
             try:
-                await server.serve_forever()
-            finally:
-                room.close_all()  # goodbyes; the server then closes what is left
+                await asyncio.Future()  # until cancelled (serve_forever would cancel the
+            finally:  # handlers first, and the goodbyes would find nobody)
+                room.close_all()  # goodbyes; leaving the block closes what is left
     elif impl == "protocol":
         from . import protocol_server
 

@@ -129,7 +129,9 @@ def _supervise(workers: list[subprocess.Popen[bytes]], command: list[str]) -> No
 def _stop_all(workers: list[subprocess.Popen[bytes]]) -> None:
     for worker in workers:
         if worker.poll() is None:
-            worker.send_signal(signal.SIGINT)
+            # SIGTERM, not SIGINT: a parent started in the background hands its workers
+            # SIGINT ignored, and they would wait STOP_TIMEOUT to be killed.
+            worker.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     for worker in workers:
         try:
