@@ -12,6 +12,8 @@ import contextlib
 import os
 import re
 import signal
+import socket
+import struct
 import sys
 import tempfile
 import uuid
@@ -264,6 +266,30 @@ async def test_servers_recover_when_redis_restarts(redis_server: RedisServer) ->
             await client.wait_for("a: back")
     for server in (one, two):
         assert server.log().count("unreachable") == 1, server.log()
+
+
+async def test_resets_during_a_shared_broadcast_cost_no_one_a_line(
+    redis_server: RedisServer,
+) -> None:
+    """200 clients reset while a line goes out to them and through Redis to another server."""
+    async with chat_servers(["protocol", "streams"], redis_server.url) as (one, two):
+        talker = await named(one.port, "talker")
+        listener = await named(two.port, "listener")
+        async with asyncio.timeout(WAIT):
+            while len(await who(listener)) < 2:
+                await asyncio.sleep(0.05)
+        rude = [await asyncio.open_connection("127.0.0.1", one.port) for _ in range(200)]
+        for i in range(50):
+            await talker.say(f"line {i}")
+            for _, writer in rude[4 * i : 4 * i + 4]:  # a reset (RST), not a close
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+        heard = [await listener.wait_for("talker: ") for _ in range(50)]
+        assert heard == [f"talker: line {i}" for i in range(50)]
+        await talker.say("/who")  # the server that took the resets still answers
+        await talker.wait_for("* online: ")
+    # chat_servers asserts that no server logged a traceback
 
 
 async def test_sigterm_says_goodbye_and_its_members_leave_cleanly(

@@ -269,9 +269,7 @@ class RedisBroker:
         if local:
             pipe.hset(self._nicks_key, mapping={nick: self.server_id for nick in local})
         self._guests.clear()  # numbers taken before: Redis may have given them out again
-        pipe.eval(
-            _SEED, 2, self._guests_key, self._nicks_key, self._highest_guest, GUEST_BLOCK
-        )
+        pipe.eval(_SEED, 2, self._guests_key, self._nicks_key, self._highest_guest, GUEST_BLOCK)
         pipe.hgetall(self._nicks_key)
         *_, last, everyone = await pipe.execute()
         self._add_guests(int(last))
@@ -415,8 +413,7 @@ class RedisBroker:
     # --- helpers ----------------------------------------------------------------------
 
     def _leave_event(self, nick: str, why: str = "") -> dict[str, Any]:
-        size = len(self._remote) + len(self.room.local_nicknames())
-        line = f"* {nick} left{why}" if size <= self.room.limits.announce_limit else None
+        line = f"* {nick} left{why}" if self.room.announces() else None
         return {"from": self.server_id, "line": line, "presence": ["leave", nick]}
 
     async def _send_events(self, client: redis.Redis, events: list[dict[str, Any]]) -> None:

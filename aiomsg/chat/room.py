@@ -159,7 +159,7 @@ class ChatRoom:
 
     def nicknames(self) -> list[str]:
         """Everyone in the room, on this server and (with a broker) on the others."""
-        here = [s.nick for s in self._members.values() if not s.gone]
+        here = self.local_nicknames()
         if self.broker:
             here.extend(self.broker.remote_nicknames())
         return sorted(here)
@@ -167,6 +167,13 @@ class ChatRoom:
     def local_nicknames(self) -> list[str]:
         """The members connected to this server."""
         return [s.nick for s in self._members.values() if not s.gone]
+
+    def announces(self) -> bool:
+        """Whether joins and leaves are announced: the room, everywhere, is small enough."""
+        size = len(self._members)
+        if self.broker is not None:
+            size += len(self.broker.remote_nicknames())
+        return size <= self.limits.announce_limit
 
     # --- what a broker calls -----------------------------------------------------------
 
@@ -283,10 +290,7 @@ class ChatRoom:
 
     def _announce(self, line: str, presence: Presence, but: Member | None = None) -> None:
         """A join or leave: announced while the room is small, recorded by the broker always."""
-        size = len(self._members)
-        if self.broker is not None:
-            size += len(self.broker.remote_nicknames())
-        if size <= self.limits.announce_limit:
+        if self.announces():
             self._broadcast(line, but, presence)
         else:
             self._publish(None, presence)
