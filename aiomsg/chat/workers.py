@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
 __all__ = ["run_workers"]
 
@@ -77,8 +78,7 @@ def run_workers(count: int, worker_args: Sequence[str], host: str, port: int) ->
             file=sys.stderr,
             flush=True,
         )
-        _supervise(workers, command)
-        return 0  # not reached: _supervise returns by an exception
+        _supervise(workers, command)  # until Ctrl-C or SIGTERM raises
     except (KeyboardInterrupt, _Stop):
         return 130
     finally:
@@ -111,7 +111,7 @@ def _ready(worker: subprocess.Popen[bytes]) -> bool:
     return False
 
 
-def _supervise(workers: list[subprocess.Popen[bytes]], command: list[str]) -> None:
+def _supervise(workers: list[subprocess.Popen[bytes]], command: list[str]) -> NoReturn:
     while True:
         time.sleep(1.0)
         for i, worker in enumerate(workers):
