@@ -7,9 +7,10 @@ like. See the README and ``docs/`` for a tour.
 
 import warnings as _warnings
 from importlib import metadata as _metadata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from . import limits
+from ._opening import Opening
 from .anyio import (
     FramedStream,
     connect_framed,
@@ -63,6 +64,7 @@ from .framing import (
     speedups_active,
 )
 from .loops import loop_factory, loop_name, new_event_loop, run
+from .options import Options
 
 # Which distribution this ``aiomsg`` is: PyPI's "aiomsg" is another project with the same
 # import name, and the ``aiomsg`` command checks this mark before it runs (_aiomsg_framing.py).
@@ -98,6 +100,8 @@ __all__ = [
     "MessageTimeout",
     "MessageTooLarge",
     "Netstring",
+    "Opening",
+    "Options",
     "RequestProtocol",
     "Server",
     "TypePrefixed",
@@ -125,7 +129,7 @@ __all__ = [
     "speedups_active",
 ]
 
-if TYPE_CHECKING:  # the deprecated name below, for type checkers
+if _TYPE_CHECKING:  # the deprecated name below, for type checkers
     EndOfStream = UntilEOF
 
 

@@ -192,3 +192,20 @@ def fresh(exc: _E) -> _E:
     new.args = exc.args
     new.__dict__.update(exc.__dict__)
     return new
+
+
+def not_bytes(message: object, text_method: str) -> TypeError | None:
+    """The error for sending ``message`` when it is not a bytes-like object, else ``None``.
+
+    Called only after an encode or a write failed, so the bytes path pays nothing:
+    each framing would otherwise fail on a ``str`` with words of its own
+    (``'in <string>' requires string as left operand``, ``tuple indices must be
+    integers``...), none of which says what to do.
+    """
+    try:
+        memoryview(message)  # type: ignore[arg-type]
+    except TypeError:
+        kind = type(message).__name__
+        hint = f"use {text_method} for text" if isinstance(message, str) else "encode it first"
+        return TypeError(f"a message is bytes (or bytearray, memoryview), not {kind}: {hint}")
+    return None

@@ -42,16 +42,17 @@ async def running_server(
     framing: Framing,
     *,
     host: str = "127.0.0.1",
-    **options: Any,
+    **kwargs: Any,
 ) -> AsyncIterator[tuple[str, int]]:
     """Run :func:`~aiomsg.serve_framed` with ``handler`` on a free port of ``host`` while the
-    block runs; yield ``(host, port)``. ``options`` go to ``serve_framed`` (timeouts, TLS...).
+    block runs; yield ``(host, port)``. ``kwargs`` go to ``serve_framed`` (``options=``,
+    ``ssl_context=``...).
 
     On leaving the block the server is cancelled and its connections closed. An
     exception in the block propagates (wrapped by nothing).
     """
     async with anyio.create_task_group() as tg:
-        serve = functools.partial(serve_framed, handler, host, 0, framing=framing, **options)
+        serve = functools.partial(serve_framed, handler, host, 0, framing=framing, **kwargs)
         port = await tg.start(serve)
         try:
             yield host, port
@@ -61,10 +62,10 @@ async def running_server(
 
 @asynccontextmanager
 async def running_unix_server(
-    handler: Callable[[FramedStream], Awaitable[None]], framing: Framing, **options: Any
+    handler: Callable[[FramedStream], Awaitable[None]], framing: Framing, **kwargs: Any
 ) -> AsyncIterator[str]:
     """Run :func:`~aiomsg.serve_framed_unix` with ``handler`` on a Unix socket while the block
-    runs; yield the socket's path. ``options`` go to ``serve_framed_unix`` (timeouts...).
+    runs; yield the socket's path. ``kwargs`` go to ``serve_framed_unix`` (``options=``...).
 
     The socket lives in a new private temporary directory (short, so that the
     path fits the ~100-byte limit of Unix socket addresses), which is removed
@@ -77,7 +78,7 @@ async def running_unix_server(
     try:
         path = os.path.join(directory, "socket")
         async with anyio.create_task_group() as tg:
-            serve = functools.partial(serve_framed_unix, handler, path, framing=framing, **options)
+            serve = functools.partial(serve_framed_unix, handler, path, framing=framing, **kwargs)
             await tg.start(serve)
             try:
                 yield path
@@ -93,22 +94,23 @@ async def connected(
     framing: Framing,
     *,
     unix: bool = False,
-    **options: Any,
+    **kwargs: Any,
 ) -> AsyncIterator[FramedStream]:
     """A :func:`running_server` (with ``unix=True``, a :func:`running_unix_server`) with one
-    client already connected to it; yield the client.
+    client already connected to it; yield the client. ``kwargs`` go to the server only
+    (``options=`` sets the server's limits; the client has the defaults).
 
     The client is closed, then the server stopped, when the block ends.
     """
     if unix:
         async with (
-            running_unix_server(handler, framing, **options) as path,
-            await connect_framed_unix(path, framing=framing) as client,
+            running_unix_server(handler, framing, **kwargs) as path,
+            connect_framed_unix(path, framing=framing) as client,
         ):
             yield client
         return
     async with (
-        running_server(handler, framing, **options) as (host, port),
-        await connect_framed(host, port, framing=framing) as client,
+        running_server(handler, framing, **kwargs) as (host, port),
+        connect_framed(host, port, framing=framing) as client,
     ):
         yield client

@@ -24,7 +24,7 @@ async def main() -> None:
         # It returns once the server listens, with the port it was given (0: any free one).
         serve = functools.partial(aiomsg.serve_framed, echo, "127.0.0.1", 0, framing=aiomsg.Lines())
         port = await tg.start(serve)
-        async with await aiomsg.connect_framed("127.0.0.1", port, framing=aiomsg.Lines()) as stream:
+        async with aiomsg.connect_framed("127.0.0.1", port, framing=aiomsg.Lines()) as stream:
             await stream.send(b"hi")
             print(await stream.receive())
         tg.cancel_scope.cancel()  # stop the server: the task group then exits

@@ -10,7 +10,7 @@ import aiomsg
 
 async def main(host: str, port: int, lines: list[str]) -> None:
     # The framing must be the server's: here, lines ending in \n.
-    async with await aiomsg.connect(host, port, framing=aiomsg.Lines()) as conn:
+    async with aiomsg.connect(host, port, framing=aiomsg.Lines()) as conn:
         for line in lines:
             await conn.send(line.encode())
             print(await conn.receive())  # one whole line, however TCP cut it

@@ -30,9 +30,11 @@ async def hung(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
 
 async def main() -> None:
     # Both sides heartbeat: the connection survives far longer than heartbeat_timeout in silence.
-    async with aiomsg.serve(echo, "127.0.0.1", 0, framing=FRAMING, heartbeat=HEARTBEAT) as server:
-        async with await aiomsg.connect(
-            "127.0.0.1", server.port, framing=FRAMING, heartbeat=HEARTBEAT
+    async with aiomsg.serve(
+        echo, "127.0.0.1", 0, framing=FRAMING, options=aiomsg.Options(heartbeat=HEARTBEAT)
+    ) as server:
+        async with aiomsg.connect(
+            "127.0.0.1", server.port, framing=FRAMING, options=aiomsg.Options(heartbeat=HEARTBEAT)
         ) as conn:
             await asyncio.sleep(5 * HEARTBEAT)  # silence from the application
             await conn.send(b"still there?")
@@ -42,8 +44,11 @@ async def main() -> None:
     silent = await asyncio.start_server(hung, "127.0.0.1", 0)
     async with silent:
         port = silent.sockets[0].getsockname()[1]
-        async with await aiomsg.connect(
-            "127.0.0.1", port, framing=FRAMING, heartbeat=HEARTBEAT, heartbeat_timeout=3 * HEARTBEAT
+        async with aiomsg.connect(
+            "127.0.0.1",
+            port,
+            framing=FRAMING,
+            options=aiomsg.Options(heartbeat=HEARTBEAT, heartbeat_timeout=3 * HEARTBEAT),
         ) as conn:
             try:
                 await conn.receive()

@@ -1,10 +1,11 @@
-"""A server with every per-connection limit written out, and a client that breaks one.
+"""A server with every limit written out in one Options, and a client that breaks one.
 
     python examples/serve_with_limits.py
 
 The values are the defaults except where a comment says otherwise; docs/limits.md
-lists every limit. The client sends a line over the server's max_size: the server
-refuses it at once, before storing it, and closes that connection.
+lists every limit (aiomsg.Options has them all). The client sends a line over the
+server's max_size: the server refuses it at once, before storing it, and closes that
+connection.
 """
 
 import aiomsg
@@ -20,18 +21,18 @@ async def echo(conn: aiomsg.Connection) -> None:
 
 
 async def main() -> None:
-    server = aiomsg.serve(
-        echo, "127.0.0.1", 0, framing=FRAMING,
+    options = aiomsg.Options(
         message_timeout=60.0,  # a begun message must complete within it (None: no limit)
         idle_timeout=None,  # seconds without a byte from the peer (None: off)
         keepalive=60.0,  # TCP keepalive: a vanished peer is found in ~2 minutes
         heartbeat=None,  # seconds: empty messages both ways (see heartbeat.py)
+        connect_timeout=30.0,  # a client's connect, TLS handshake included
         backlog=1024, read_size=256 * 1024, write_high_water=256 * 1024,
     )  # fmt: skip
-    async with server:
-        # connect() takes the same per-connection knobs, and timeout= for connecting.
-        async with await aiomsg.connect(
-            "127.0.0.1", server.port, framing=aiomsg.Lines(), timeout=30.0
+    # One Options object for the server and the client: each uses the fields that apply.
+    async with aiomsg.serve(echo, "127.0.0.1", 0, framing=FRAMING, options=options) as server:
+        async with aiomsg.connect(
+            "127.0.0.1", server.port, framing=aiomsg.Lines(), options=options
         ) as conn:
             await conn.send(b"a short line")
             print("echoed:", await conn.receive())

@@ -57,7 +57,7 @@ async def test_two_clients_on_one_server() -> None:
 @pytest.mark.anyio
 async def test_over_a_unix_socket() -> None:
     async with running_unix_server(shout, aiomsg.Lines()) as path:  # a fresh temporary directory
-        async with await aiomsg.connect_framed_unix(path, framing=aiomsg.Lines()) as client:
+        async with aiomsg.connect_framed_unix(path, framing=aiomsg.Lines()) as client:
             await client.send(b"local")
             assert await client.receive() == b"LOCAL"
 

@@ -23,7 +23,7 @@ async def reverse(stream: aiomsg.FramedStream) -> None:
 
 
 async def client(port: int, word: bytes) -> bytes:
-    async with await aiomsg.connect_framed("127.0.0.1", port, framing=FRAMING) as stream:
+    async with aiomsg.connect_framed("127.0.0.1", port, framing=FRAMING) as stream:
         await stream.send(word)
         with trio.fail_after(5):  # trio's timeouts work around aiomsg's calls
             return await stream.receive()

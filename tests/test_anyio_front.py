@@ -353,7 +353,9 @@ async def test_message_timeout_over_a_unix_socket() -> None:
     framing = aiomsg.LengthPrefixed(4)
     with anyio.fail_after(15):
         async with (
-            running_unix_server(handler, framing, message_timeout=0.2) as path,
+            running_unix_server(
+                handler, framing, options=aiomsg.Options(message_timeout=0.2)
+            ) as path,
             await anyio.connect_unix(path) as raw,
         ):
             await raw.send(framing.encode(b"cut short")[:6])  # a header and 2 of 9 bytes

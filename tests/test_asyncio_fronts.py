@@ -443,7 +443,9 @@ async def test_wrap_hands_over_more_than_one_read_size_of_buffered_bytes() -> No
     async with blocking_server(lambda c: c.sendall(framing.encode_many(messages))) as addr:
         reader, writer = await asyncio.open_connection(*addr)
         await until(lambda: buffered(reader) == 1890)
-        async with aiomsg.Connection.wrap(reader, writer, framing, read_size=64) as conn:
+        async with aiomsg.Connection.wrap(
+            reader, writer, framing, options=aiomsg.Options(read_size=64)
+        ) as conn:
             assert [m async for m in conn] == messages
 
 
@@ -559,7 +561,11 @@ async def test_connect_timeout_covers_the_tls_handshake() -> None:
         started = asyncio.get_running_loop().time()
         with pytest.raises(TimeoutError):
             await aiomsg.connect(
-                host, port, framing=aiomsg.Lines(), ssl=ssl.create_default_context(), timeout=0.3
+                host,
+                port,
+                framing=aiomsg.Lines(),
+                ssl=ssl.create_default_context(),
+                options=aiomsg.Options(connect_timeout=0.3),
             )
         assert asyncio.get_running_loop().time() - started < 5
     finally:

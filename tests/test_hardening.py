@@ -184,7 +184,7 @@ async def test_streams_message_timeout_closes_a_stalled_message_only() -> None:
 
     async with asyncio.timeout(20):
         async with aiomsg.serve(
-            handler, "127.0.0.1", 0, framing=FRAMING, message_timeout=0.3
+            handler, "127.0.0.1", 0, framing=FRAMING, options=aiomsg.Options(message_timeout=0.3)
         ) as server:
             stalled_reader, stalled = await raw_client(
                 server.port, FRAMING.encode(b"stalled") + HALF_MESSAGE
@@ -222,7 +222,7 @@ async def test_streams_idle_timeout_closes_a_silent_peer_only() -> None:
 
     async with asyncio.timeout(20):
         async with aiomsg.serve(
-            handler, "127.0.0.1", 0, framing=FRAMING, idle_timeout=0.3
+            handler, "127.0.0.1", 0, framing=FRAMING, options=aiomsg.Options(idle_timeout=0.3)
         ) as server:
             silent = await raw_clients(server.port, 1, FRAMING.encode(b"silent"))
             chatty = await raw_clients(server.port, 1, FRAMING.encode(b"chatty"))
@@ -251,7 +251,7 @@ async def test_paused_reading_stops_the_message_clock() -> None:
 
     async with asyncio.timeout(20):
         async with aiomsg.serve(
-            handler, "127.0.0.1", 0, framing=FRAMING, message_timeout=0.3
+            handler, "127.0.0.1", 0, framing=FRAMING, options=aiomsg.Options(message_timeout=0.3)
         ) as server:
             (writer,) = await raw_clients(server.port, 1, FRAMING.encode(b"one"))
             await first_read.wait()
@@ -272,7 +272,7 @@ async def test_protocol_front_gets_connection_timed_out() -> None:
 
     class Sink(aiomsg.MessageProtocol):
         framing = FRAMING
-        message_timeout = 0.3
+        options = aiomsg.Options(message_timeout=0.3)
 
         def message_received(self, message: bytes) -> None:
             pass
@@ -307,7 +307,10 @@ async def test_client_message_timeout_on_a_stalled_server() -> None:
     async with asyncio.timeout(10):
         async with aiomsg.serve(stall, "127.0.0.1", 0, framing=FRAMING) as server:
             async with await aiomsg.connect(
-                "127.0.0.1", server.port, framing=FRAMING, message_timeout=0.3
+                "127.0.0.1",
+                server.port,
+                framing=FRAMING,
+                options=aiomsg.Options(message_timeout=0.3),
             ) as conn:
                 with pytest.raises(aiomsg.MessageTimeout):
                     await conn.receive()
@@ -318,8 +321,8 @@ async def test_client_message_timeout_on_a_stalled_server() -> None:
 
 @pytest.mark.asyncio
 async def test_defaults_and_keepalive_on_accepted_sockets() -> None:
-    assert aiomsg.MessageProtocol.message_timeout == 60.0
-    assert aiomsg.MessageProtocol.idle_timeout is None
+    assert aiomsg.MessageProtocol.options.message_timeout == 60.0
+    assert aiomsg.MessageProtocol.options.idle_timeout is None
     options: list[tuple[int, int]] = []
 
     async def handler(conn: aiomsg.Connection) -> None:
@@ -335,7 +338,9 @@ async def test_defaults_and_keepalive_on_accepted_sockets() -> None:
         async with aiomsg.serve(handler, "127.0.0.1", 0, framing=FRAMING) as server:
             async with await aiomsg.connect("127.0.0.1", server.port, framing=FRAMING):
                 assert await wait_until(lambda: len(options) == 1)
-        async with aiomsg.serve(handler, "127.0.0.1", 0, framing=FRAMING, keepalive=None) as server:
+        async with aiomsg.serve(
+            handler, "127.0.0.1", 0, framing=FRAMING, options=aiomsg.Options(keepalive=None)
+        ) as server:
             async with await aiomsg.connect("127.0.0.1", server.port, framing=FRAMING):
                 assert await wait_until(lambda: len(options) == 2)
     assert options[0] == (1, 60)
@@ -413,7 +418,7 @@ async def test_write_backpressure_can_be_turned_off() -> None:
 
     class Echo(aiomsg.MessageProtocol):
         framing = FRAMING
-        write_backpressure = False
+        options = aiomsg.Options(write_backpressure=False)
 
         def message_received(self, message: bytes) -> None:
             self.send(message)
@@ -478,7 +483,7 @@ async def test_streams_message_timeout_counts_from_the_header(stall: bytes) -> N
 
     async with asyncio.timeout(20):
         async with aiomsg.serve(
-            handler, "127.0.0.1", 0, framing=FRAMING, message_timeout=0.3
+            handler, "127.0.0.1", 0, framing=FRAMING, options=aiomsg.Options(message_timeout=0.3)
         ) as server:
             reader, writer = await raw_client(server.port, stall)
             assert await reader.read() == b""  # the server closed the stalled client
@@ -500,7 +505,7 @@ async def test_framed_stream_message_timeout(stall: bytes) -> None:
         done.set()
 
     with anyio.fail_after(20):
-        async with framed_server(handler, message_timeout=0.3) as port:
+        async with framed_server(handler, options=aiomsg.Options(message_timeout=0.3)) as port:
             async with await anyio.connect_tcp("127.0.0.1", port) as client:
                 await client.send(stall)
                 await done.wait()
@@ -524,7 +529,7 @@ async def test_framed_stream_idle_timeout() -> None:
         done.set()
 
     with anyio.fail_after(20):
-        async with framed_server(handler, idle_timeout=0.3) as port:
+        async with framed_server(handler, options=aiomsg.Options(idle_timeout=0.3)) as port:
             async with await anyio.connect_tcp("127.0.0.1", port) as client:
                 for _ in range(5):
                     await client.send(FRAMING.encode(b"tick"))

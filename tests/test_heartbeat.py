@@ -74,7 +74,10 @@ async def read_until_eof(reader: asyncio.StreamReader, framing: Framing) -> list
 async def test_a_silent_server_is_closed_with_heartbeat_timeout(framing: Framing) -> None:
     async with asyncio.timeout(15), silent_server() as (port, peers):
         conn = await aiomsg.connect(
-            "127.0.0.1", port, framing=framing, heartbeat=BEAT, heartbeat_timeout=TIMEOUT
+            "127.0.0.1",
+            port,
+            framing=framing,
+            options=aiomsg.Options(heartbeat=BEAT, heartbeat_timeout=TIMEOUT),
         )
         with pytest.raises(aiomsg.HeartbeatTimeout) as caught:
             await conn.receive()
@@ -102,7 +105,9 @@ async def test_a_silent_client_is_closed_by_the_server() -> None:
 
     async with (
         asyncio.timeout(15),
-        aiomsg.serve(handler, "127.0.0.1", 0, framing=FRAMING, heartbeat=BEAT) as server,
+        aiomsg.serve(
+            handler, "127.0.0.1", 0, framing=FRAMING, options=aiomsg.Options(heartbeat=BEAT)
+        ) as server,
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         try:
@@ -126,11 +131,18 @@ async def test_heartbeating_peers_stay_connected_through_silence() -> None:
         done.set()
 
     server = aiomsg.serve(
-        handler, "127.0.0.1", 0, framing=FRAMING, heartbeat=BEAT, heartbeat_timeout=TIMEOUT
+        handler,
+        "127.0.0.1",
+        0,
+        framing=FRAMING,
+        options=aiomsg.Options(heartbeat=BEAT, heartbeat_timeout=TIMEOUT),
     )
     async with asyncio.timeout(20), server:
         async with await aiomsg.connect(
-            "127.0.0.1", server.port, framing=FRAMING, heartbeat=BEAT, heartbeat_timeout=TIMEOUT
+            "127.0.0.1",
+            server.port,
+            framing=FRAMING,
+            options=aiomsg.Options(heartbeat=BEAT, heartbeat_timeout=TIMEOUT),
         ) as conn:
             # Silent at the application level for four heartbeat timeouts:
             # without the heartbeat both sides would have closed by then.
@@ -157,7 +169,7 @@ async def test_heartbeats_are_swallowed_and_other_messages_delivered() -> None:
     try:
         async with asyncio.timeout(15):
             async with await aiomsg.connect(
-                "127.0.0.1", port, framing=FRAMING, heartbeat=10.0
+                "127.0.0.1", port, framing=FRAMING, options=aiomsg.Options(heartbeat=10.0)
             ) as conn:
                 assert [m async for m in conn] == [b"one", b"two"]
             # With the heartbeat off, an empty message is the application's as before.
@@ -172,8 +184,7 @@ async def test_heartbeats_are_swallowed_and_other_messages_delivered() -> None:
 async def test_protocol_front_heartbeat_swallows_and_times_out() -> None:
     class Recorder(aiomsg.MessageProtocol):
         framing = FRAMING
-        heartbeat = BEAT
-        heartbeat_timeout = TIMEOUT
+        options = aiomsg.Options(heartbeat=BEAT, heartbeat_timeout=TIMEOUT)
 
         def __init__(self) -> None:
             super().__init__()
@@ -208,11 +219,17 @@ async def test_protocol_front_heartbeat_swallows_and_times_out() -> None:
 async def test_a_framing_that_cannot_carry_a_heartbeat_is_refused(framing: Framing) -> None:
     # Refused before connecting or listening: nothing listens on port 9 here.
     with pytest.raises(ValueError, match="cannot carry an empty message"):
-        await aiomsg.connect("127.0.0.1", 9, framing=framing, heartbeat=1.0)
+        await aiomsg.connect("127.0.0.1", 9, framing=framing, options=aiomsg.Options(heartbeat=1.0))
     with pytest.raises(ValueError, match="cannot carry an empty message"):
-        aiomsg.serve(lambda conn: conn.aclose(), "127.0.0.1", 0, framing=framing, heartbeat=1.0)
+        aiomsg.serve(
+            lambda conn: conn.aclose(),
+            "127.0.0.1",
+            0,
+            framing=framing,
+            options=aiomsg.Options(heartbeat=1.0),
+        )
     with pytest.raises(ValueError, match="cannot carry an empty message"):
-        aiomsg.MessageProtocol(framing=framing, heartbeat=1.0)
+        aiomsg.MessageProtocol(framing=framing, options=aiomsg.Options(heartbeat=1.0))
     aiomsg.MessageProtocol(framing=framing)  # without a heartbeat it is fine
 
 
@@ -235,8 +252,7 @@ async def test_bad_heartbeat_settings_are_refused(
             "127.0.0.1",
             9,
             framing=FRAMING,
-            heartbeat=heartbeat,
-            heartbeat_timeout=heartbeat_timeout,
+            options=aiomsg.Options(heartbeat=heartbeat, heartbeat_timeout=heartbeat_timeout),
         )
 
 
@@ -244,7 +260,10 @@ async def test_bad_heartbeat_settings_are_refused(
 async def test_no_heartbeat_after_send_eof() -> None:
     async with asyncio.timeout(15), silent_server() as (port, peers):
         async with await aiomsg.connect(
-            "127.0.0.1", port, framing=FRAMING, heartbeat=BEAT, heartbeat_timeout=60.0
+            "127.0.0.1",
+            port,
+            framing=FRAMING,
+            options=aiomsg.Options(heartbeat=BEAT, heartbeat_timeout=60.0),
         ) as conn:
             await conn.send(b"last")
             await conn.send_eof()
@@ -294,7 +313,10 @@ async def test_anyio_a_silent_server_is_closed_with_heartbeat_timeout() -> None:
     with anyio.fail_after(15):
         async with silent_anyio_server() as (port, streams):
             client = await aiomsg.connect_framed(
-                "127.0.0.1", port, framing=FRAMING, heartbeat=BEAT, heartbeat_timeout=TIMEOUT
+                "127.0.0.1",
+                port,
+                framing=FRAMING,
+                options=aiomsg.Options(heartbeat=BEAT, heartbeat_timeout=TIMEOUT),
             )
             with pytest.raises(aiomsg.HeartbeatTimeout) as caught:
                 await client.receive()
@@ -320,14 +342,16 @@ async def test_anyio_heartbeating_peers_stay_connected_through_silence() -> None
         "127.0.0.1",
         0,
         framing=FRAMING,
-        heartbeat=BEAT,
-        heartbeat_timeout=TIMEOUT,
+        options=aiomsg.Options(heartbeat=BEAT, heartbeat_timeout=TIMEOUT),
     )
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg:
             port = await tg.start(serve)
             async with await aiomsg.connect_framed(
-                "127.0.0.1", port, framing=FRAMING, heartbeat=BEAT, heartbeat_timeout=TIMEOUT
+                "127.0.0.1",
+                port,
+                framing=FRAMING,
+                options=aiomsg.Options(heartbeat=BEAT, heartbeat_timeout=TIMEOUT),
             ) as client:
                 answer: list[bytes] = []
 
@@ -359,7 +383,7 @@ async def test_anyio_heartbeats_are_swallowed() -> None:
             tg.start_soon(listener.serve, handler)
             port = listener.extra(anyio.abc.SocketAttribute.local_port)
             async with await aiomsg.connect_framed(
-                "127.0.0.1", port, framing=FRAMING, heartbeat=10.0
+                "127.0.0.1", port, framing=FRAMING, options=aiomsg.Options(heartbeat=10.0)
             ) as client:
                 assert [m async for m in client] == [b"one", b"two"]
             tg.cancel_scope.cancel()
@@ -380,7 +404,7 @@ async def test_anyio_unix_server_closes_a_silent_client() -> None:
     with anyio.fail_after(15):
         async with (
             running_unix_server(
-                handler, FRAMING, heartbeat=BEAT, heartbeat_timeout=TIMEOUT
+                handler, FRAMING, options=aiomsg.Options(heartbeat=BEAT, heartbeat_timeout=TIMEOUT)
             ) as path,
             await anyio.connect_unix(path) as raw,
         ):
@@ -393,11 +417,17 @@ async def test_anyio_unix_server_closes_a_silent_client() -> None:
 @pytest.mark.parametrize("framing", NOT_CARRIERS)
 async def test_anyio_a_framing_that_cannot_carry_a_heartbeat_is_refused(framing: Framing) -> None:
     with pytest.raises(ValueError, match="cannot carry an empty message"):
-        await aiomsg.connect_framed("127.0.0.1", 9, framing=framing, heartbeat=1.0)
+        await aiomsg.connect_framed(
+            "127.0.0.1", 9, framing=framing, options=aiomsg.Options(heartbeat=1.0)
+        )
     with pytest.raises(ValueError, match="cannot carry an empty message"):
-        await aiomsg.serve_framed(aiomsg.FramedStream.aclose, framing=framing, heartbeat=1.0)
+        await aiomsg.serve_framed(
+            aiomsg.FramedStream.aclose, framing=framing, options=aiomsg.Options(heartbeat=1.0)
+        )
     with pytest.raises(ValueError, match="cannot carry an empty message"):
-        await aiomsg.connect_framed_unix("/nonexistent", framing=framing, heartbeat=1.0)
+        await aiomsg.connect_framed_unix(
+            "/nonexistent", framing=framing, options=aiomsg.Options(heartbeat=1.0)
+        )
 
 
 @pytest.mark.anyio
@@ -430,14 +460,16 @@ async def test_anyio_a_peer_that_only_receives_still_heartbeats() -> None:
         "127.0.0.1",
         0,
         framing=FRAMING,
-        heartbeat=BEAT,
-        heartbeat_timeout=TIMEOUT,
+        options=aiomsg.Options(heartbeat=BEAT, heartbeat_timeout=TIMEOUT),
     )
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
             port = await tg.start(serve)
             async with await aiomsg.connect_framed(
-                "127.0.0.1", port, framing=FRAMING, heartbeat=BEAT, heartbeat_timeout=TIMEOUT
+                "127.0.0.1",
+                port,
+                framing=FRAMING,
+                options=aiomsg.Options(heartbeat=BEAT, heartbeat_timeout=TIMEOUT),
             ) as client:
                 heard = []
                 async for message in client:

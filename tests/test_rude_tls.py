@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import socket
@@ -277,7 +276,7 @@ async def streams_server(tls: Contexts) -> AsyncIterator[Server]:
         0,
         framing=FRAMING,
         ssl=tls.server,
-        ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+        options=aiomsg.Options(tls_handshake_timeout=HANDSHAKE_TIMEOUT),
     ) as server:
         yield Server(server.port, lambda: bool(server.sockets))
 
@@ -296,8 +295,6 @@ async def protocol_server(tls: Contexts) -> AsyncIterator[Server]:
         yield Server(port, server.is_serving)
 
 
-def serve_framed_has_handshake_timeout() -> bool:
-    return "ssl_handshake_timeout" in inspect.signature(aiomsg.serve_framed).parameters
 
 
 async def anyio_echo(stream: aiomsg.FramedStream) -> None:
@@ -322,9 +319,7 @@ class RecordingStatus:
 async def anyio_server(tls: Contexts) -> AsyncIterator[Server]:
     """serve_framed in a task group. If it ends (it must not), the reason is recorded."""
     died: list[BaseException] = []
-    knobs = (
-        {"ssl_handshake_timeout": HANDSHAKE_TIMEOUT} if serve_framed_has_handshake_timeout() else {}
-    )
+    knobs = {"options": aiomsg.Options(tls_handshake_timeout=HANDSHAKE_TIMEOUT)}
 
     async def run(*, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         status = RecordingStatus(task_status)
@@ -508,21 +503,12 @@ async def test_asyncio_server_survives_every_kind_at_once(
     await survive(make_server, tls, RUDE_CLIENTS, (MIXED_EACH,), caplog)
 
 
-def need_handshake_timeout(rudes: list[Rude]) -> None:
-    if any(rude.stalls for rude in rudes) and not serve_framed_has_handshake_timeout():
-        pytest.fail(
-            "serve_framed() has no ssl_handshake_timeout keyword yet: a client stalled in the "
-            "TLS handshake holds its connection for anyio's default 30 s"
-        )
-
-
 @pytest.mark.anyio
 @pytest.mark.parametrize("rude", RUDE_PARAMS)
 async def test_serve_framed_survives(
     rude: Rude, tls: Contexts, caplog: pytest.LogCaptureFixture
 ) -> None:
     """One rude client, then SWARM of them at once: the server serves on and leaks nothing."""
-    need_handshake_timeout([rude])
     await survive(anyio_server, tls, [rude], (1, SWARM), caplog)
 
 
@@ -530,5 +516,4 @@ async def test_serve_framed_survives(
 async def test_serve_framed_survives_every_kind_at_once(
     tls: Contexts, caplog: pytest.LogCaptureFixture
 ) -> None:
-    need_handshake_timeout(RUDE_CLIENTS)
     await survive(anyio_server, tls, RUDE_CLIENTS, (MIXED_EACH,), caplog)

@@ -15,7 +15,6 @@ import anyio
 from anyio.abc import ByteStream, ObjectStream
 from anyio.lowlevel import checkpoint_if_cancelled
 
-from .._heartbeat import heartbeat_settings
 from ..errors import (
     ConnectionTimeout,
     FramingError,
@@ -24,9 +23,11 @@ from ..errors import (
     MessageTimeout,
     detached,
     fresh,
+    not_bytes,
 )
 from ..framing import Buffer, Framing
-from ..limits import COPY_LIMIT, DEFAULT_MESSAGE_TIMEOUT, DEFAULT_READ_SIZE
+from ..limits import COPY_LIMIT
+from ..options import Options, resolve_options
 
 __all__ = ["FramedStream"]
 
@@ -57,7 +58,8 @@ class FramedStream(ObjectStream[bytes]):
     * Concurrent ``send()`` calls are allowed: each message is written whole, in
       turn.
 
-    Limits: ``message_timeout`` (default 60 s): a message that has begun must
+    Limits (fields of ``options``, an :class:`~aiomsg.Options`):
+    ``message_timeout`` (default 60 s): a message that has begun must
     complete within it, counting only time spent in ``receive()``;
     ``idle_timeout`` (default off): some byte must arrive within it while
     receiving. ``None`` turns either off. Memory: decoded messages wait here
@@ -100,19 +102,25 @@ class FramedStream(ObjectStream[bytes]):
         transport_stream: ByteStream,
         framing: Framing,
         *,
-        read_size: int = DEFAULT_READ_SIZE,
-        message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
-        idle_timeout: float | None = None,
-        heartbeat: float | None = None,
-        heartbeat_timeout: float | None = None,
+        options: Options | None = None,
+        **deprecated: Any,
     ) -> None:
-        """Frame ``transport_stream`` with ``framing``; the limits are the class docstring's.
+        """Frame ``transport_stream`` with ``framing``.
+
+        ``options`` (an :class:`~aiomsg.Options`): this class uses ``read_size``,
+        ``message_timeout``, ``idle_timeout``, ``heartbeat`` and
+        ``heartbeat_timeout`` as the class docstring says (keepalive and write
+        limits belong to the inner stream). The old keywords of the same names
+        still work for one release, with a :class:`DeprecationWarning`.
 
         Raises:
-            ValueError: a heartbeat that ``framing`` cannot carry, or one that
-                is not a positive number of seconds.
+            ValueError: a heartbeat that ``framing`` cannot carry.
         """
-        self._heartbeat = heartbeat_settings(framing, heartbeat, heartbeat_timeout)
+        chosen = resolve_options("FramedStream", options, None, deprecated, strict=True)
+        read_size = chosen.read_size
+        message_timeout = chosen.message_timeout
+        idle_timeout = chosen.idle_timeout
+        self._heartbeat = chosen.heartbeat_for(framing)
         self._last_send = 0.0  # when something was last sent (with the heartbeat on)
         self._eof_sent = False
         self.transport_stream = transport_stream
@@ -270,17 +278,23 @@ class FramedStream(ObjectStream[bytes]):
         Raises:
             MessageTooLarge, FramingError: the framing cannot carry ``item``;
                 nothing was sent.
+            TypeError: ``item`` is not bytes-like (a ``str``: use
+                :meth:`send_text`); nothing was sent.
             anyio.ClosedResourceError: this stream was closed.
             anyio.BrokenResourceError: the connection broke.
         """
         if self._closed:
             raise anyio.ClosedResourceError
-        parts = self.framing.encode_parts(item)
+        try:
+            parts = self.framing.encode_parts(item)
+            data = b"".join(parts) if len(parts) == 1 or len(item) < COPY_LIMIT else None
+        except (TypeError, ValueError) as exc:  # a try costs nothing until it catches
+            raise not_bytes(item, "send_text()") or exc from None
         if self._heartbeat is not None:
             self._last_send = anyio.current_time()
         async with self._send_lock:
-            if len(parts) == 1 or len(item) < COPY_LIMIT:
-                await self.transport_stream.send(b"".join(parts))
+            if data is not None:
+                await self.transport_stream.send(data)
             else:  # large: do not copy the body into a new object
                 for part in parts:
                     await self.transport_stream.send(part)  # type: ignore[arg-type]
@@ -292,11 +306,33 @@ class FramedStream(ObjectStream[bytes]):
         """
         if self._closed:
             raise anyio.ClosedResourceError
-        data = self.framing.encode_many(items)
+        if not isinstance(items, (list, tuple)):
+            items = list(items)  # kept for the error message below
+        try:
+            data = self.framing.encode_many(items)
+        except (TypeError, ValueError) as exc:
+            for item in items:
+                error = not_bytes(item, "send_text()")
+                if error is not None:
+                    raise error from None
+            raise exc from None
         if self._heartbeat is not None:
             self._last_send = anyio.current_time()
         async with self._send_lock:
             await self.transport_stream.send(data)
+
+    async def send_text(self, text: str, encoding: str = "utf-8") -> None:
+        """Send ``text`` encoded as one message. Raises what :meth:`send` raises."""
+        await self.send(text.encode(encoding))
+
+    async def receive_text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        """Return the next message decoded as text.
+
+        Raises what :meth:`receive` raises, and :class:`UnicodeDecodeError` (a
+        ``ValueError``) if it is not valid ``encoding``: that message is consumed;
+        the stream is still usable.
+        """
+        return (await self.receive()).decode(encoding, errors)
 
     async def send_eof(self) -> None:
         """Half-close: "done sending, still listening" (``shutdown(SHUT_WR)``).

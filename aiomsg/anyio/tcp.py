@@ -20,19 +20,13 @@ from anyio.abc import ByteStream, SocketAttribute, TaskStatus
 from anyio.streams.tls import TLSListener
 
 from .._connection_end import log_connection_end
-from .._heartbeat import heartbeat_settings
+from .._opening import Opening
 from .._socket_options import enable_keepalive, reset_on_close
 from ..asyncio.client import connect
 from ..asyncio.connection import Connection
 from ..asyncio.server import serve
 from ..framing import Framing
-from ..limits import (
-    DEFAULT_BACKLOG,
-    DEFAULT_KEEPALIVE,
-    DEFAULT_MESSAGE_TIMEOUT,
-    DEFAULT_READ_SIZE,
-    DEFAULT_TLS_HANDSHAKE_TIMEOUT,
-)
+from ..options import Options, resolve_options
 from .framed_stream import FramedStream
 from .on_asyncio import ConnectionFramedStream
 
@@ -57,81 +51,99 @@ def _on_asyncio() -> bool:
     return sniffio.current_async_library() == "asyncio"
 
 
-async def connect_framed(
+def connect_framed(
     remote_host: str,
     remote_port: int,
     *,
     framing: Framing,
+    options: Options | None = None,
     tls: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     tls_standard_compatible: bool = True,
     tls_hostname: str | None = None,
-    read_size: int = DEFAULT_READ_SIZE,
-    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
-    idle_timeout: float | None = None,
-    heartbeat: float | None = None,
-    heartbeat_timeout: float | None = None,
-    keepalive: float | None = DEFAULT_KEEPALIVE,
     **kwargs: Any,
-) -> FramedStream:
-    """Connect over TCP (TLS with ``tls`` or ``ssl_context``) and frame the stream.
+) -> Opening[FramedStream]:
+    """Connect over TCP (TLS with ``tls`` or ``ssl_context``) and frame the stream:
+    ``async with connect_framed(...) as stream``, or ``stream = await connect_framed(...)``.
 
     On asyncio the connection runs on aiomsg's transport protocol (bounded
     reads; ``tls_standard_compatible`` does not apply: asyncio always sends
     close_notify and accepts a peer that does not); on trio, on
-    :func:`anyio.connect_tcp` (with ``kwargs`` passed on). The limits are those
-    of :class:`FramedStream`; ``keepalive`` as for :func:`aiomsg.connect`. With
+    :func:`anyio.connect_tcp` (with ``kwargs`` passed on). ``options`` (an
+    :class:`~aiomsg.Options`) gives the limits of :class:`FramedStream`,
+    ``keepalive`` as for :func:`aiomsg.connect`, and ``connect_timeout``, which
+    bounds the connection and the TLS handshake together on every backend. With
     ``heartbeat`` on asyncio, heartbeats go out and silence is timed whether or
     not a task is receiving (aiomsg's transport keeps the clocks); on trio, while
-    one is (see :class:`FramedStream`).
+    one is (see :class:`FramedStream`). The old option keywords still work for
+    one release, with a :class:`DeprecationWarning`.
 
-    Raises :class:`OSError` if the connection fails (and ``ssl.SSLError`` for a
-    failed TLS handshake); :class:`ValueError` before connecting for a heartbeat
-    the framing cannot carry.
+    Raises:
+        OSError: the connection failed (``ssl.SSLError`` for a failed TLS handshake).
+        TimeoutError: no connection (handshake included) within ``connect_timeout``.
+        ValueError: a heartbeat the framing cannot carry; raised by this call,
+            before connecting.
     """
-    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse before connecting
+    chosen = resolve_options("connect_framed", options, framing, kwargs, _CONNECT_RENAMED)
     if tls and ssl_context is None:
         ssl_context = ssl.create_default_context()
+    return Opening(
+        _connect_framed(
+            remote_host,
+            remote_port,
+            framing,
+            chosen,
+            ssl_context,
+            tls_standard_compatible,
+            tls_hostname,
+            kwargs,
+        )
+    )
+
+
+# connect_framed's deprecated keyword for what is now Options.connect_timeout.
+_CONNECT_RENAMED = {"timeout": "connect_timeout"}
+
+
+async def _connect_framed(
+    remote_host: str,
+    remote_port: int,
+    framing: Framing,
+    options: Options,
+    ssl_context: ssl.SSLContext | None,
+    tls_standard_compatible: bool,
+    tls_hostname: str | None,
+    kwargs: dict[str, Any],
+) -> FramedStream:
     if _on_asyncio():
         conn = await connect(
             remote_host,
             remote_port,
             framing=framing,
+            options=options,
             ssl=ssl_context,
             server_hostname=(tls_hostname or remote_host) if ssl_context is not None else None,
-            read_size=read_size,
-            message_timeout=message_timeout,
-            idle_timeout=idle_timeout,
-            heartbeat=heartbeat,
-            heartbeat_timeout=heartbeat_timeout,
-            keepalive=keepalive,
             **kwargs,
         )
         return ConnectionFramedStream(conn)
     stream: ByteStream
-    if ssl_context is not None:
-        stream = await anyio.connect_tcp(
-            remote_host,
-            remote_port,
-            tls=True,
-            ssl_context=ssl_context,
-            tls_standard_compatible=tls_standard_compatible,
-            tls_hostname=tls_hostname,
-            **kwargs,
-        )
-    else:
-        stream = await anyio.connect_tcp(remote_host, remote_port, **kwargs)
-    if keepalive is not None:
-        enable_keepalive(stream.extra(SocketAttribute.raw_socket), keepalive)
-    return FramedStream(
-        stream,
-        framing,
-        read_size=read_size,
-        message_timeout=message_timeout,
-        idle_timeout=idle_timeout,
-        heartbeat=heartbeat,
-        heartbeat_timeout=heartbeat_timeout,
-    )
+    # anyio's connect_tcp has no timeout of its own, and none for the TLS handshake.
+    with anyio.fail_after(options.connect_timeout):
+        if ssl_context is not None:
+            stream = await anyio.connect_tcp(
+                remote_host,
+                remote_port,
+                tls=True,
+                ssl_context=ssl_context,
+                tls_standard_compatible=tls_standard_compatible,
+                tls_hostname=tls_hostname,
+                **kwargs,
+            )
+        else:
+            stream = await anyio.connect_tcp(remote_host, remote_port, **kwargs)
+    if options.keepalive is not None:
+        enable_keepalive(stream.extra(SocketAttribute.raw_socket), options.keepalive)
+    return FramedStream(stream, framing, options=options)
 
 
 class _QuietTLSListener(TLSListener):
@@ -170,18 +182,12 @@ async def serve_framed(
     local_port: int = 0,
     *,
     framing: Framing,
+    options: Options | None = None,
     ssl_context: ssl.SSLContext | None = None,
     tls_standard_compatible: bool = True,
-    ssl_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
-    read_size: int = DEFAULT_READ_SIZE,
-    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
-    idle_timeout: float | None = None,
-    heartbeat: float | None = None,
-    heartbeat_timeout: float | None = None,
-    keepalive: float | None = DEFAULT_KEEPALIVE,
-    backlog: int = DEFAULT_BACKLOG,
     reuse_port: bool = False,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    **deprecated: Any,
 ) -> None:
     """Serve framed TCP connections until cancelled; use it inside a task group.
 
@@ -193,37 +199,33 @@ async def serve_framed(
     once and ends that connection only, never the server.
 
     ``ssl_context`` serves TLS; a client must finish its handshake within
-    ``ssl_handshake_timeout`` seconds. The per-connection limits are those of
-    :class:`FramedStream` and :func:`aiomsg.serve`. On asyncio the server runs
-    on aiomsg's transport protocol (see :func:`connect_framed`); on trio, on
-    anyio's listener (``tls_standard_compatible`` goes to its TLSListener).
-    ``reuse_port`` sets ``SO_REUSEPORT`` (Linux, BSD): several processes may
-    listen on one port and the kernel spreads the connections over them.
-    The heartbeat is :func:`connect_framed`'s (``ValueError`` before listening
-    for one the framing cannot carry).
+    ``options.tls_handshake_timeout`` seconds. ``options`` (an
+    :class:`~aiomsg.Options`) gives the per-connection limits of
+    :class:`FramedStream` and :func:`aiomsg.serve`, and the listen ``backlog``.
+    On asyncio the server runs on aiomsg's transport protocol (see
+    :func:`connect_framed`); on trio, on anyio's listener
+    (``tls_standard_compatible`` goes to its TLSListener). ``reuse_port`` sets
+    ``SO_REUSEPORT`` (Linux, BSD): several processes may listen on one port and
+    the kernel spreads the connections over them. A heartbeat the framing cannot
+    carry raises ``ValueError`` before listening. The old option keywords
+    (``ssl_handshake_timeout=``, ``backlog=``...) still work for one release,
+    with a :class:`DeprecationWarning`.
     """
-    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse now, not per client
+    chosen = resolve_options("serve_framed", options, framing, deprecated, _RENAMED, strict=True)
     if _on_asyncio():
         await _serve_framed_asyncio(
             handler,
             local_host,
             local_port,
             framing=framing,
+            options=chosen,
             ssl_context=ssl_context,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            read_size=read_size,
-            message_timeout=message_timeout,
-            idle_timeout=idle_timeout,
-            heartbeat=heartbeat,
-            heartbeat_timeout=heartbeat_timeout,
-            keepalive=keepalive,
-            backlog=backlog,
             reuse_port=reuse_port,
             task_status=task_status,
         )
         return
     listener: Any = await anyio.create_tcp_listener(
-        local_host=local_host, local_port=local_port, backlog=backlog, reuse_port=reuse_port
+        local_host=local_host, local_port=local_port, backlog=chosen.backlog, reuse_port=reuse_port
     )
     port = listener.extra(SocketAttribute.local_port)
     if ssl_context is not None:
@@ -231,27 +233,22 @@ async def serve_framed(
             listener,
             ssl_context,
             standard_compatible=tls_standard_compatible,
-            handshake_timeout=ssl_handshake_timeout,
+            handshake_timeout=chosen.tls_handshake_timeout,
         )
 
     async def run(stream: ByteStream) -> None:
         peer = stream.extra(SocketAttribute.remote_address, None)
-        if keepalive is not None:
-            enable_keepalive(stream.extra(SocketAttribute.raw_socket), keepalive)
-        framed = FramedStream(
-            stream,
-            framing,
-            read_size=read_size,
-            message_timeout=message_timeout,
-            idle_timeout=idle_timeout,
-            heartbeat=heartbeat,
-            heartbeat_timeout=heartbeat_timeout,
-        )
-        await _serve_one(handler, framed, peer)
+        if chosen.keepalive is not None:
+            enable_keepalive(stream.extra(SocketAttribute.raw_socket), chosen.keepalive)
+        await _serve_one(handler, FramedStream(stream, framing, options=chosen), peer)
 
     async with listener:
         task_status.started(port)
         await listener.serve(run)
+
+
+# serve_framed's deprecated keyword for what is now Options.tls_handshake_timeout.
+_RENAMED = {"ssl_handshake_timeout": "tls_handshake_timeout"}
 
 
 async def _serve_framed_asyncio(
@@ -260,15 +257,8 @@ async def _serve_framed_asyncio(
     local_port: int,
     *,
     framing: Framing,
+    options: Options,
     ssl_context: ssl.SSLContext | None,
-    ssl_handshake_timeout: float,
-    read_size: int,
-    message_timeout: float | None,
-    idle_timeout: float | None,
-    heartbeat: float | None,
-    heartbeat_timeout: float | None,
-    keepalive: float | None,
-    backlog: int,
     reuse_port: bool,
     task_status: TaskStatus[int],
 ) -> None:
@@ -284,28 +274,18 @@ async def _serve_framed_asyncio(
                 ("", local_port),
                 family=socket.AF_INET6,
                 dualstack_ipv6=True,
-                backlog=backlog,
+                backlog=options.backlog,
                 reuse_port=reuse_port,
             )
         else:
-            sock = socket.create_server(("", local_port), backlog=backlog, reuse_port=reuse_port)
+            sock = socket.create_server(
+                ("", local_port), backlog=options.backlog, reuse_port=reuse_port
+            )
         where.update(host=None, port=None, sock=sock)
     elif reuse_port:
         where.update(reuse_port=True)
     if ssl_context is not None:
-        where.update(ssl=ssl_context, ssl_handshake_timeout=ssl_handshake_timeout)
-    server = serve(
-        run,
-        framing=framing,
-        read_size=read_size,
-        message_timeout=message_timeout,
-        idle_timeout=idle_timeout,
-        heartbeat=heartbeat,
-        heartbeat_timeout=heartbeat_timeout,
-        keepalive=keepalive,
-        backlog=backlog,
-        **where,
-    )
-    async with server:
+        where.update(ssl=ssl_context)
+    async with serve(run, framing=framing, options=options, **where) as server:
         task_status.started(server.port)
         await anyio.sleep_forever()

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, TaskStatus
 
-from .._heartbeat import heartbeat_settings
+from .._opening import Opening
 from ..asyncio.client import connect_unix
 from ..asyncio.connection import Connection
 from ..asyncio.server import serve_unix
 from ..framing import Framing
-from ..limits import DEFAULT_BACKLOG, DEFAULT_MESSAGE_TIMEOUT, DEFAULT_READ_SIZE
+from ..options import Options, resolve_options
 from .framed_stream import FramedStream
 from .on_asyncio import ConnectionFramedStream
 from .tcp import _on_asyncio, _serve_one
@@ -26,46 +27,34 @@ from .tcp import _on_asyncio, _serve_one
 __all__ = ["connect_framed_unix", "serve_framed_unix"]
 
 
-async def connect_framed_unix(
+def connect_framed_unix(
     path: str | os.PathLike[str],
     *,
     framing: Framing,
-    read_size: int = DEFAULT_READ_SIZE,
-    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
-    idle_timeout: float | None = None,
-    heartbeat: float | None = None,
-    heartbeat_timeout: float | None = None,
-) -> FramedStream:
-    """Connect to the Unix socket at ``path`` and frame the stream with ``framing``.
+    options: Options | None = None,
+    **deprecated: Any,
+) -> Opening[FramedStream]:
+    """Connect to the Unix socket at ``path`` and frame the stream with ``framing``:
+    ``async with connect_framed_unix(...) as stream`` or ``await connect_framed_unix(...)``.
 
-    The limits and the heartbeat are those of :func:`~aiomsg.connect_framed`.
-    Raises :class:`OSError` if the connection fails (``FileNotFoundError`` when
-    nothing is at ``path``, ``ConnectionRefusedError`` when nothing listens
-    there), :class:`ValueError` before connecting for a heartbeat the framing
-    cannot carry.
+    ``options`` are those of :func:`~aiomsg.connect_framed` (keepalive aside).
+
+    Raises:
+        OSError: the connection failed (``FileNotFoundError`` when nothing is at
+            ``path``, ``ConnectionRefusedError`` when nothing listens there).
+        TimeoutError: no connection within ``connect_timeout``.
+        ValueError: a heartbeat the framing cannot carry; raised by this call.
     """
-    heartbeat_settings(framing, heartbeat, heartbeat_timeout)
+    chosen = resolve_options("connect_framed_unix", options, framing, deprecated, strict=True)
+    return Opening(_connect_framed_unix(os.fspath(path), framing, chosen))
+
+
+async def _connect_framed_unix(path: str, framing: Framing, options: Options) -> FramedStream:
     if _on_asyncio():
-        conn = await connect_unix(
-            path,
-            framing=framing,
-            read_size=read_size,
-            message_timeout=message_timeout,
-            idle_timeout=idle_timeout,
-            heartbeat=heartbeat,
-            heartbeat_timeout=heartbeat_timeout,
-        )
-        return ConnectionFramedStream(conn)
-    stream = await anyio.connect_unix(os.fspath(path))
-    return FramedStream(
-        stream,
-        framing,
-        read_size=read_size,
-        message_timeout=message_timeout,
-        idle_timeout=idle_timeout,
-        heartbeat=heartbeat,
-        heartbeat_timeout=heartbeat_timeout,
-    )
+        return ConnectionFramedStream(await connect_unix(path, framing=framing, options=options))
+    with anyio.fail_after(options.connect_timeout):
+        stream = await anyio.connect_unix(path)
+    return FramedStream(stream, framing, options=options)
 
 
 async def serve_framed_unix(
@@ -73,13 +62,9 @@ async def serve_framed_unix(
     path: str | os.PathLike[str],
     *,
     framing: Framing,
-    read_size: int = DEFAULT_READ_SIZE,
-    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
-    idle_timeout: float | None = None,
-    heartbeat: float | None = None,
-    heartbeat_timeout: float | None = None,
-    backlog: int = DEFAULT_BACKLOG,
+    options: Options | None = None,
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
+    **deprecated: Any,
 ) -> None:
     """Serve framed connections on a Unix socket at ``path`` until cancelled, in a task group.
 
@@ -90,44 +75,24 @@ async def serve_framed_unix(
     that connection only. The socket file is created (a stale socket file at
     ``path`` is replaced, as asyncio and anyio do; any other file there is an
     :class:`OSError`) and is left in place afterwards: remove it, or its
-    directory, yourself (``aiomsg.testing.running_unix_server`` does). The
-    limits and the heartbeat are those of :func:`~aiomsg.serve_framed`.
+    directory, yourself (``aiomsg.testing.running_unix_server`` does).
+    ``options`` are those of :func:`~aiomsg.serve_framed`.
     """
-    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse now, not per client
+    chosen = resolve_options("serve_framed_unix", options, framing, deprecated, strict=True)
     where = os.fspath(path)
     if _on_asyncio():
 
         async def run(conn: Connection) -> None:
             await _serve_one(handler, ConnectionFramedStream(conn), where)
 
-        server = serve_unix(
-            run,
-            where,
-            framing=framing,
-            read_size=read_size,
-            message_timeout=message_timeout,
-            idle_timeout=idle_timeout,
-            heartbeat=heartbeat,
-            heartbeat_timeout=heartbeat_timeout,
-            backlog=backlog,
-        )
-        async with server:
+        async with serve_unix(run, where, framing=framing, options=chosen):
             task_status.started(where)
             await anyio.sleep_forever()
         return
 
     async def run_stream(stream: ByteStream) -> None:
-        framed = FramedStream(
-            stream,
-            framing,
-            read_size=read_size,
-            message_timeout=message_timeout,
-            idle_timeout=idle_timeout,
-            heartbeat=heartbeat,
-            heartbeat_timeout=heartbeat_timeout,
-        )
-        await _serve_one(handler, framed, where)
+        await _serve_one(handler, FramedStream(stream, framing, options=chosen), where)
 
-    async with await anyio.create_unix_listener(where, backlog=backlog) as listener:
+    async with await anyio.create_unix_listener(where, backlog=chosen.backlog) as listener:
         task_status.started(where)
         await listener.serve(run_stream)

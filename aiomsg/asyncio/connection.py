@@ -19,31 +19,14 @@ import ssl as _ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
-from typing import Any, TypedDict
+from typing import Any
 
 from ..errors import BusyError, ConnectionClosed, ConnectionTimeout, FramingError, fresh
 from ..framing import Buffer, Framing
-from ..limits import (
-    DEFAULT_KEEPALIVE,
-    DEFAULT_MESSAGE_TIMEOUT,
-    DEFAULT_READ_SIZE,
-    DEFAULT_WRITE_HIGH_WATER,
-)
+from ..options import Options, resolve_options
 from .protocol import MessageProtocol
 
 __all__ = ["Connection"]
-
-
-class _Options(TypedDict):
-    """The per-connection limits, passed to :class:`MessageProtocol` (see its docstring)."""
-
-    read_size: int
-    write_high_water: int
-    message_timeout: float | None
-    idle_timeout: float | None
-    keepalive: float | None
-    heartbeat: float | None
-    heartbeat_timeout: float | None
 
 
 class _QueueProtocol(MessageProtocol):
@@ -52,12 +35,12 @@ class _QueueProtocol(MessageProtocol):
     def __init__(
         self,
         framing: Framing,
-        options: _Options,
+        options: Options,
         on_connected: Callable[[_QueueProtocol], None] | None = None,
     ) -> None:
-        super().__init__(framing=framing, **options)
+        super().__init__(framing=framing, options=options)
         self.message_framing = framing
-        self._pause_after = options["read_size"]  # a message this large pauses reading
+        self._pause_after = options.read_size  # a message this large pauses reading
         self.ready: deque[bytes] = deque()
         self.waiter: asyncio.Future[None] | None = None
         # Raised (a fresh copy) once `ready` is drained; kept without traceback.
@@ -146,33 +129,19 @@ class Connection:
         writer: asyncio.StreamWriter,
         framing: Framing,
         *,
-        read_size: int = DEFAULT_READ_SIZE,
-        write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
-        message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
-        idle_timeout: float | None = None,
-        keepalive: float | None = DEFAULT_KEEPALIVE,
-        heartbeat: float | None = None,
-        heartbeat_timeout: float | None = None,
+        options: Options | None = None,
+        **deprecated: Any,
     ) -> Connection:
         """Adopt a connection made by :func:`asyncio.open_connection` (or a server callback).
 
         The transport is handed to aiomsg; bytes the reader had already buffered
-        are decoded first. Do not use ``reader`` or ``writer`` afterwards. The
-        limits and the heartbeat are those of :func:`connect` (``ValueError`` for
-        a heartbeat the framing cannot carry, before anything is taken over).
+        are decoded first. Do not use ``reader`` or ``writer`` afterwards.
+        ``options`` are those of :func:`connect` (``ValueError`` for a heartbeat
+        the framing cannot carry, before anything is taken over; the old option
+        keywords still work for one release, with a :class:`DeprecationWarning`).
         """
-        protocol = _QueueProtocol(
-            framing,
-            _Options(
-                read_size=read_size,
-                write_high_water=write_high_water,
-                message_timeout=message_timeout,
-                idle_timeout=idle_timeout,
-                keepalive=keepalive,
-                heartbeat=heartbeat,
-                heartbeat_timeout=heartbeat_timeout,
-            ),
-        )
+        chosen = resolve_options("Connection.wrap", options, framing, deprecated, strict=True)
+        protocol = _QueueProtocol(framing, chosen)
         transport = writer.transport
         # StreamReader keeps what it read but nobody asked for yet in `_buffer`;
         # there is no public way to take it, and it must not be lost.

@@ -8,13 +8,12 @@ front, for applications happy with callbacks.
 from __future__ import annotations
 
 import asyncio
-import enum
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any, ClassVar, Final, Literal, cast
+from typing import Any, ClassVar, cast
 
-from .._heartbeat import heartbeat_settings
 from .._socket_options import enable_keepalive, reset_on_close
 from ..errors import (
     CloseReason,
@@ -26,17 +25,18 @@ from ..errors import (
     MessageTimeout,
     detached,
     fresh,
+    not_bytes,
 )
 from ..framing import Buffer, Framing
 from ..limits import (
     COPY_LIMIT,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_KEEPALIVE,
-    DEFAULT_LINGER_TIMEOUT,
     DEFAULT_MESSAGE_TIMEOUT,
     DEFAULT_READ_SIZE,
     DEFAULT_WRITE_HIGH_WATER,
 )
+from ..options import DEFAULT_OPTIONS, Options, resolve_options
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
@@ -49,13 +49,7 @@ __all__ = [
 
 logger = logging.getLogger("aiomsg")
 
-class _Unset(enum.Enum):
-    UNSET = enum.auto()
-
-
-#: "Not given": the class attribute of the same name applies.
-UNSET: Final = _Unset.UNSET
-_UnsetType = Literal[_Unset.UNSET]
+_OPTION_FIELDS = frozenset(field.name for field in dataclasses.fields(Options))
 
 
 # One read buffer per thread and size, shared by every protocol of that thread:
@@ -91,7 +85,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
     * ``connection_made`` / ``connection_lost`` / ``pause_writing`` /
       ``resume_writing`` - as in asyncio; call ``super()``.
 
-    Limits (class attributes; each can also be given to the constructor):
+    Limits: an :class:`~aiomsg.Options`, as the class attribute ``options``
+    (``options = aiomsg.Options(message_timeout=5)``) or the constructor's
+    ``options=``; the defaults are safe. What they do on this front:
 
     * ``read_size`` - bytes per read (the buffer is shared by every connection
       of the thread, so it costs nothing per connection).
@@ -116,31 +112,27 @@ class MessageProtocol(asyncio.BufferedProtocol):
       waits for the peer to read what is left to send, without progress,
       before aborting.
 
+    The old class attributes and keywords of the same names (``message_timeout
+    = 5`` in a subclass) still work for one release, with a
+    :class:`DeprecationWarning`.
+
     Flow control: :meth:`send` never blocks; ``await`` :meth:`drain` to wait while
     the write buffer is over its high-water mark. Call :meth:`pause_reading`
     while the application is behind, and :meth:`resume_reading` after.
     """
 
     framing: ClassVar[Framing | None] = None
-    read_size: ClassVar[int] = DEFAULT_READ_SIZE
-    write_high_water: ClassVar[int] = DEFAULT_WRITE_HIGH_WATER
-    #: Stop reading while the write buffer is over ``write_high_water``.
-    write_backpressure: ClassVar[bool] = True
-    #: Seconds a message that has begun may take to complete (``None``: no limit).
-    message_timeout: ClassVar[float | None] = DEFAULT_MESSAGE_TIMEOUT
-    #: Seconds without a byte from the peer before the connection is closed (``None``: off).
-    idle_timeout: ClassVar[float | None] = None
-    #: Seconds of silence before TCP keepalive probes the peer (``None``: off).
-    keepalive: ClassVar[float | None] = DEFAULT_KEEPALIVE
-    #: Seconds without sending before an empty heartbeat message goes out (``None``: off).
-    heartbeat: ClassVar[float | None] = None
-    #: Seconds without receiving anything before a heartbeating peer is closed
-    #: (``None``: three ``heartbeat`` intervals).
-    heartbeat_timeout: ClassVar[float | None] = None
-    #: Seconds a close after a framing error waits for the peer to close too.
-    linger_timeout: ClassVar[float] = DEFAULT_LINGER_TIMEOUT
-    #: Seconds :meth:`close` waits without flushing progress before aborting.
-    close_timeout: ClassVar[float] = DEFAULT_CLOSE_TIMEOUT
+    #: The limits, timeouts and heartbeat of every connection of this class
+    #: (the constructor's ``options=`` overrides it for one).
+    options: ClassVar[Options] = DEFAULT_OPTIONS
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The old way: a class attribute per limit. Folded into `options`, once, here.
+        legacy = {name: value for name, value in vars(cls).items() if name in _OPTION_FIELDS}
+        if legacy:
+            base = cls.__dict__.get("options", cls.options)
+            cls.options = resolve_options(f"class {cls.__name__}", base, None, legacy)
 
     transport: asyncio.Transport | None
 
@@ -148,45 +140,35 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self,
         *,
         framing: Framing | None = None,
-        read_size: int | None = None,
-        write_high_water: int | None = None,
-        write_backpressure: bool | None = None,
-        message_timeout: float | _UnsetType | None = UNSET,
-        idle_timeout: float | _UnsetType | None = UNSET,
-        keepalive: float | _UnsetType | None = UNSET,
-        linger_timeout: float | None = None,
-        close_timeout: float | None = None,
-        heartbeat: float | _UnsetType | None = UNSET,
-        heartbeat_timeout: float | _UnsetType | None = UNSET,
+        options: Options | None = None,
+        **deprecated: Any,
     ) -> None:
-        """Each argument left out takes the class attribute of the same name.
+        """Frame the connection with ``framing`` and ``options`` (each defaults to the
+        class attribute of the same name).
 
         Raises:
             TypeError: no framing, neither as an argument nor as a class attribute.
             ValueError: a heartbeat with a framing that cannot carry an empty
-                message, or a heartbeat setting that is not a positive number.
+                message.
         """
         cls = type(self)
         chosen = framing if framing is not None else cls.framing
         if chosen is None:
             raise TypeError(f"{cls.__name__} needs a framing (class attribute or argument)")
+        opts = cls.options if options is None else options
+        if deprecated:  # the old keywords, one per limit
+            opts = resolve_options(cls.__name__, opts, None, deprecated, strict=True)
         self._framing: Framing = chosen
         self._decoder = chosen.decoder()
-        self._buffer = _shared_read_buffer(read_size or cls.read_size)
-        self._write_high_water = write_high_water or cls.write_high_water
-        self._write_backpressure = (
-            cls.write_backpressure if write_backpressure is None else write_backpressure
-        )
-        self._message_timeout = cls.message_timeout if message_timeout is UNSET else message_timeout
-        self._idle_timeout = cls.idle_timeout if idle_timeout is UNSET else idle_timeout
-        self._keepalive = cls.keepalive if keepalive is UNSET else keepalive
-        self._linger_timeout = cls.linger_timeout if linger_timeout is None else linger_timeout
-        self._close_timeout = cls.close_timeout if close_timeout is None else close_timeout
-        self._heartbeat = heartbeat_settings(
-            chosen,
-            cls.heartbeat if heartbeat is UNSET else heartbeat,
-            cls.heartbeat_timeout if heartbeat_timeout is UNSET else heartbeat_timeout,
-        )
+        self._buffer = _shared_read_buffer(opts.read_size)
+        self._write_high_water = opts.write_high_water
+        self._write_backpressure = opts.write_backpressure
+        self._message_timeout = opts.message_timeout
+        self._idle_timeout = opts.idle_timeout
+        self._keepalive = opts.keepalive
+        self._linger_timeout = opts.linger_timeout
+        self._close_timeout = opts.close_timeout
+        self._heartbeat = opts.heartbeat_for(chosen)
         self._beat_timer: asyncio.TimerHandle | None = None
         self._sent = False  # something was sent since the last heartbeat check
         self.transport = None
@@ -549,20 +531,35 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
         Raises:
             MessageTooLarge, FramingError: the framing cannot carry it; nothing sent.
+            TypeError: ``message`` is not bytes-like (a ``str``: encode it, or use
+                the Streams front's ``send_text()``); nothing sent.
             ConnectionClosed: the connection is closed or not yet made.
         """
         transport = self.transport  # _writable(), inlined on this hot path
         if transport is None or transport.is_closing():
             raise self._closed_error("send")
         self._sent = True  # no heartbeat needed this interval
-        if len(message) < COPY_LIMIT:
-            transport.write(self._framing.encode(message))
-        else:
-            transport.writelines(self._framing.encode_parts(message))
+        try:
+            if len(message) < COPY_LIMIT:
+                transport.write(self._framing.encode(message))
+            else:
+                transport.writelines(self._framing.encode_parts(message))
+        except (TypeError, ValueError) as exc:  # a try costs nothing until it catches
+            raise not_bytes(message, "send_text()") or exc from None
 
     def send_many(self, messages: Iterable[Buffer]) -> None:
         """Queue several messages with one write. Raises what :meth:`send` raises."""
-        self._writable().write(self._framing.encode_many(messages))
+        if not isinstance(messages, (list, tuple)):
+            messages = list(messages)  # kept for the error message below
+        try:
+            data = self._framing.encode_many(messages)
+        except (TypeError, ValueError) as exc:
+            for message in messages:
+                error = not_bytes(message, "send_text()")
+                if error is not None:
+                    raise error from None
+            raise exc from None
+        self._writable().write(data)
         self._sent = True
 
     def send_eof(self) -> None:

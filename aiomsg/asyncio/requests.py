@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from ..errors import ConnectionClosed, FramingError
 from ..framing import DEFAULT_MAX_SIZE, Buffer, UntilEOF
+from ..options import Options, resolve_options
 from .client import connect, connect_unix
 from .connection import Connection
 from .protocol import MessageProtocol
@@ -43,6 +44,9 @@ logger = logging.getLogger("aiomsg")
 #: Seconds a whole exchange may take, by default: on the client, connect + send +
 #: response; on the server, the request's arrival + the handler + the response.
 DEFAULT_REQUEST_TIMEOUT = 30.0
+
+# The exchange's `timeout` bounds everything: no separate message timeout.
+_REQUEST_OPTIONS = Options(message_timeout=None)
 
 #: ``handler(request) -> response``; it may be a plain function or a coroutine function.
 RequestHandler = Callable[[bytes], Buffer | Awaitable[Buffer]]
@@ -75,9 +79,15 @@ async def request(
     timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     max_size: int = DEFAULT_MAX_SIZE,
     ssl: _ssl.SSLContext | bool | None = None,
+    options: Options | None = None,
     **kwargs: Any,
 ) -> bytes:
     """Send ``payload``, half-close, and return everything the server sends until it closes.
+
+    ``timeout`` bounds the whole exchange; ``options`` (an :class:`~aiomsg.Options`)
+    sets the connection's other limits (by default no ``message_timeout``: the
+    exchange's own timeout bounds it). Other keyword arguments go to
+    :func:`aiomsg.connect`.
 
     Raises:
         NotImplementedError: ``ssl`` was given (TLS cannot half-close); nothing was sent.
@@ -90,9 +100,9 @@ async def request(
     _refuse_tls(ssl)
     framing = UntilEOF(max_size=max_size)
     framing.encode_parts(payload)  # refuse an oversized payload before connecting
+    chosen = resolve_options("request", options or _REQUEST_OPTIONS, framing, kwargs)
     async with asyncio.timeout(timeout):
-        kwargs.setdefault("message_timeout", None)  # `timeout` bounds the exchange
-        conn = await connect(host, port, framing=framing, **kwargs)
+        conn = await connect(host, port, framing=framing, options=chosen, **kwargs)
         return await _exchange(conn, payload)
 
 
@@ -102,14 +112,15 @@ async def request_unix(
     *,
     timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     max_size: int = DEFAULT_MAX_SIZE,
+    options: Options | None = None,
     **kwargs: Any,
 ) -> bytes:
     """:func:`request` over a Unix socket at ``path``."""
     framing = UntilEOF(max_size=max_size)
     framing.encode_parts(payload)  # refuse an oversized payload before connecting
+    chosen = resolve_options("request_unix", options or _REQUEST_OPTIONS, framing, kwargs)
     async with asyncio.timeout(timeout):
-        kwargs.setdefault("message_timeout", None)  # `timeout` bounds the exchange
-        conn = await connect_unix(path, framing=framing, **kwargs)
+        conn = await connect_unix(path, framing=framing, options=chosen, **kwargs)
         return await _exchange(conn, payload)
 
 
@@ -128,6 +139,7 @@ def serve_requests(
     max_size: int = DEFAULT_MAX_SIZE,
     timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     front: Literal["streams", "protocol"] | None = None,
+    options: Options | None = None,
     **kwargs: Any,
 ) -> Server:
     """Serve half-close exchanges: read a request until the client's EOF, answer, close.
@@ -144,19 +156,23 @@ def serve_requests(
     * An exception in the handler is logged and that connection is reset, so the
       client gets an error rather than an empty response.
 
-    Each connection is a :class:`RequestProtocol`. ``front`` is deprecated and
+    ``options`` (an :class:`~aiomsg.Options`) sets each connection's other limits
+    and the listen ``backlog`` (its ``message_timeout`` is not used: ``timeout``
+    bounds the exchange). Each connection is a :class:`RequestProtocol`. ``front`` is deprecated and
     ignored (there used to be a second, Streams-based implementation of the
     same behaviour). Other keyword arguments go to
     :meth:`asyncio.loop.create_server`.
     """
     _warn_front(front)
     framing = UntilEOF(max_size=max_size)
+    chosen = resolve_options("serve_requests", options or _REQUEST_OPTIONS, framing, kwargs)
 
     async def listen(_: Server) -> asyncio.Server:
         return await asyncio.get_running_loop().create_server(
-            lambda: RequestProtocol(handler, framing=framing, timeout=timeout),
+            lambda: RequestProtocol(handler, framing=framing, timeout=timeout, options=chosen),
             host,
             port,
+            backlog=chosen.backlog,
             **kwargs,
         )
 
@@ -170,16 +186,19 @@ def serve_requests_unix(
     max_size: int = DEFAULT_MAX_SIZE,
     timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     front: Literal["streams", "protocol"] | None = None,
+    options: Options | None = None,
     **kwargs: Any,
 ) -> Server:
     """:func:`serve_requests` on a Unix socket at ``path``."""
     _warn_front(front)
     framing = UntilEOF(max_size=max_size)
+    chosen = resolve_options("serve_requests_unix", options or _REQUEST_OPTIONS, framing, kwargs)
 
     async def listen(_: Server) -> asyncio.Server:
         return await asyncio.get_running_loop().create_unix_server(
-            lambda: RequestProtocol(handler, framing=framing, timeout=timeout),
+            lambda: RequestProtocol(handler, framing=framing, timeout=timeout, options=chosen),
             os.fspath(path),
+            backlog=chosen.backlog,
             **kwargs,
         )
 
@@ -206,10 +225,18 @@ class RequestProtocol(MessageProtocol):
     """
 
     def __init__(
-        self, handler: RequestHandler, *, framing: UntilEOF, timeout: float | None
+        self,
+        handler: RequestHandler,
+        *,
+        framing: UntilEOF,
+        timeout: float | None,
+        options: Options | None = None,
     ) -> None:
         # Its own timeout bounds the whole exchange: no separate message timeout.
-        super().__init__(framing=framing, message_timeout=None)
+        chosen = options or _REQUEST_OPTIONS
+        if chosen.message_timeout is not None:
+            chosen = chosen.replace(message_timeout=None)
+        super().__init__(framing=framing, options=chosen)
         self._handler = handler
         self._timeout = timeout
         self._timer: asyncio.TimerHandle | None = None

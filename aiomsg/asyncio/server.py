@@ -10,16 +10,9 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from .._connection_end import log_connection_end
-from .._heartbeat import heartbeat_settings
 from ..framing import Framing
-from ..limits import (
-    DEFAULT_BACKLOG,
-    DEFAULT_KEEPALIVE,
-    DEFAULT_MESSAGE_TIMEOUT,
-    DEFAULT_READ_SIZE,
-    DEFAULT_WRITE_HIGH_WATER,
-)
-from .connection import Connection, _Options, _QueueProtocol
+from ..options import Options, resolve_options
+from .connection import Connection, _QueueProtocol
 
 __all__ = ["Handler", "Server", "serve", "serve_unix"]
 
@@ -123,50 +116,42 @@ def serve(
     port: int | None,
     *,
     framing: Framing,
+    options: Options | None = None,
     ssl: _ssl.SSLContext | None = None,
-    read_size: int = DEFAULT_READ_SIZE,
-    write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
-    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
-    idle_timeout: float | None = None,
-    keepalive: float | None = DEFAULT_KEEPALIVE,
-    heartbeat: float | None = None,
-    heartbeat_timeout: float | None = None,
-    backlog: int = DEFAULT_BACKLOG,
     **kwargs: Any,
 ) -> Server:
     """Serve framed TCP connections: ``async with serve(handler, host, port, framing=...)``.
 
     ``handler(conn)`` runs in its own task for each client; the connection is
     closed when it returns or raises (exceptions are logged, the server goes on).
-    Port 0 picks a free port: read it from ``server.port``. The per-connection
-    limits and the heartbeat are those of :func:`connect` (a heartbeat the
-    framing cannot carry raises ``ValueError`` here, before listening);
-    ``backlog`` is the listen queue. ``ssl``
-    and other keyword arguments (``ssl_handshake_timeout``, ``reuse_port``...)
-    go to :meth:`asyncio.loop.create_server`.
+    Port 0 picks a free port: read it from ``server.port``. ``options`` (an
+    :class:`~aiomsg.Options`) sets each connection's limits and heartbeat, as for
+    :func:`connect`, the listen queue (``backlog``) and, with ``ssl``, the time a
+    client has to finish its TLS handshake (``tls_handshake_timeout``). A
+    heartbeat the framing cannot carry raises ``ValueError`` here, before
+    listening. ``ssl`` and other keyword arguments (``reuse_port``...) go to
+    :meth:`asyncio.loop.create_server`. The old option keywords still work for
+    one release, with a :class:`DeprecationWarning`.
     """
-    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse now, not per connection
-    options = _Options(
-        read_size=read_size,
-        write_high_water=write_high_water,
-        message_timeout=message_timeout,
-        idle_timeout=idle_timeout,
-        keepalive=keepalive,
-        heartbeat=heartbeat,
-        heartbeat_timeout=heartbeat_timeout,
-    )
+    chosen = resolve_options("serve", options, framing, kwargs, _RENAMED)
+    if ssl is not None:
+        kwargs.setdefault("ssl_handshake_timeout", chosen.tls_handshake_timeout)
 
     async def listen(server: Server) -> asyncio.Server:
         return await asyncio.get_running_loop().create_server(
-            lambda: _QueueProtocol(framing, options, server.accept),
+            lambda: _QueueProtocol(framing, chosen, server.accept),
             host,
             port,
             ssl=ssl,
-            backlog=backlog,
+            backlog=chosen.backlog,
             **kwargs,
         )
 
     return Server(listen, handler)
+
+
+# The servers' deprecated keyword for what is now Options.tls_handshake_timeout.
+_RENAMED = {"ssl_handshake_timeout": "tls_handshake_timeout"}
 
 
 def serve_unix(
@@ -174,32 +159,17 @@ def serve_unix(
     path: str | os.PathLike[str],
     *,
     framing: Framing,
-    read_size: int = DEFAULT_READ_SIZE,
-    write_high_water: int = DEFAULT_WRITE_HIGH_WATER,
-    message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT,
-    idle_timeout: float | None = None,
-    heartbeat: float | None = None,
-    heartbeat_timeout: float | None = None,
-    backlog: int = DEFAULT_BACKLOG,
+    options: Options | None = None,
     **kwargs: Any,
 ) -> Server:
     """Serve framed connections on a Unix socket at ``path``; otherwise as :func:`serve`."""
-    heartbeat_settings(framing, heartbeat, heartbeat_timeout)  # refuse now, not per connection
-    options = _Options(
-        read_size=read_size,
-        write_high_water=write_high_water,
-        message_timeout=message_timeout,
-        idle_timeout=idle_timeout,
-        keepalive=None,
-        heartbeat=heartbeat,
-        heartbeat_timeout=heartbeat_timeout,
-    )
+    chosen = resolve_options("serve_unix", options, framing, kwargs)
 
     async def listen(server: Server) -> asyncio.Server:
         return await asyncio.get_running_loop().create_unix_server(
-            lambda: _QueueProtocol(framing, options, server.accept),
+            lambda: _QueueProtocol(framing, chosen, server.accept),
             os.fspath(path),
-            backlog=backlog,
+            backlog=chosen.backlog,
             **kwargs,
         )
 

@@ -52,7 +52,7 @@ def the_blocking_way(port: int) -> None:
 
 async def the_aiomsg_way(port: int) -> None:
     framing = aiomsg.Delimited(DELIMITER)  # aiomsg.Lines() accepts b"\n" and b"\r\n"
-    async with await aiomsg.connect("127.0.0.1", port, framing=framing) as conn:
+    async with aiomsg.connect("127.0.0.1", port, framing=framing) as conn:
         async for message in conn:
             print("aiomsg:", message)
 

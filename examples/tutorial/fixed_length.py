@@ -59,7 +59,7 @@ def the_blocking_way(port: int) -> None:
 
 async def the_aiomsg_way(port: int) -> None:
     framing = aiomsg.FixedLength(MSGLEN)
-    async with await aiomsg.connect("127.0.0.1", port, framing=framing) as conn:
+    async with aiomsg.connect("127.0.0.1", port, framing=framing) as conn:
         async for message in conn:  # ends at a clean end of stream
             print("aiomsg:", message)
     # Sending is one call: send() writes the whole message (sendall, not send).

@@ -63,7 +63,7 @@ def the_decoder_way(port: int) -> None:
 
 
 async def the_aiomsg_way(port: int) -> None:
-    async with await aiomsg.connect("127.0.0.1", port, framing=aiomsg.LengthPrefixed(4)) as conn:
+    async with aiomsg.connect("127.0.0.1", port, framing=aiomsg.LengthPrefixed(4)) as conn:
         async for message in conn:
             print("aiomsg:", message)
 

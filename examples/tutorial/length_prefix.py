@@ -73,7 +73,7 @@ def parse_ascii(header: bytes) -> int:
 
 
 async def the_aiomsg_way(port: int, framing: aiomsg.Framing) -> None:
-    async with await aiomsg.connect("127.0.0.1", port, framing=framing) as conn:
+    async with aiomsg.connect("127.0.0.1", port, framing=framing) as conn:
         async for message in conn:
             print("aiomsg:", len(message), "bytes", message[:5])
 

@@ -43,7 +43,7 @@ def the_blocking_way(port: int) -> None:
 
 
 async def the_aiomsg_way(port: int) -> None:
-    async with await aiomsg.connect("127.0.0.1", port, framing=aiomsg.Lines()) as conn:
+    async with aiomsg.connect("127.0.0.1", port, framing=aiomsg.Lines()) as conn:
         print("aiomsg: receive() returned", await conn.receive())  # the whole line
 
 

@@ -71,7 +71,7 @@ async def echo(conn: aiomsg.Connection) -> None:
 
 
 async def client(name: str, port: int) -> None:
-    async with await aiomsg.connect("127.0.0.1", port, framing=aiomsg.Lines()) as conn:
+    async with aiomsg.connect("127.0.0.1", port, framing=aiomsg.Lines()) as conn:
         for i in range(3):
             await conn.send(f"{name} {i}".encode())
             await asyncio.sleep(0.01)  # let the other client talk in between

@@ -72,7 +72,7 @@ def the_blocking_way(port: int) -> None:
 
 
 async def the_aiomsg_way(port: int) -> None:
-    async with await aiomsg.connect("127.0.0.1", port, framing=FRAMING) as conn:
+    async with aiomsg.connect("127.0.0.1", port, framing=FRAMING) as conn:
         async for message in conn:  # an unknown type raises FramingError
             print("aiomsg:", show(message))
 

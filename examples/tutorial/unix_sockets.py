@@ -41,7 +41,7 @@ async def measure(conn: aiomsg.Connection) -> None:
 
 
 async def ask(path: str) -> bytes:
-    async with await aiomsg.connect_unix(path, framing=FRAMING) as conn:
+    async with aiomsg.connect_unix(path, framing=FRAMING) as conn:
         await conn.send(b"how long is this?")
         return await conn.receive()
 
