@@ -49,7 +49,6 @@ __all__ = [
 
 logger = logging.getLogger("aiomsg")
 
-
 class _Unset(enum.Enum):
     UNSET = enum.auto()
 
@@ -326,7 +325,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
         if not transport.is_reading():  # paused: the peer's bytes must drain
             transport.resume_reading()
         transport.write_eof()
-        self._linger_timer = asyncio.get_running_loop().call_later(self._linger_timeout, self.abort)
+        self._linger_timer = asyncio.get_running_loop().call_later(
+            self._linger_timeout, self.abort
+        )
 
     def pause_writing(self) -> None:
         """The peer is behind: :meth:`drain` waits and reading stops (``write_backpressure``).
