@@ -291,7 +291,7 @@ class LengthField(CountedFraming):
             self._little,
             self.trailer,
             None,
-            (*layout, self._varint_bytes),
+            (*layout, min(self._varint_bytes, 10)),  # C stops at 10; Python judges more
         )
 
     # --- encoding ------------------------------------------------------------------
