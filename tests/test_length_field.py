@@ -603,3 +603,18 @@ async def test_postgres_shaped_messages_through_the_streams_front() -> None:
             await conn.send_many(messages)
             got = [await asyncio.wait_for(conn.receive(), 30) for _ in messages]
     assert got == messages
+
+
+def test_a_length_field_nests_in_type_prefixed(codec_implementation: Codec) -> None:
+    framing = aiomsg.TypePrefixed(
+        {1: LengthField(2, trailer=b"!"), 2: LengthField(2, length_adjustment=-2, strip=0)}
+    )
+    wire = b"\x01\x00\x02hi!\x02\x00\x04ok"
+    assert decode(codec_implementation, framing, wire, list(range(len(wire)))) == [
+        b"\x01hi",
+        b"\x02\x00\x04ok",
+    ]
+    assert framing.encode(b"\x01hi") == b"\x01\x00\x02hi!"
+    # strip="field" keeps a prefix a TypePrefixed body cannot have: refused, not mangled.
+    with pytest.raises(TypeError, match="strip='field'|header Scanner"):
+        codec_implementation.decoder(aiomsg.TypePrefixed({1: recipes.mqtt()})).feed(b"\x01\x20\x00")

@@ -210,6 +210,14 @@ class LengthField(CountedFraming):
     # --- decoding ------------------------------------------------------------------
 
     def _header_at(self, buf: bytes, pos: int) -> tuple[int, int] | None:
+        if self._keep:  # only TypePrefixed calls this on such a framing
+            raise TypeError(
+                "a LengthField with strip='field' keeps the bytes before its field, which"
+                " a TypePrefixed body cannot: nest one with another strip"
+            )
+        return self._frame_at(buf, pos)
+
+    def _frame_at(self, buf: bytes, pos: int) -> tuple[int, int] | None:
         """The one rule: parse the header at ``buf[pos]``; ``(body_start, body_length)``.
 
         The body is the message's contiguous part (after the kept prefix, for
@@ -336,7 +344,7 @@ class LengthField(CountedFraming):
         # strip=0: the message is a frame without its trailer; its field must say so.
         data = bytes(message)
         try:
-            header = self._header_at(data, 0)
+            header = self._frame_at(data, 0)
         except FramingError as exc:
             raise FramingError(f"message is not a valid frame: {exc}") from None
         if header is None or header[0] + header[1] != size:
@@ -417,7 +425,7 @@ class _KeepPrefixDecoder(CountedDecoder):
 
     def _scan(self, buf: bytes, pos: int, out: list[bytes]) -> int:
         framing: LengthField = self._framing  # type: ignore[assignment]
-        header_at = framing._header_at
+        header_at = framing._frame_at
         keep = framing._keep
         trailer = framing.trailer
         tl = len(trailer)
