@@ -129,12 +129,13 @@ def over_max_size(framing: Framing) -> bytes:
         return b"\x02" + n.to_bytes(2, "big") + body
     if isinstance(framing, aiomsg.LengthField):
         # A message of max_size + 1 bytes: the bytes after the field that make it so.
-        header = framing.length_offset + (1 if framing.length_width == "varint" else 0)
-        if isinstance(framing.length_width, int):
-            header += framing.length_width
-        kept = {None: header, "field": header - framing.length_offset}.get(framing.strip)
-        after = n - (framing.length_offset if framing.strip == "field" else 0)
-        if kept is None:  # an int strip: the message starts strip bytes into the frame
+        width = framing.length_width
+        header = framing.length_offset + (width if isinstance(width, int) else 1)
+        if framing.strip is None:
+            after = n
+        elif framing.strip == "field":
+            after = n - framing.length_offset
+        else:  # an int strip: the message starts strip bytes into the frame
             assert isinstance(framing.strip, int)
             after = n + framing.strip - header
         frame = length_field_frame(framing, b"\x01\x02\x03", b"z" * max(after, 0))
