@@ -112,6 +112,8 @@ enum {
     K_FIXED = 5,      /* a = size of every message (>= 1), no header */
     K_TYPED = 6,      /* a type byte, then a fixed size or a nested header kind */
     K_DELIMITED = 7,  /* delimiter; flag = strip a '\r' before it (Lines) */
+    K_FIELD = 8,      /* LengthField: a = width (0: varint); flag = little-endian;
+                         delimiter = trailer; the rest in the layout fields below */
 };
 
 #define VARINT_MAX_BYTES 10
@@ -127,7 +129,12 @@ struct Scanner {
     int flag;
     Py_ssize_t a;
     Py_ssize_t max_size;
-    PyObject *delimiter;              /* bytes, K_DELIMITED only */
+    PyObject *delimiter;              /* bytes: K_DELIMITED's delimiter, K_FIELD's trailer */
+    Py_ssize_t offset;                /* K_FIELD: bytes before the length field */
+    Py_ssize_t adjust;                /* K_FIELD: added to the field's value */
+    Py_ssize_t strip;                 /* K_FIELD: bytes cut off the front; -1: the header */
+    Py_ssize_t keep;                  /* K_FIELD: prefix bytes kept before the body */
+    Py_ssize_t varint_bytes;          /* K_FIELD, varint field: the most bytes it may have */
     unsigned char *entry_kind;        /* K_TYPED only: 256 entries */
     Py_ssize_t *entry_size;           /* K_TYPED only */
     Scanner **nested;                 /* K_TYPED only: strong references or NULL */
@@ -225,7 +232,76 @@ parse_header(const Scanner *s, const unsigned char *p, Py_ssize_t pos, Py_ssize_
         *start = pos;
         *size = s->a;
         return 1;
+
+    case K_FIELD: {
+        /* Python's LengthField._header_at is the rule; this takes only headers
+           it accepts, and every sum stays far from overflow: the value is
+           capped below, offset/strip/keep are < 2**30 and |adjust| < 2**40
+           (LengthField sends larger ones to Python alone). */
+        const Py_ssize_t at = pos + s->offset;
+        Py_ssize_t header_end, skip, frame;
+        long long following;
+        if (end - pos < s->offset) {
+            return 0;
+        }
+        if (s->a) {
+            if (end - at < s->a) {
+                return 0;
+            }
+            value = read_length(p + at, (long)s->a, s->flag);
+            header_end = at + s->a;
+        }
+        else {
+            for (i = at; ; i++) {
+                unsigned int shift = (unsigned int)(7 * (i - at));
+                unsigned long long group;
+                if (i >= end || i - at >= s->varint_bytes) {
+                    return 0;  /* incomplete, or too long */
+                }
+                group = p[i] & 0x7F;
+                if (group && (shift >= 56 || group > ((1ULL << 56) >> shift))) {
+                    return 0;  /* past 2**56: far over any max_size C takes */
+                }
+                value |= group << shift;
+                if (p[i] < 0x80) {
+                    header_end = i + 1;
+                    break;
+                }
+            }
+        }
+        if (value > (1ULL << 60)) {
+            return 0;
+        }
+        following = (long long)value + (long long)s->adjust;
+        if (following < 0) {
+            return 0;
+        }
+        frame = header_end - pos + (Py_ssize_t)following;
+        skip = s->strip < 0 ? header_end - pos : s->strip;
+        if (skip > frame || frame - skip + s->keep > s->max_size) {
+            return 0;
+        }
+        *start = pos + skip;
+        *size = frame - skip;
+        return 1;
     }
+    }
+    return 0;
+}
+
+/* The bytes that must follow every body: the netstring's ',', K_FIELD's trailer. */
+static Py_ssize_t
+trailer_of(const Scanner *s, const unsigned char **trailer)
+{
+    if (s->kind == K_NETSTRING) {
+        *trailer = (const unsigned char *)",";
+        return 1;
+    }
+    if (s->kind == K_FIELD) {
+        *trailer = (const unsigned char *)PyBytes_AS_STRING(s->delimiter);
+        return PyBytes_GET_SIZE(s->delimiter);
+    }
+    *trailer = NULL;
     return 0;
 }
 
@@ -242,21 +318,42 @@ emit(PyObject *out, const unsigned char *p, Py_ssize_t size)
     return result;
 }
 
-/* Header kinds: header, body, and the netstring's ','. */
+/* The message p[pos:pos+keep] + p[start:start+size], in one new bytes object. */
+static int
+emit_kept(PyObject *out, const unsigned char *p, Py_ssize_t pos, Py_ssize_t keep,
+          Py_ssize_t start, Py_ssize_t size)
+{
+    PyObject *message = PyBytes_FromStringAndSize(NULL, keep + size);
+    int result;
+    char *q;
+    if (message == NULL) {
+        return -1;
+    }
+    q = PyBytes_AS_STRING(message);
+    memcpy(q, p + pos, (size_t)keep);
+    memcpy(q + keep, p + start, (size_t)size);
+    result = PyList_Append(out, message);
+    Py_DECREF(message);
+    return result;
+}
+
+/* Header kinds: header, body, and the trailer (a netstring's ',', a LengthField's). */
 static Py_ssize_t
 scan_counted(const Scanner *s, const unsigned char *p, Py_ssize_t pos, Py_ssize_t end,
              PyObject *out)
 {
-    const Py_ssize_t tl = s->kind == K_NETSTRING;  /* trailer length */
+    const unsigned char *trailer;
+    const Py_ssize_t tl = trailer_of(s, &trailer);
+    const Py_ssize_t keep = s->kind == K_FIELD ? s->keep : 0;
     Py_ssize_t start, size;
     while (pos < end && parse_header(s, p, pos, end, &start, &size)) {
-        if (size > end - start - tl) {
+        if (start > end || size > end - start - tl) {
             break;  /* the body (or its trailer) is still to come */
         }
-        if (tl && p[start + size] != ',') {
+        if (tl && memcmp(p + start + size, trailer, (size_t)tl) != 0) {
             break;
         }
-        if (emit(out, p + start, size) < 0) {
+        if ((keep ? emit_kept(out, p, pos, keep, start, size) : emit(out, p + start, size)) < 0) {
             return -1;
         }
         pos = start + size + tl;
@@ -270,6 +367,7 @@ scan_typed(const Scanner *s, const unsigned char *p, Py_ssize_t pos, Py_ssize_t 
            PyObject *out)
 {
     Py_ssize_t start, size, tl;
+    const unsigned char *trailer;
     while (pos < end) {
         unsigned char type = p[pos];
         const Scanner *nested;
@@ -293,8 +391,9 @@ scan_typed(const Scanner *s, const unsigned char *p, Py_ssize_t pos, Py_ssize_t 
         if (!parse_header(nested, p, pos + 1, end, &start, &size) || size > s->max_size) {
             break;
         }
-        tl = nested->kind == K_NETSTRING;
-        if (size > end - start - tl || (tl && p[start + size] != ',')) {
+        tl = trailer_of(nested, &trailer);
+        if (start > end || size > end - start - tl
+            || (tl && memcmp(p + start + size, trailer, (size_t)tl) != 0)) {
             break;
         }
         message = PyBytes_FromStringAndSize(NULL, size + 1);
@@ -449,7 +548,8 @@ scanner_set_table(Scanner *self, PyTypeObject *type, PyObject *table)
             self->entry_size[t] = size;
         }
         else if (Py_IS_TYPE(item, type)
-                 && ((Scanner *)item)->kind >= K_BINARY && ((Scanner *)item)->kind <= K_FIXED) {
+                 && ((((Scanner *)item)->kind >= K_BINARY && ((Scanner *)item)->kind <= K_FIXED)
+                     || (((Scanner *)item)->kind == K_FIELD && ((Scanner *)item)->keep == 0))) {
             self->entry_kind[t] = ENTRY_NESTED;
             self->nested[t] = (Scanner *)Py_NewRef(item);
         }
@@ -464,14 +564,16 @@ scanner_set_table(Scanner *self, PyTypeObject *type, PyObject *table)
 static PyObject *
 scanner_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"kind", "max_size", "a", "flag", "delimiter", "table", NULL};
+    static char *keywords[] = {"kind", "max_size", "a", "flag", "delimiter", "table", "layout",
+                               NULL};
     int kind, flag = 0;
     Py_ssize_t max_size, a = 0;
-    PyObject *delimiter = NULL, *table = NULL;
+    Py_ssize_t offset = 0, adjust = 0, strip = -1, keep = 0, varint_bytes = 0;
+    PyObject *delimiter = NULL, *table = NULL, *layout = NULL;
     Scanner *self;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "in|npOO:Scanner", keywords, &kind,
-                                     &max_size, &a, &flag, &delimiter, &table)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "in|npOOO:Scanner", keywords, &kind,
+                                     &max_size, &a, &flag, &delimiter, &table, &layout)) {
         return NULL;
     }
     if (max_size < 0) {
@@ -511,6 +613,31 @@ scanner_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             return NULL;
         }
         break;
+    case K_FIELD:
+        /* layout = (offset, adjust, strip, keep, varint_bytes); delimiter = trailer */
+        if (a < 0 || a > 8) {
+            PyErr_SetString(PyExc_ValueError, "a length field has 1 to 8 bytes (0: varint)");
+            return NULL;
+        }
+        if (delimiter == NULL || !PyBytes_Check(delimiter)) {
+            PyErr_SetString(PyExc_TypeError, "a length field's trailer must be bytes");
+            return NULL;
+        }
+        if (layout == NULL
+            || !PyArg_ParseTuple(layout, "nnnnn;layout is (offset, adjust, strip, keep, "
+                                 "varint_bytes)", &offset, &adjust, &strip, &keep, &varint_bytes)) {
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_TypeError, "a length field needs its layout");
+            }
+            return NULL;
+        }
+        if (offset < 0 || offset > (1L << 30) || strip < -1 || strip > (1L << 30)
+            || keep < 0 || keep > offset || adjust < -(1LL << 40) || adjust > (1LL << 40)
+            || (a == 0 && (varint_bytes < 1 || varint_bytes > 10))) {
+            PyErr_SetString(PyExc_ValueError, "length field layout out of range");
+            return NULL;
+        }
+        break;
     default:
         PyErr_Format(PyExc_ValueError, "unknown scanner kind %d", kind);
         return NULL;
@@ -523,9 +650,14 @@ scanner_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->flag = flag;
     self->a = a;
     self->max_size = max_size;
-    if (kind == K_DELIMITED) {
+    if (kind == K_DELIMITED || kind == K_FIELD) {
         self->delimiter = Py_NewRef(delimiter);
     }
+    self->offset = offset;
+    self->adjust = adjust;
+    self->strip = strip;
+    self->keep = keep;
+    self->varint_bytes = varint_bytes;
     if (kind == K_TYPED) {
         if (table == NULL) {
             PyErr_SetString(PyExc_TypeError, "a typed scanner needs a table");
@@ -556,7 +688,7 @@ static PyMethodDef scanner_methods[] = {
 };
 
 PyDoc_STRVAR(scanner_doc,
-"Scanner(kind, max_size, a=0, flag=False, delimiter=None, table=None)\n\n"
+"Scanner(kind, max_size, a=0, flag=False, delimiter=None, table=None, layout=None)\n\n"
 "The decode loop of one framing; see the comment above this type in _speedups.c.\n"
 "Built by aiomsg.framing, once per framing.");
 
@@ -1020,7 +1152,8 @@ speedups_exec(PyObject *module)
         || PyModule_AddIntConstant(module, "K_VARINT", K_VARINT) < 0
         || PyModule_AddIntConstant(module, "K_FIXED", K_FIXED) < 0
         || PyModule_AddIntConstant(module, "K_TYPED", K_TYPED) < 0
-        || PyModule_AddIntConstant(module, "K_DELIMITED", K_DELIMITED) < 0 ? -1 : 0;
+        || PyModule_AddIntConstant(module, "K_DELIMITED", K_DELIMITED) < 0
+        || PyModule_AddIntConstant(module, "K_FIELD", K_FIELD) < 0 ? -1 : 0;
 }
 
 static PyMethodDef speedups_methods[] = {

@@ -10,6 +10,7 @@ K_VARINT: int
 K_FIXED: int
 K_TYPED: int
 K_DELIMITED: int
+K_FIELD: int
 
 def encode(message: Buffer, width: int, little: bool, max_size: int, /) -> bytes | None: ...
 def encode_many(
@@ -25,6 +26,7 @@ class Scanner:
         flag: bool = False,
         delimiter: bytes | None = None,
         table: tuple[int | Scanner | None, ...] | None = None,
+        layout: tuple[int, int, int, int, int] | None = None,
     ) -> None: ...
     def scan(self, data: Buffer, pos: int, out: list[bytes], /) -> int: ...
 

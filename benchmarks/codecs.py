@@ -7,6 +7,10 @@
     16 MiB / 8 MiB. Linear cost gives about 2; quadratic cost gives about 4.
 
 Each figure is the best of several repeats, to cut the noise of a shared machine.
+
+``python3 dev.py bench codecs LengthField`` (any text) runs only (a), for the
+framings whose repr contains that text, next to the hand-written loop, and
+saves nothing.
 """
 
 from __future__ import annotations
@@ -86,6 +90,10 @@ def small_framings() -> list[Framing]:
         aiomsg.Varint(),
         aiomsg.TypePrefixed({1: aiomsg.LengthPrefixed(2)}),
         aiomsg.TypePrefixed({1: SIZE - 1}),
+        # Real protocols' shapes (LengthField): a type byte kept, a counted field after it.
+        aiomsg.recipes.postgres(),
+        aiomsg.recipes.mysql(),
+        aiomsg.recipes.mqtt(),
     ]
 
 
@@ -100,6 +108,8 @@ def big_framings() -> list[Framing]:
         aiomsg.Netstring(max_size=limit),
         aiomsg.Varint(max_size=limit),
         aiomsg.TypePrefixed({1: aiomsg.LengthPrefixed(4, max_size=limit)}, max_size=limit),
+        aiomsg.recipes.postgres(max_size=limit),
+        aiomsg.recipes.mqtt(max_size=limit),
         aiomsg.UntilEOF(max_size=limit),
     ]
 
@@ -128,7 +138,7 @@ C_TARGET = 3.0  # every framing, with the C core, against the hand-written loop
 PURE_PYTHON_TOLERANCE = 0.85
 
 
-def bench_small() -> list[dict[str, object]]:
+def bench_small(only: str = "") -> list[dict[str, object]]:
     payload = bytes(range(32, 32 + SIZE))  # printable: no delimiter inside
     naive_wire = aiomsg.LengthPrefixed(4).encode_many([payload] * COUNT)
     naive_chunks = split(naive_wire, CHUNK)
@@ -137,6 +147,8 @@ def bench_small() -> list[dict[str, object]]:
         ("hand-written loop (4-byte prefix)", "", lambda: naive_length_prefixed(naive_chunks))
     ]
     for framing in small_framings():
+        if only not in repr(framing):
+            continue
         message = message_for(framing, SIZE)
         chunks = split(framing.encode_many([message] * COUNT), CHUNK)
         assert decode_pure_python(framing, chunks) == [message] * COUNT
@@ -204,10 +216,11 @@ def bench_big() -> list[dict[str, object]]:
 
 
 def main() -> None:
+    only = sys.argv[1] if len(sys.argv) > 1 else ""
     print(
         f"(a) {COUNT:,} messages of {SIZE} bytes in {CHUNK // 1024} KiB chunks, best of {REPEATS}"
     )
-    small = bench_small()
+    small = bench_small(only)
     print(f"C speedups: {'on' if speedups_active() else 'off (not built)'}")
     print(f"{'framing':<62} {'impl':<6} {'msgs/s':>12} {'vs hand':>8}  target")
     for row in small:
@@ -215,6 +228,8 @@ def main() -> None:
             f"{row['framing']!s:<62} {row['implementation']!s:<6} {row['msgs_per_s']:>12,.0f}"
             f" {row['ratio']:>7.2f}x  {row['target']}"
         )
+    if only:
+        return  # a selection: (b) and the saved results are the whole run's
     print()
     print(f"(b) one message of 8 MiB and of 16 MiB in {BIG_CHUNK} B chunks (linear: ratio ~2)")
     big = bench_big()

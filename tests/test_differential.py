@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 import aiomsg
 from aiomsg.framing import Buffer, Framing, speedups_active
 
+from .strategies import LENGTH_FIELDS, length_field_frame, length_field_frames, length_fields
+
 pytestmark = pytest.mark.skipif(not speedups_active(), reason="the C speedups are not built")
 
 FRAMINGS = [
@@ -57,6 +59,7 @@ FRAMINGS = [
     aiomsg.Delimited(b"aab", max_size=25),
     aiomsg.Lines(),
     aiomsg.Lines(max_size=15),
+    *LENGTH_FIELDS,
 ]
 
 
@@ -82,8 +85,11 @@ def wires(draw: st.DrawFn, framing: Framing) -> bytes:
     else:
         alphabet = st.sampled_from(b"ab\r\n\x00\x80\xff:,0123456789")
         message = st.lists(alphabet, max_size=limit).map(bytes)
-    messages = draw(st.lists(message.filter(lambda m: encodable(framing, m)), max_size=8))
-    wire = bytearray(framing.encode_many(messages))
+    if isinstance(framing, aiomsg.LengthField):  # frames of any strip, encodable or not
+        wire = bytearray(b"".join(draw(length_field_frames(framing))))
+    else:
+        messages = draw(st.lists(message.filter(lambda m: encodable(framing, m)), max_size=8))
+        wire = bytearray(framing.encode_many(messages))
     for _ in range(draw(st.integers(0, 3))):
         op = draw(st.sampled_from(["flip", "cut", "splice", "oversized", "too-large"]))
         at = draw(st.integers(0, len(wire)))
@@ -121,7 +127,19 @@ def over_max_size(framing: Framing) -> bytes:
         return aiomsg.framing.encode_varint(n) + body
     if isinstance(framing, aiomsg.TypePrefixed):  # its type 2 is LengthPrefixed(2)
         return b"\x02" + n.to_bytes(2, "big") + body
-    if isinstance(framing, aiomsg.Delimited):
+    if isinstance(framing, aiomsg.LengthField):
+        # A message of max_size + 1 bytes: the bytes after the field that make it so.
+        width = framing.length_width
+        header = framing.length_offset + (width if isinstance(width, int) else 1)
+        if framing.strip is None:
+            after = n
+        elif framing.strip == "field":
+            after = n - framing.length_offset
+        else:  # an int strip: the message starts strip bytes into the frame
+            assert isinstance(framing.strip, int)
+            after = n + framing.strip - header
+        frame = length_field_frame(framing, b"\x01\x02\x03", b"z" * max(after, 0))
+        return frame or b""
         return body + (b"\n" if isinstance(framing, aiomsg.Lines) else framing.delimiter)
     return b""  # FixedLength: every message has its size
 
@@ -168,6 +186,20 @@ def test_c_and_python_decoders_agree_on_any_stream(framing: Framing, data: st.Da
         c_path = run(framing, wire, cuts, kind, pure=False)
         python_path = run(framing, wire, cuts, kind, pure=True)
         assert c_path == python_path, (wire, cuts)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_c_and_python_agree_on_generated_length_field_configurations(
+    data: st.DataObject,
+) -> None:
+    framing = data.draw(length_fields())
+    wire = data.draw(wires(framing))
+    kind = data.draw(st.sampled_from(["bytes", "bytearray", "memoryview"]))
+    for cuts in cut_points(data, wire):
+        assert run(framing, wire, cuts, kind, pure=False) == run(
+            framing, wire, cuts, kind, pure=True
+        ), (framing, wire, cuts)
 
 
 def test_the_differential_test_can_tell_the_implementations_apart() -> None:

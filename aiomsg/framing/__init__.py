@@ -12,12 +12,14 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
+from . import recipes
 from ._accelerated import speedups_active
 from ._contract import DEFAULT_MAX_SIZE, Buffer, Decoder, Framing
 from ._header import CountedFraming
 from .ascii_length import AsciiLengthPrefixed
 from .delimited import Delimited, Lines
 from .fixed_length import FixedLength
+from .length_field import LENGTH_FIELD_SPEC_HELP, LengthField, parse_length_field_spec
 from .length_prefixed import LengthPrefixed
 from .netstring import Netstring
 from .spec import SPEC_HELP, parse_framing
@@ -27,6 +29,7 @@ from .varint import Varint, encode_varint
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
+    "LENGTH_FIELD_SPEC_HELP",
     "SPEC_HELP",
     "AsciiLengthPrefixed",
     "Buffer",
@@ -35,6 +38,7 @@ __all__ = [
     "Delimited",
     "FixedLength",
     "Framing",
+    "LengthField",
     "LengthPrefixed",
     "Lines",
     "Netstring",
@@ -43,6 +47,8 @@ __all__ = [
     "Varint",
     "encode_varint",
     "parse_framing",
+    "parse_length_field_spec",
+    "recipes",
     "speedups_active",
 ]
 

@@ -74,7 +74,7 @@ class BodyCollector:
     sliced off it.
     """
 
-    __slots__ = ("_body", "_new_body", "_tail", "header", "need", "size", "trailer")
+    __slots__ = ("_body", "_keep", "_new_body", "_tail", "header", "need", "size", "trailer")
 
     def __init__(self, *, pure_python: bool = False) -> None:
         self._new_body: type[_Body] = (
@@ -83,12 +83,20 @@ class BodyCollector:
         self.header = b""  # kept only to report it in IncompleteMessageError
         self._body: _Body = _NO_BODY
         self._tail = b""  # the trailer bytes received so far
+        self._keep = 0  # header bytes that also begin the body (see start)
         self.size = 0  # bytes received (body and trailer)
         self.need = 0  # bytes still to come (body and trailer)
         self.trailer = b""
 
-    def start(self, header: bytes, first: Buffer, total: int, trailer: bytes = b"") -> None:
-        """Begin a body of ``total`` bytes (trailer included); ``first`` is what has arrived."""
+    def start(
+        self, header: bytes, first: Buffer, total: int, trailer: bytes = b"", keep: int = 0
+    ) -> None:
+        """Begin a body of ``total`` bytes (trailer included); ``first`` is what has arrived.
+
+        ``keep``: the body begins with the first ``keep`` bytes of ``header``
+        (counted in ``total``), as a LengthField message keeps the bytes
+        before its length field. They count once in ``size`` and ``partial()``.
+        """
         self.header = header
         self.trailer = trailer
         self._tail = b""
@@ -96,8 +104,12 @@ class BodyCollector:
         # The C buffer counts in ssize_t; a body past that (only a max_size
         # over sys.maxsize allows it) can never arrive anyway.
         self._body = self._new_body(size) if size <= sys.maxsize else _GrowingBody(size)
+        self._keep = keep
         self.size = 0
         self.need = total
+        if keep:
+            self._body.fill(header[:keep], 0)
+            self.need -= keep
         self.fill(first, 0)
 
     def fill(self, data: Buffer, pos: int) -> int:
@@ -142,9 +154,9 @@ class BodyCollector:
         if self._tail != self.trailer:
             raise FramingError(f"message is not followed by {self.trailer!r}")
         message = self._body.finish()
-        self.header, self._body, self._tail, self.size = b"", _NO_BODY, b"", 0
+        self.header, self._body, self._tail, self.size, self._keep = b"", _NO_BODY, b"", 0, 0
         return message
 
     def partial(self) -> bytes:
-        """The header and the body bytes received so far."""
-        return self.header + self._body.partial() + self._tail
+        """The header and the body bytes received so far (each received byte once)."""
+        return self.header + self._body.partial()[self._keep :] + self._tail
