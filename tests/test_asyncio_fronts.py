@@ -709,3 +709,54 @@ async def test_connect_forever_reconnects_after_the_server_restarts() -> None:
         server.close()
         await server.wait_closed()
     assert got == [b"hello", b"hello"]
+
+
+HOSTILE_ENDINGS = {
+    "closes": lambda sock: sock.close(),
+    "resets": lambda sock: (reset(sock)),
+    "sends garbage": lambda sock: (sock.sendall(b"\xff" * 64), sock.close()),
+}
+
+
+@pytest.mark.parametrize("ending", HOSTILE_ENDINGS.values(), ids=HOSTILE_ENDINGS.keys())
+async def test_connect_forever_backs_off_from_a_server_that_ends_every_connection(
+    ending: Callable[[socket.socket], object],
+) -> None:
+    """A server that accepts and at once closes, resets or breaks the framing used to be
+    reconnected to thousands of times a second; now the delay grows as after a refusal."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    accepted = 0
+
+    def on_accept() -> None:
+        nonlocal accepted
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                sock, _ = listener.accept()
+                accepted += 1
+                ending(sock)
+
+    loop = asyncio.get_running_loop()
+    loop.add_reader(listener.fileno(), on_accept)
+    ended = 0
+    try:
+        stream = aiomsg.connect_forever(
+            "127.0.0.1", port, framing=aiomsg.LengthPrefixed(4), min_delay=0.1
+        )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                async for conn in stream:
+                    with contextlib.suppress(aiomsg.ConnectionClosed, aiomsg.FramingError):
+                        async for _ in conn:
+                            pass
+                    ended += 1
+        await stream.aclose()
+    finally:
+        loop.remove_reader(listener.fileno())
+        listener.close()
+    # Delays of 0.1, 0.2, 0.4, 0.8 s (±50%) fit at most 7 attempts into 2 s; the old
+    # behaviour made hundreds. It still comes back: more than one attempt. (A reset may
+    # reach the client before its connect completes: then it counts as a failed connect.)
+    assert 2 <= accepted <= 8, accepted
+    assert ended <= accepted
