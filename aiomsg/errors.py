@@ -8,6 +8,7 @@ Everything aiomsg raises on purpose derives from :class:`AiomsgError`, so one
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal, TypeVar
 
 __all__ = [
@@ -208,4 +209,13 @@ def not_bytes(message: object, text_method: str) -> TypeError | None:
         kind = type(message).__name__
         hint = f"use {text_method} for text" if isinstance(message, str) else "encode it first"
         return TypeError(f"a message is bytes (or bytearray, memoryview), not {kind}: {hint}")
+    return None
+
+
+def first_not_bytes(messages: Iterable[object], text_method: str) -> TypeError | None:
+    """:func:`not_bytes` for the first of ``messages`` that is not bytes-like, else ``None``."""
+    for message in messages:
+        error = not_bytes(message, text_method)
+        if error is not None:
+            return error
     return None

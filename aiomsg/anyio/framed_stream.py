@@ -22,6 +22,7 @@ from ..errors import (
     IdleTimeout,
     MessageTimeout,
     detached,
+    first_not_bytes,
     fresh,
     not_bytes,
 )
@@ -311,11 +312,7 @@ class FramedStream(ObjectStream[bytes]):
         try:
             data = self.framing.encode_many(items)
         except (TypeError, ValueError) as exc:
-            for item in items:
-                error = not_bytes(item, "send_text()")
-                if error is not None:
-                    raise error from None
-            raise exc from None
+            raise first_not_bytes(items, "send_text()") or exc from None
         if self._heartbeat is not None:
             self._last_send = anyio.current_time()
         async with self._send_lock:

@@ -24,6 +24,7 @@ from ..errors import (
     IdleTimeout,
     MessageTimeout,
     detached,
+    first_not_bytes,
     fresh,
     not_bytes,
 )
@@ -554,11 +555,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         try:
             data = self._framing.encode_many(messages)
         except (TypeError, ValueError) as exc:
-            for message in messages:
-                error = not_bytes(message, "send_text()")
-                if error is not None:
-                    raise error from None
-            raise exc from None
+            raise first_not_bytes(messages, "send_text()") or exc from None
         self._writable().write(data)
         self._sent = True
 

@@ -158,25 +158,16 @@ def serve_requests(
 
     ``options`` (an :class:`~aiomsg.Options`) sets each connection's other limits
     and the listen ``backlog`` (its ``message_timeout`` is not used: ``timeout``
-    bounds the exchange). Each connection is a :class:`RequestProtocol`. ``front`` is deprecated and
-    ignored (there used to be a second, Streams-based implementation of the
-    same behaviour). Other keyword arguments go to
+    bounds the exchange). Each connection is a :class:`RequestProtocol`.
+    ``front`` is deprecated and ignored (there used to be a second, Streams-based
+    implementation of the same behaviour). Other keyword arguments go to
     :meth:`asyncio.loop.create_server`.
     """
     _warn_front(front)
     framing = UntilEOF(max_size=max_size)
     chosen = resolve_options("serve_requests", options or _REQUEST_OPTIONS, framing, kwargs)
 
-    async def listen(_: Server) -> asyncio.Server:
-        return await asyncio.get_running_loop().create_server(
-            lambda: RequestProtocol(handler, framing=framing, timeout=timeout, options=chosen),
-            host,
-            port,
-            backlog=chosen.backlog,
-            **kwargs,
-        )
-
-    return Server(listen)
+    return _listening("create_server", (host, port), handler, framing, timeout, chosen, kwargs)
 
 
 def serve_requests_unix(
@@ -194,13 +185,30 @@ def serve_requests_unix(
     framing = UntilEOF(max_size=max_size)
     chosen = resolve_options("serve_requests_unix", options or _REQUEST_OPTIONS, framing, kwargs)
 
+    where = (os.fspath(path),)
+    return _listening("create_unix_server", where, handler, framing, timeout, chosen, kwargs)
+
+
+def _listening(
+    create: Literal["create_server", "create_unix_server"],
+    address: tuple[Any, ...],
+    handler: RequestHandler,
+    framing: UntilEOF,
+    timeout: float | None,
+    options: Options,
+    kwargs: dict[str, Any],
+) -> Server:
+    """A :class:`Server` that listens with the loop's ``create`` method at ``address``."""
+
     async def listen(_: Server) -> asyncio.Server:
-        return await asyncio.get_running_loop().create_unix_server(
-            lambda: RequestProtocol(handler, framing=framing, timeout=timeout, options=chosen),
-            os.fspath(path),
-            backlog=chosen.backlog,
+        start = getattr(asyncio.get_running_loop(), create)
+        server: asyncio.Server = await start(
+            lambda: RequestProtocol(handler, framing=framing, timeout=timeout, options=options),
+            *address,
+            backlog=options.backlog,
             **kwargs,
         )
+        return server
 
     return Server(listen)
 
