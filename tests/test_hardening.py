@@ -642,3 +642,101 @@ async def test_abort_after_the_peer_closed_is_harmless() -> None:
             await conn.wait_closed()
             conn.abort()  # the transport is gone already: nothing to do, nothing raised
             conn.abort()
+
+
+# --- a write that fails does not lose what had arrived -------------------------------------
+
+
+def _say_and_close(listener: socket.socket, words: bytes) -> None:
+    """A peer that says its last words and closes while the client is still sending (its
+    unread input then makes the kernel answer the client's next bytes with a reset)."""
+    sock, _ = listener.accept()
+    sock.sendall(words)
+    sock.close()
+
+
+async def _send_until_it_fails(send: Callable[[], Awaitable[None]]) -> BaseException:
+    for _ in range(2000):  # bounded: a broken pipe comes within a few writes
+        try:
+            await send()
+        except (aiomsg.ConnectionClosed, ConnectionError) as exc:
+            return exc
+        await asyncio.sleep(0.002)
+    raise AssertionError("the writes never failed")
+
+
+@pytest.mark.asyncio
+async def test_streams_deliver_what_arrived_before_a_failed_write() -> None:
+    framing = aiomsg.Lines()
+    # Two reads' worth, ending at a read's end: reading pauses after it (a message that
+    # large does), so the goodbye behind it waits in the kernel.
+    big = b"x" * (2 * 4096 - 1)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        async with asyncio.timeout(15):
+            async with aiomsg.connect(
+                "127.0.0.1", port, framing=framing, options=aiomsg.Options(read_size=4096)
+            ) as conn:
+                await asyncio.to_thread(_say_and_close, listener, big + b"\n! goodbye\n")
+                await _send_until_it_fails(lambda: conn.send(b"y" * 1000))
+                assert await conn.receive() == big
+                assert await conn.receive() == b"! goodbye"  # not lost to the broken pipe
+                with pytest.raises(aiomsg.ConnectionClosed) as caught:
+                    await conn.receive()
+                assert caught.value.reason == "lost"
+
+
+@pytest.mark.asyncio
+async def test_protocol_front_delivers_what_arrived_before_a_failed_write() -> None:
+    events: list[object] = []
+    lost = asyncio.get_running_loop().create_future()
+
+    class Client(aiomsg.MessageProtocol):
+        framing = aiomsg.Lines()
+
+        def message_received(self, message: bytes) -> None:
+            events.append(message)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            events.append(type(exc))
+            lost.set_result(None)
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        async with asyncio.timeout(15):
+            _, client = await asyncio.get_running_loop().create_connection(
+                Client, "127.0.0.1", port
+            )
+            client.pause_reading()  # the application is busy: nothing is read
+            await asyncio.to_thread(_say_and_close, listener, b"! goodbye\n")
+            await asyncio.sleep(0.1)  # the goodbye is in the kernel, unread
+
+            async def send() -> None:
+                client.send(b"y" * 1000)
+
+            await _send_until_it_fails(send)
+            await lost
+    assert events[0] == b"! goodbye"
+    assert issubclass(events[-1], OSError)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_anyio_front_delivers_what_arrived_before_a_failed_write() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        with anyio.fail_after(15):
+            async with aiomsg.connect_framed("127.0.0.1", port, framing=aiomsg.Lines()) as s:
+                await anyio.to_thread.run_sync(_say_and_close, listener, b"! goodbye\n")
+                await anyio.sleep(0.1)  # the goodbye has arrived; nobody receives yet
+                for _ in range(2000):  # bounded: a broken pipe comes within a few writes
+                    try:
+                        await s.send(b"y" * 1000)
+                    except anyio.BrokenResourceError:
+                        break
+                    await anyio.sleep(0.002)
+                else:
+                    raise AssertionError("the writes never failed")
+                assert await s.receive() == b"! goodbye"
+                with pytest.raises((anyio.BrokenResourceError, anyio.EndOfStream)):
+                    await s.receive()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import socket
 import threading
 from collections.abc import Iterable
 from typing import Any, ClassVar, cast
@@ -329,7 +331,15 @@ class MessageProtocol(asyncio.BufferedProtocol):
             self._update_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Wake every :meth:`drain` waiter and stop the timers. Call ``super()`` if overridden."""
+        """Wake every :meth:`drain` waiter and stop the timers. Call ``super()`` if overridden.
+
+        When the connection was lost because a write failed (the peer closed or reset
+        it while this side was still sending), the messages the peer had already sent
+        and this side had not yet read are delivered first, here: a server's last
+        words ("goodbye: you were flooding") are not lost to a broken pipe.
+        """
+        if isinstance(exc, OSError) and not self._closed and not self._discarding:
+            self._read_what_is_left()
         self._stop_delivery()  # the timers of the clocks and the heartbeat too
         for timer in (self._linger_timer, self._flush_timer):
             if timer is not None:
@@ -347,6 +357,36 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._wake_drainers()
         if self._closed_waiter is not None and not self._closed_waiter.done():
             self._closed_waiter.set_result(None)
+
+    def _read_what_is_left(self) -> None:
+        """Decode what the kernel still holds for a connection whose write failed.
+
+        asyncio (and uvloop) tear a transport down as soon as a write fails, without
+        reading the bytes that arrived meanwhile, though the socket still holds them
+        until the transport closes it, after this callback. Read them through a
+        duplicate of its descriptor (transports hand out no socket that can recv).
+        Bounded: what the kernel buffered, within the framing's own limits.
+        """
+        transport = self.transport
+        if transport is None or transport.get_extra_info("sslcontext") is not None:
+            return  # TLS: the bytes are encrypted, and the TLS layer is gone
+        sock = transport.get_extra_info("socket")
+        try:
+            fd = os.dup(sock.fileno())
+        except (AttributeError, OSError, ValueError):
+            return
+        messages: list[bytes] = []
+        with socket.socket(fileno=fd) as dup:
+            dup.setblocking(False)
+            try:
+                while chunk := dup.recv(len(self._buffer)):
+                    messages.extend(self._decoder.feed(chunk))
+            except FramingError as error:
+                messages.extend(error.messages)
+            except OSError:  # drained (EAGAIN), or the reset itself: nothing more
+                pass
+        if messages:
+            self._deliver(messages)
 
     def _wake_drainers(self) -> None:
         # Results only: a waiter holding an exception would hold the frames it
