@@ -130,7 +130,7 @@ def _params(
     if len(args) > len(needed) + len(optional):
         if not needed and not optional:
             raise _Bad(f"{name} takes no parameter ({form})")
-        raise _Bad(f"{name} takes at most {len(needed) + len(optional)} parameters ({form})")
+        raise _Bad(f"too many parameters for {name} ({form})")
     return [*args, *[None] * (len(needed) + len(optional) - len(args))]
 
 
@@ -148,13 +148,15 @@ def _delimiter(rest: str | None, form: str) -> bytes:
     return delimiter
 
 
-def _number(text: str | None, part: str, lowest: int, highest: int | None, form: str) -> int:
-    """``text`` as an int (``0x`` for hex) in ``lowest..highest``; else what is wrong."""
+def _number(text: str | None, part: str, lowest: int | None, highest: int | None, form: str) -> int:
+    """``text`` as an int (``0x`` for hex) in ``lowest..highest`` (None: no bound)."""
     text = text or ""
     try:
         value = int(text, 0) if text.lower().startswith("0x") else int(text)
     except ValueError:
         raise _Bad(f"{part} must be a whole number, not {text!r} ({form})") from None
+    if lowest is None:
+        return value
     if value < lowest or (highest is not None and value > highest):
         span = f"{lowest}-{highest}" if highest is not None else f"at least {lowest}"
         raise _Bad(f"{part} must be {span}, not {value} ({form})")
@@ -162,7 +164,7 @@ def _number(text: str | None, part: str, lowest: int, highest: int | None, form:
 
 
 def _width(text: str | None, form: str) -> int:
-    width = _number(text, "WIDTH", 1, 8, form)
+    width = _number(text, "WIDTH", None, None, form)
     if width not in (1, 2, 4, 8):
         raise _Bad(f"WIDTH must be 1, 2, 4 or 8, not {width} ({form})")
     return width
