@@ -9,6 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import aiomsg
 
 from .test_cli import aiomsg_serve, one_error_line, run_cli, run_cli_stdin_open
@@ -19,23 +21,27 @@ def hint(spec: str, peer: str = "server") -> str:
     return f"(the {peer} may use another framing than --framing {spec})"
 
 
-def test_connect_lines_to_a_length_server_says_it_got_no_answer() -> None:
-    # The length:4 server reads "hell" as a length far over its limit and closes.
-    with aiomsg_serve("length:4") as port:
-        out = run_cli("connect", "127.0.0.1", str(port), "--framing", "lines", stdin=b"hello\n")
-    assert (out.returncode, out.stdout) == (0, b"")  # a server may close without answering
+@pytest.mark.parametrize(
+    ("server", "command", "spec", "status"),
+    [
+        # The length:4 server reads "hell" as a length far over its limit and closes.
+        ("length:4", "connect", "lines", 0),  # connect: a server may close without answering
+        ("length:4", "request", "lines", 1),  # request: an answer is the point
+        # The lines server never sees a newline: the message is cut short by the half-close.
+        ("lines", "connect", "length:4", 0),
+        ("lines", "request", "eos", 1),
+    ],
+)
+def test_a_server_of_another_framing_closing_without_answering_gets_the_hint(
+    server: str, command: str, spec: str, status: int
+) -> None:
+    stdin = b"hello\n" if command == "connect" else b"hello"
+    with aiomsg_serve(server) as port:
+        out = run_cli(command, "127.0.0.1", str(port), "--framing", spec, stdin=stdin)
+    assert (out.returncode, out.stdout) == (status, b"")
     assert one_error_line(out.stderr) == (
-        f"aiomsg connect: 127.0.0.1:{port} closed the connection without answering "
-        f"{hint('lines')}\n"
+        f"aiomsg {command}: 127.0.0.1:{port} closed the connection without answering {hint(spec)}\n"
     )
-
-
-def test_connect_length_to_a_lines_server_says_it_got_no_answer() -> None:
-    # The lines server never sees a newline: the message is cut short by the half-close.
-    with aiomsg_serve("lines") as port:
-        out = run_cli("connect", "127.0.0.1", str(port), "--framing", "length:4", stdin=b"hello\n")
-    assert (out.returncode, out.stdout) == (0, b"")
-    assert one_error_line(out.stderr).endswith(f"without answering {hint('length:4')}\n")
 
 
 def test_quiet_connect_keeps_the_no_answer_notice_to_itself() -> None:
@@ -66,37 +72,13 @@ def test_connect_notices_bytes_that_never_made_a_message() -> None:
     # (00000003 61) plus a newline, the header and 2 bytes of a 3-byte body, and drops
     # the unfinished "b" at the half-close: 6 bytes arrive that never make a message.
     with aiomsg_serve("lines") as port:
-        out = run_cli(
-            "connect",
-            "127.0.0.1",
-            str(port),
-            "--framing",
-            "length:4",
-            "--input",
-            "hex",
-            stdin=b"610a62\n",
-        )
+        hex_input = ["--framing", "length:4", "--input", "hex"]
+        out = run_cli("connect", "127.0.0.1", str(port), *hex_input, stdin=b"610a62\n")
     assert (out.returncode, out.stdout) == (1, b"")
     assert one_error_line(out.stderr) == (
         f"aiomsg connect: 127.0.0.1:{port} closed the connection in the middle of a message "
         f"(6 bytes of it had arrived) {hint('length:4')}\n"
     )
-
-
-def test_request_eos_to_a_lines_server_says_it_may_use_another_framing() -> None:
-    with aiomsg_serve("lines") as port:
-        out = run_cli("request", "127.0.0.1", str(port), stdin=b"hello")
-    assert (out.returncode, out.stdout) == (1, b"")
-    assert one_error_line(out.stderr) == (
-        f"aiomsg request: 127.0.0.1:{port} closed the connection without answering {hint('eos')}\n"
-    )
-
-
-def test_request_lines_to_a_length_server_says_it_may_use_another_framing() -> None:
-    with aiomsg_serve("length:4") as port:
-        out = run_cli("request", "127.0.0.1", str(port), "--framing", "lines", stdin=b"hello")
-    assert (out.returncode, out.stdout) == (1, b"")
-    assert one_error_line(out.stderr).endswith(f"without answering {hint('lines')}\n")
 
 
 def test_request_whose_answer_does_not_parse_says_so() -> None:

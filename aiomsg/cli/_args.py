@@ -19,6 +19,8 @@ from aiomsg._redact import redact_url
 from aiomsg.framing import SPEC_HELP, Framing
 from aiomsg.framing.spec import SpecError, parse_framing
 
+from ._errors import listen_error
+
 #: How a received message is printed (``--format``).
 FORMATS = ("text", "hex", "json")
 #: How a line of stdin is read (``--input``).
@@ -197,24 +199,34 @@ def positive_seconds(text: str) -> float:
 
 def count(text: str) -> int:
     """A number of processes: 1-256."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= 256:
-        raise argparse.ArgumentTypeError(f"must be 1-256, not {value}")
-    return value
+    return _whole(text, "", 1, 256)
 
 
 def size(text: str) -> int:
     """A number of bytes, at least 1."""
+    return _whole(text, " of bytes", 1, None)
+
+
+def _whole(text: str, unit: str, lowest: int, highest: int | None) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of bytes: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a size must be at least 1 byte, not {value}")
+        raise argparse.ArgumentTypeError(f"not a whole number{unit}: {text!r}") from None
+    if highest is not None and not lowest <= value <= highest:
+        raise argparse.ArgumentTypeError(f"must be {lowest}-{highest}, not {value}")
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"a size must be at least {lowest} byte, not {value}")
     return value
+
+
+def add_timeout(p: argparse.ArgumentParser, what: str) -> None:
+    """``--timeout SECONDS`` (30 by default, 0: none); ``what`` it bounds, for the help."""
+    p.add_argument("--timeout", type=seconds, default=30.0, metavar="SECONDS", help=what)
+
+
+def server_failure(exc: BaseException, args: argparse.Namespace) -> str:
+    """A server's :attr:`Command.failure`: why it cannot listen on ``args.host:args.port``."""
+    return listen_error(exc, args.host, args.port)
 
 
 def broker_url(text: str) -> str:
@@ -248,8 +260,7 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter):
             "%(default)" in text
             or not action.option_strings
             or action.required
-            or action.default in (None, False, argparse.SUPPRESS)
-            or isinstance(action, argparse._StoreConstAction)
+            or action.default in (None, False, argparse.SUPPRESS)  # -v's 0 is False
         ):
             return text
         return text + " (default: %(default)s)"

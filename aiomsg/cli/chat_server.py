@@ -23,10 +23,11 @@ from ._args import (
     listen_port,
     positive_seconds,
     seconds,
+    server_failure,
     size,
 )
 from ._args import count as process_count
-from ._errors import CLIError, address, listen_error
+from ._errors import CLIError, address
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,12 +35,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=listen_port, default=7777, help="port (0: any free)")
     p.add_argument("--max-line", type=size, default=ChatLimits.max_line, help="bytes per line")
-    p.add_argument(
-        "--queue-lines",
-        type=int,
-        default=ChatLimits.queue_lines,
-        help="lines waiting for a slow client before it is dropped",
-    )
+    queued = "lines waiting for a slow client before it is dropped"
+    p.add_argument("--queue-lines", type=int, default=ChatLimits.queue_lines, help=queued)
     p.add_argument("--flood-rate", type=float, default=ChatLimits.flood_rate, help="lines/s")
     p.add_argument(
         "--line-timeout",
@@ -210,10 +207,6 @@ def _worker_args(args: argparse.Namespace) -> list[str]:
     ]  # fmt: skip
 
 
-def _failure(exc: BaseException, args: argparse.Namespace) -> str:
-    return listen_error(exc, args.host, args.port)
-
-
 COMMAND = Command(
     name="chat-server",
     help="run the example chat server",
@@ -223,5 +216,5 @@ COMMAND = Command(
     ),
     add_arguments=_add_arguments,
     run=_run,
-    failure=_failure,
+    failure=server_failure,
 )

@@ -17,6 +17,7 @@ from ._args import (
     add_format,
     add_framing,
     add_host_port,
+    add_timeout,
     framing,
     render,
     seconds,
@@ -47,13 +48,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="after the end of stdin, how long to wait for the server to close (0: forever)",
     )
-    p.add_argument(
-        "--timeout",
-        type=seconds,
-        default=30.0,
-        metavar="SECONDS",
-        help="seconds to wait for the connection (0: as long as the system does)",
-    )
+    add_timeout(p, "seconds to wait for the connection (0: as long as the system does)")
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) -> int:

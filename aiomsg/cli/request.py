@@ -9,7 +9,7 @@ import sys
 import aiomsg
 from aiomsg.framing import Framing
 
-from ._args import Command, Say, add_framing, add_host_port, framing, seconds
+from ._args import Command, Say, add_framing, add_host_port, add_timeout, framing
 from ._client import broken, no_answer, open_connection
 from ._errors import CLIError, address
 from ._errors import seconds as in_seconds
@@ -19,20 +19,19 @@ from ._stdin import read_stdin
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     add_host_port(p)
     add_framing(p, default="eos", what="framing of the request and the response: ")
-    p.add_argument(
-        "--timeout",
-        type=seconds,
-        default=30.0,
-        metavar="SECONDS",
-        help="seconds to connect, and then for the answer (0: no limit)",
-    )
+    add_timeout(p, "seconds to connect, and then for the answer (0: no limit)")
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) -> int:
-    chosen = framing(args, parser)
-    return aiomsg.run(
-        run_request(args.host, args.port, chosen, spec=args.framing, say=say, timeout=args.timeout)
+    request = run_request(
+        args.host,
+        args.port,
+        framing(args, parser),
+        spec=args.framing,
+        say=say,
+        timeout=args.timeout,
     )
+    return aiomsg.run(request)
 
 
 async def run_request(

@@ -14,32 +14,25 @@ from typing import Any
 import aiomsg
 from aiomsg.framing import Framing
 
-from ._args import (
-    Command,
-    Say,
-    add_format,
-    add_framing,
-    add_host_port,
-    framing,
-    render,
-)
-from ._errors import address, connection_error, listen_error, mismatch_hint
+from . import _args
+from ._args import Command, Say
+from ._errors import address, connection_error, mismatch_hint
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    add_host_port(p, server=True)
-    add_framing(p)
+    _args.add_host_port(p, server=True)
+    _args.add_framing(p)
     p.add_argument(
         "--mode",
         choices=("echo", "print"),
         default="echo",
         help="send each message back, or print it on stdout as 'HOST:PORT MESSAGE'",
     )
-    add_format(p)
+    _args.add_format(p)
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) -> int:
-    chosen = framing(args, parser)
+    chosen = _args.framing(args, parser)
     aiomsg.run(
         run_framing_server(
             args.host,
@@ -81,7 +74,7 @@ async def run_framing_server(
             async for message in conn:
                 received += 1
                 if mode == "print":
-                    out.write(prefix + render(message, fmt))
+                    out.write(prefix + _args.render(message, fmt))
                     out.flush()
                 else:
                     await conn.send(message)
@@ -99,10 +92,6 @@ async def run_framing_server(
         await server.serve_forever()
 
 
-def _failure(exc: BaseException, args: argparse.Namespace) -> str:
-    return listen_error(exc, args.host, args.port)
-
-
 COMMAND = Command(
     name="serve",
     help="an echo (or print) server for any framing",
@@ -114,5 +103,5 @@ COMMAND = Command(
     ),
     add_arguments=_add_arguments,
     run=_run,
-    failure=_failure,
+    failure=_args.server_failure,
 )
