@@ -218,6 +218,17 @@ def test_verbose_chat_server_shows_the_broker_without_its_password() -> None:
     assert "s3cret-pw" not in line + rest
 
 
+def test_the_broker_s_own_warnings_hide_its_password() -> None:
+    url = f"redis://default:s3cret-pw@127.0.0.1:{free_port()}/0"  # nothing listens there
+    with server_process("chat-server", "--port", "0", "--broker", url) as proc:
+        lines = [readline_within(proc.stderr).decode() for _ in range(2)]
+        rest = rest_of(proc, proc.stderr).decode()
+    assert any(line.startswith("aiomsg chat-server: listening on ") for line in lines), lines
+    shown = url.replace(":s3cret-pw@", ":***@")
+    assert any(f"chat broker {shown} unreachable" in line for line in lines), lines
+    assert "s3cret-pw" not in "".join(lines) + rest
+
+
 def test_a_bad_broker_url_is_refused_without_showing_its_password() -> None:
     out = run_cli("chat-server", "--broker", "http://me:s3cret-pw@127.0.0.1:6379/0")
     assert out.returncode == 2

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
 import aiomsg
+from aiomsg._redact import redact_url
 
 from . import chat, chat_server, connect, demo, request, serve
 from ._args import VERBOSITY_HELP, Command, Formatter, Say, Version, add_verbosity
@@ -31,6 +33,16 @@ COMMANDS: tuple[Command, ...] = (
     serve.COMMAND,
     demo.COMMAND,
 )
+
+
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+
+
+class _Redacting(logging.Formatter):
+    """Log lines with every URL's password hidden (a library line may name a broker URL)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _URL.sub(lambda url: redact_url(url[0]), super().format(record))
 
 
 def parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -70,10 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     say = Say(command.name, args.level)
     # The library's own log lines (a client that broke the framing, the broker's
     # state) read like the command's: warnings by default, errors only with -q.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Redacting(f"aiomsg {command.name}: %(message)s"))
     logging.basicConfig(
-        format=f"aiomsg {command.name}: %(message)s",
         level={-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}[args.level],
-        stream=sys.stderr,
+        handlers=[handler],
     )
     try:
         try:
