@@ -96,7 +96,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) ->
             parser.error("--workers needs --broker (the workers share the room through it)")
         from aiomsg.chat.workers import run_workers
 
-        return run_workers(args.workers, _worker_args(args), args.host, args.port)
+        workers = _worker_args(args)
+        return run_workers(args.workers, workers, args.host, args.port, quiet=args.level < 0)
     aiomsg.run(
         chat_server(
             args.impl,
