@@ -334,7 +334,11 @@ def _sockets(pid: int) -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT as on Linux")
-async def test_workers_share_one_port_and_stop_on_ctrl_c(redis_server: RedisServer) -> None:
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
+async def test_workers_share_one_port_and_stop_on_ctrl_c_or_sigterm(
+    redis_server: RedisServer, stop: int, status: int
+) -> None:
+    """Ctrl-C: status 130, as every command; SIGTERM (docker stop, systemd): a clean 0."""
     env = {**os.environ, "AIOMSG_LOOP": aiomsg.loop_name()}
     parent = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "aiomsg", "chat-server", "--workers", "2", "--port", "0",
@@ -362,9 +366,9 @@ async def test_workers_share_one_port_and_stop_on_ctrl_c(redis_server: RedisServ
             heard = {await client.wait_for("c") for _ in range(len(clients) - 1)}
             assert heard == {f"{o.nick}: hi from {o.nick}" for o in clients if o is not client}
 
-        parent.send_signal(signal.SIGINT)
+        parent.send_signal(stop)
         async with asyncio.timeout(WAIT):
-            assert await parent.wait() == 130
+            assert await parent.wait() == status
         for pid in workers:  # gone, not left behind
             assert (
                 not Path(f"/proc/{pid}").exists()
