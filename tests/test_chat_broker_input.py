@@ -240,7 +240,7 @@ def test_a_reader_that_dies_degrades_the_room_and_reconnects(
     with two_servers(impl, "asyncio", redis_server.url) as (_, alice, bob):
         assert admin.client_kill_filter(_type="pubsub") == 2
         for member in (alice, bob):
-            lines = []
+            lines: list[str] = []
             deadline = time.monotonic() + WAIT
             while not lines or lines[-1] != "* the room is whole again":
                 assert time.monotonic() < deadline, lines
