@@ -172,11 +172,14 @@ async def _print_incoming(
     return why_it_ended(None, last)
 
 
-async def run_client(host: str, port: int, *, nick: str | None = None) -> int:
+async def run_client(
+    host: str, port: int, *, nick: str | None = None, verbose: bool = True
+) -> int:
     """Chat with the server at ``host:port`` until ``/quit``, end of input or disconnect.
 
     ``nick``: sent as ``/nick NAME`` once connected (the server may refuse it,
-    saying why). Prints ``connected to HOST:PORT, event loop NAME`` on stderr.
+    saying why). ``verbose``: print ``connected to HOST:PORT, event loop NAME`` on
+    stderr.
     On a terminal it needs prompt_toolkit (the ``[chat]`` extra); without it, it
     says so and returns 1 before connecting. Returns 0 after ``/quit`` (or the end
     of input) is answered, 130 when the user pressed Ctrl-C at the prompt (the
@@ -198,12 +201,13 @@ async def run_client(host: str, port: int, *, nick: str | None = None) -> int:
         )
         return 1
     conn = await aiomsg.connect(host, port, framing=aiomsg.Lines())
-    how = "; /quit or Ctrl-D to leave" if interactive else ""
-    print(
-        f"connected to {address(host, port)}, event loop {aiomsg.loop_name()}{how}",
-        file=sys.stderr,
-        flush=True,
-    )
+    if verbose:
+        how = "; /quit or Ctrl-D to leave" if interactive else ""
+        print(
+            f"connected to {address(host, port)}, event loop {aiomsg.loop_name()}{how}",
+            file=sys.stderr,
+            flush=True,
+        )
     me = Nick()
     async with conn:
         if interactive:
