@@ -172,9 +172,7 @@ async def _print_incoming(
     return why_it_ended(None, last)
 
 
-async def run_client(
-    host: str, port: int, *, nick: str | None = None, verbose: bool = True
-) -> int:
+async def run_client(host: str, port: int, *, nick: str | None = None, verbose: bool = True) -> int:
     """Chat with the server at ``host:port`` until ``/quit``, end of input or disconnect.
 
     ``nick``: sent as ``/nick NAME`` once connected (the server may refuse it,

@@ -37,6 +37,7 @@ import contextlib
 import json
 import logging
 import random
+import ssl
 import time
 import uuid
 from collections import deque
@@ -563,7 +564,6 @@ class RedisBroker:
             logger.warning("chat broker %s is back: the room is whole again", self._shown_url)
             self.room.deliver_here(WHOLE)
 
-
     def _hide(self, exc: BaseException) -> str:
         """``exc`` as text, without the URL's password (should a library quote it)."""
         text = str(exc) or type(exc).__name__
@@ -574,10 +574,13 @@ class RedisBroker:
     def _why(self, exc: BaseException) -> str:
         """Why the session ended, in words, for the one log line of an outage."""
         if isinstance(exc, AuthenticationError):
-            why = self._hide(exc)
-            return f"refused this server's login ({why}: check the URL's user and password)"
+            why = self._hide(exc).rstrip(".")
+            return f"refused this server's login ({why}; check the user and password in the URL)"
         if isinstance(exc, BrokerLost):
             return f"lost ({self._hide(exc)})"
+        if isinstance(exc.__cause__ or exc.__context__, ssl.SSLError) or "[SSL" in str(exc):
+            why = self._hide(exc).rstrip(".")
+            return f"failed the TLS handshake ({why}; check the CA file: ssl_ca_certs= in the URL)"
         if isinstance(exc, (RedisError, OSError, TimeoutError)):
             return f"unreachable ({self._hide(exc)})"
         return f"failed ({type(exc).__name__}: {self._hide(exc)})"
