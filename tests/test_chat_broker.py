@@ -432,7 +432,8 @@ async def test_a_broker_with_a_login_or_tls_shares_the_room_and_keeps_its_secret
             await a.wait_for("* the room is degraded")
             redis.start()
             async with asyncio.timeout(WAIT):
-                await a.wait_for("* the room is whole again")
+                for client in (a, b):
+                    await client.wait_for("* the room is whole again")
         for server in (one, two):
             output = server.output()
             assert "unreachable" in output and "is back" in output, output
