@@ -471,3 +471,62 @@ async def test_a_wrong_password_or_ca_gives_one_clear_line_and_a_local_room(wron
     finally:
         redis.close()
         shutil.rmtree(other_ca.parent, ignore_errors=True)
+
+
+class Member:
+    """What a server front gives the room for one connection; here, a list of lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.arrived = asyncio.Event()
+
+    def deliver(self, line: str) -> bool:
+        self.lines.append(line)
+        self.arrived.set()
+        return True
+
+    def disconnect(self, notice: str | None) -> None:
+        pass
+
+    async def wait_for(self, line: str) -> None:
+        async with asyncio.timeout(WAIT):
+            while line not in self.lines:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+async def test_a_broker_session_that_fails_for_another_reason_degrades_the_room_and_comes_back(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No payload kills the reader (the hypothesis tests); a bug still might: the members
+    are told, as when Redis goes away, and the broker starts a new session."""
+    from redis.asyncio import Redis
+
+    from aiomsg.chat import ChatRoom
+    from aiomsg.chat.redis_broker import RedisBroker
+    from aiomsg.chat.room import DEGRADED, WHOLE
+
+    class Buggy(RedisBroker):  # a bug where no payload can reach: in the reader itself
+        def _received(self, data: object) -> None:
+            if data == b"trigger the bug":
+                raise RuntimeError("a bug in the reader")
+            super()._received(data)
+
+    room = ChatRoom()
+    broker = Buggy(redis_server.url, room, room_name=uuid.uuid4().hex[:8], heartbeat=HEARTBEAT)
+    await broker.start()
+    assert not broker.degraded
+    member = Member()
+    room.join(member)
+    publisher = Redis.from_url(redis_server.url)
+    try:
+        assert await publisher.publish(broker._channel, b"trigger the bug") == 1
+        await member.wait_for(DEGRADED)
+        await member.wait_for(WHOLE)
+        assert not broker.degraded
+    finally:
+        await publisher.aclose()
+        await broker.aclose()
+    failures = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(failures) == 1 and failures[0].exc_info is not None  # the bug, with its traceback
+    assert "the session failed; reconnecting" in failures[0].getMessage()
