@@ -34,9 +34,9 @@ def free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process on loopback, with no persistence, in a temp dir.
 
-    ``password``: clients must authenticate (as ``user``, an ACL user, if given; the
-    default user is then disabled). ``tls``: TLS only, with a certificate for 127.0.0.1
-    from a CA of its own, written to :attr:`ca_path`.
+    ``password``: clients must authenticate (as ``user``, an ACL user with the rules
+    ``acl``, if given; the default user is then disabled). ``tls``: TLS only, with a
+    certificate for 127.0.0.1 from a CA of its own, written to :attr:`ca_path`.
     """
 
     def __init__(
@@ -46,6 +46,7 @@ class RedisServer:
         password: str | None = None,
         user: str | None = None,
         tls: bool = False,
+        acl: str = "~* &* +@all",
     ) -> None:
         executable = shutil.which("redis-server")
         if executable is None:
@@ -64,9 +65,9 @@ class RedisServer:
         self._extra: list[str] = []
         if user is not None:
             assert password is not None, "an ACL user needs a password"
-            acl = self.dir / "users.acl"
-            acl.write_text(f"user default off\nuser {user} on >{password} ~* &* +@all\n")
-            self._extra += ["--aclfile", str(acl)]
+            rules = self.dir / "users.acl"
+            rules.write_text(f"user default off\nuser {user} on >{password} {acl}\n")
+            self._extra += ["--aclfile", str(rules)]
         elif password is not None:
             self._extra += ["--requirepass", password]
         if tls:

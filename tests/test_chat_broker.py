@@ -399,6 +399,9 @@ async def test_workers_share_one_port_and_stop_on_ctrl_c_or_sigterm(
 # --- a broker behind a password, an ACL user, TLS; its secret never printed --------------------
 
 
+CHAT_ONLY = "~aiomsg:chat:* &aiomsg:chat:* +@all -@dangerous"
+
+
 def secret() -> str:
     """A password unlikely to show up anywhere by chance, with characters URLs must quote."""
     return f"pw-{uuid.uuid4().hex}:/@x"
@@ -414,7 +417,8 @@ def printed_secrets(text: str, *passwords: str) -> list[str]:
 async def test_a_broker_with_a_login_or_tls_shares_the_room_and_keeps_its_secret(how: str) -> None:
     password = secret()
     redis = (
-        RedisServer(user="chat", password=password)
+        # The user may touch the chat's keys and channels only, and no dangerous command.
+        RedisServer(user="chat", password=password, acl=CHAT_ONLY)
         if how == "acl user"
         else RedisServer(password=password, tls=True)
     )
