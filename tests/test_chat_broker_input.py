@@ -113,8 +113,12 @@ class Member:
 
 
 @contextlib.contextmanager
-def two_servers(impl: str, loop: str, broker: str) -> Iterator[tuple[str, Member, Member]]:
-    """Two servers on one room; a member on each, each known to the other server."""
+def two_servers(
+    impl: str, loop: str, broker: str, logs: list[str] | None = None
+) -> Iterator[tuple[str, Member, Member]]:
+    """Two servers on one room; a member on each, each known to the other server.
+
+    ``logs``: filled with the servers' logs once they stopped."""
     room = uuid.uuid4().hex[:8]
     servers = []
     try:
@@ -132,10 +136,12 @@ def two_servers(impl: str, loop: str, broker: str) -> Iterator[tuple[str, Member
     finally:
         for server in servers:
             server.close()
-        logs = [server.log() for server in servers]
+        texts = [server.log() for server in servers]
         for server in servers:
             server.log_path.unlink(missing_ok=True)
-    for log in logs:
+        if logs is not None:
+            logs.extend(texts)
+    for log in texts:
         assert "Traceback" not in log, log
         # One line a minute about invalid events, one per unknown version (at most 8),
         # the start-up banner: nothing that grows with the number of payloads.
@@ -220,15 +226,32 @@ def test_whatever_is_published_on_the_channel_every_real_line_arrives(
 def test_a_forged_event_s_control_characters_are_neutralised(redis_server: RedisServer) -> None:
     """A line heard through Redis is untrusted too: shown with markers, like a local one."""
     publisher = redis.Redis.from_url(redis_server.url)
-    with two_servers("protocol", "asyncio", redis_server.url) as (channel, alice, bob):
+    logs: list[str] = []
+    with two_servers("protocol", "asyncio", redis_server.url, logs) as (channel, alice, bob):
         forged = [{"v": 1, "from": "intruder", "line": "eve: \x1b[2J\u202ehi"}]
         publisher.publish(channel, json.dumps(forged))
         assert bob.wait_for("eve: ^[[2J<U+202E>hi")[-1] == "eve: ^[[2J<U+202E>hi"
+        # A rolling upgrade: a server of before the version field, and one that adds a field.
+        old = [{"from": "old-server", "line": "olga: before v", "presence": ["join", "olga"]}]
+        publisher.publish(channel, json.dumps(old))
+        assert bob.wait_for("olga: before v")[-1] == "olga: before v"
+        new = [{"v": 1, "from": "new-server", "line": "nina: hi", "presence": None, "room": 7}]
+        publisher.publish(channel, json.dumps(new))
+        assert bob.wait_for("nina: hi")[-1] == "nina: hi"
+        bob.say("/who")
+        online = next(line for line in iter(bob.line, None) if line.startswith("* online"))
+        assert "olga" in online.split(": ")[1].split(", ")  # its presence counted too
         # A version-2 event is skipped, with one log line, and the room goes on.
         publisher.publish(channel, json.dumps([{"v": 2, "from": "new", "line": "eve: v2"}]))
         alice.say("after")
+        publisher.publish(channel, json.dumps([{"v": 2, "from": "new", "line": "eve: v2 again"}]))
+        alice.say("after")
         assert "eve: v2" not in bob.wait_for(f"{alice.nick}: after")
+        assert "eve: v2 again" not in bob.wait_for(f"{alice.nick}: after")
     publisher.close()
+    for log in logs:
+        assert log.count("skipping events of schema version 2") == 1, log
+        assert "dropped" not in log  # all of these were valid
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -130,7 +130,7 @@ class Ending:
     """Why the connection ended, in words: what the client prints and its exit status."""
 
     def __init__(self, words: str, *, by_us: bool = False) -> None:
-        self.words = words
+        self.words = neutralise(words)  # it may quote the server
         #: The end we asked for (``/quit`` answered): exit status 0, nothing to explain.
         self.by_us = by_us
 
