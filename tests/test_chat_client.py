@@ -486,3 +486,44 @@ def test_terminal_client_writes_no_received_control_sequence(loop: str) -> None:
     assert not C1_UTF8.search(screen) and b"\x9b" not in screen
     assert not BIDI_UTF8.search(screen)
     assert b"^[]52;c;aGVsbG8=^G" in screen and b"<U+202E>txt.exe" in screen
+
+
+def test_piped_client_whose_stdout_closes_says_so_not_that_the_connection_was_lost() -> None:
+    """``aiomsg chat HOST PORT | head -1``: the reader went away, not the server."""
+    reader_gone = threading.Event()
+
+    def talks(conn: socket.socket) -> None:
+        conn.sendall(WELCOME)
+        reader_gone.wait(30)
+        with contextlib.suppress(OSError):
+            for i in range(200):  # more than a pipe holds: the client's print must fail
+                conn.sendall(b"bob: line %d %s\n" % (i, b"x" * 1000))
+        drain(conn)
+
+    server = RawServer(talks)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiomsg", "chat", "127.0.0.1", str(server.port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=chat_env("asyncio"),
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline() == WELCOME
+        proc.stdout.close()  # as head does
+        reader_gone.set()
+        assert proc.wait(30) == 1
+        said = [
+            line for line in proc.stderr.read().decode().splitlines()
+            if not line.startswith("connected to")
+        ]  # fmt: skip
+        assert said == ["aiomsg chat: stdout was closed"], said
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdin is not None and proc.stderr is not None
+        proc.stdin.close()
+        proc.stderr.close()
+        server.close()

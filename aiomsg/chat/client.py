@@ -160,16 +160,18 @@ async def _print_incoming(
     """Print each line the server sends until the connection ends; return why it ended.
 
     Every line is neutralised first: a server (or a member it relays) must not reach
-    the terminal with a control sequence."""
+    the terminal with a control sequence. A failure to print (stdout closed: ``|
+    head``) is raised as it is: it is not the connection's."""
     last: str | None = None
-    try:
-        async for line in conn:
-            last = neutralise(line.decode("utf-8", errors="replace"))
-            heard(last)
-            print(show(last), flush=True)
-    except (aiomsg.ConnectionClosed, aiomsg.FramingError, OSError) as exc:
-        return why_it_ended(exc, last)
-    return why_it_ended(None, last)
+    while True:
+        try:
+            line = await conn.receive()
+        except (aiomsg.FramingError, OSError) as exc:  # ConnectionClosed is an OSError
+            clean = isinstance(exc, aiomsg.ConnectionClosed) and exc.reason == "peer"
+            return why_it_ended(None if clean else exc, last)
+        last = neutralise(line.decode("utf-8", errors="replace"))
+        heard(last)
+        print(show(last), flush=True)
 
 
 async def run_client(host: str, port: int, *, nick: str | None = None, verbose: bool = True) -> int:
@@ -300,6 +302,11 @@ async def _piped(conn: aiomsg.Connection, nick: str | None) -> int:
         await asyncio.gather(printer, forwarder, return_exceptions=True)
     if printer.cancelled():  # /quit sent, no answer in time
         print("aiomsg chat: the server did not answer /quit", file=sys.stderr, flush=True)
+        return 1
+    if isinstance(printer.exception(), BrokenPipeError):  # `aiomsg chat ... | head`
+        # Whatever Python flushes to stdout at exit goes nowhere, not into a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("aiomsg chat: stdout was closed", file=sys.stderr, flush=True)
         return 1
     ending = printer.result()
     if ending.by_us:
