@@ -534,3 +534,20 @@ async def test_a_broker_session_that_fails_for_another_reason_degrades_the_room_
     failures = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(failures) == 1 and failures[0].exc_info is not None  # the bug, with its traceback
     assert "the session failed; reconnecting" in failures[0].getMessage()
+
+
+async def test_the_broker_shows_its_url_without_the_password() -> None:
+    from aiomsg.chat import ChatRoom
+    from aiomsg.chat.redis_broker import RedisBroker
+
+    password = secret()
+    quoted = urllib.parse.quote(password, safe="")
+    for url in (
+        f"redis://chat:{quoted}@127.0.0.1:6379/0",
+        f"rediss://:{quoted}@127.0.0.1:6380/0?ssl_ca_certs=/tmp/ca.pem",
+        f"unix:///run/redis.sock?db=0&password={quoted}",
+    ):
+        broker = RedisBroker(url, ChatRoom())
+        shown = f"{broker!r} {broker.url}"
+        assert printed_secrets(shown, password) == [], shown
+        assert "***" in broker.url
