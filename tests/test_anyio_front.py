@@ -58,7 +58,9 @@ async def framed_server(
         tg.cancel_scope.cancel()
 
 
-async def round_trip(port: int, framing: Framing, messages: list[bytes], **kw: Any) -> list[bytes]:
+async def round_trip(
+    port: int, framing: Framing, messages: list[bytes], **kw: Any
+) -> list[bytes]:
     """Send ``messages`` and half-close while receiving the echo, both in one task group."""
     received: list[bytes] = []
     async with await aiomsg.connect_framed("127.0.0.1", port, framing=framing, **kw) as stream:

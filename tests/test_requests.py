@@ -21,7 +21,6 @@ from .peers import connect_blocking, exchange, recv_all
 
 pytestmark = pytest.mark.asyncio
 
-
 def reverse(request: bytes) -> bytes:
     return request[::-1]
 

@@ -129,7 +129,9 @@ def test_encode_takes_any_buffer_and_refuses_oversized_messages() -> None:
     assert framing.encode(memoryview(b"hello")) == b"\x05\x00\x00\x00hello"
     assert framing.encode(bytearray(b"")) == b"\x00\x00\x00\x00"
     parts: list[bytes | memoryview] = [b"a", memoryview(b"bc")]
-    assert framing.encode_many(m for m in parts) == (b"\x01\x00\x00\x00a\x02\x00\x00\x00bc")
+    assert framing.encode_many(m for m in parts) == (
+        b"\x01\x00\x00\x00a\x02\x00\x00\x00bc"
+    )
     with pytest.raises(aiomsg.MessageTooLarge) as info:
         framing.encode(memoryview(b"toolong"))
     assert info.value.size == 7
