@@ -361,7 +361,7 @@ async def test_workers_share_one_port_and_stop_on_ctrl_c_or_sigterm(
     try:
         banner = ""
         async with asyncio.timeout(WAIT):  # each worker's line, then the parent's
-            while not (match := re.search(r"2 workers on 127\.0\.0\.1:(\d+)", banner)):
+            while not (match := re.search(r"listening on 127\.0\.0\.1:(\d+) \(2 workers", banner)):
                 banner = (await parent.stderr.readline()).decode()
                 assert banner, "the parent exited"
         workers = _children(parent.pid)

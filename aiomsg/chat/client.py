@@ -174,12 +174,14 @@ async def _print_incoming(
         print(show(last), flush=True)
 
 
-async def run_client(host: str, port: int, *, nick: str | None = None, verbose: bool = True) -> int:
+async def run_client(
+    host: str, port: int, *, nick: str | None = None, verbose: bool = False
+) -> int:
     """Chat with the server at ``host:port`` until ``/quit``, end of input or disconnect.
 
     ``nick``: sent as ``/nick NAME`` once connected (the server may refuse it,
-    saying why). ``verbose``: print ``connected to HOST:PORT, event loop NAME`` on
-    stderr.
+    saying why). ``verbose``: says ``aiomsg chat: connected to HOST:PORT, event
+    loop NAME`` on stderr.
     On a terminal it needs prompt_toolkit (the ``[chat]`` extra); without it, it
     says so and returns 1 before connecting. Returns 0 after ``/quit`` (or the end
     of input) is answered, 130 when the user pressed Ctrl-C at the prompt (the
@@ -204,7 +206,8 @@ async def run_client(host: str, port: int, *, nick: str | None = None, verbose: 
     if verbose:
         how = "; /quit or Ctrl-D to leave" if interactive else ""
         print(
-            f"connected to {address(host, port)}, event loop {aiomsg.loop_name()}{how}",
+            f"aiomsg chat: connected to {address(host, port)}, "
+            f"event loop {aiomsg.loop_name()}{how}",
             file=sys.stderr,
             flush=True,
         )
