@@ -527,3 +527,32 @@ def test_piped_client_whose_stdout_closes_says_so_not_that_the_connection_was_lo
         proc.stdin.close()
         proc.stderr.close()
         server.close()
+
+
+def test_a_kick_followed_by_a_reset_is_worded_by_the_kick() -> None:
+    """A client still writing when it is kicked gets a reset after the goodbye line."""
+
+    def kicks_then_resets(conn: socket.socket) -> None:
+        conn.sendall(WELCOME + KICK.encode() + b"\n")
+        time.sleep(0.3)  # both lines read by the client
+        reset(conn)
+
+    server = RawServer(kicks_then_resets)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiomsg", "chat", "127.0.0.1", str(server.port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=chat_env("uvloop"),
+    )
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        server.close()
+    assert proc.returncode == 1
+    assert out.decode().splitlines()[-1] == KICK
+    said = [line for line in err.decode().splitlines() if "connected to 127.0.0.1" not in line]
+    assert said == [f"aiomsg chat: you were disconnected: {KICK}"]

@@ -138,6 +138,10 @@ class Ending:
 def why_it_ended(exc: BaseException | None, last: str | None) -> Ending:
     """Word the end of the connection: ``exc`` ended the reading (``None``: a clean close),
     after ``last``, the server's last line."""
+    if last is not None and (last.startswith("!") or last == SHUTDOWN):
+        # The server's own goodbye says why, however the connection then ended (a client
+        # still writing gets a reset after it).
+        return Ending(f"you were disconnected: {last}")
     if isinstance(exc, aiomsg.FramingError):
         return Ending(f"the server broke the framing: {exc}")
     if exc is not None:
@@ -149,8 +153,6 @@ def why_it_ended(exc: BaseException | None, last: str | None) -> Ending:
         return Ending(f"the connection was lost: {cause or type(cause).__name__}")
     if last == _BYE:
         return Ending("the server closed the connection", by_us=True)
-    if last is not None and (last.startswith("!") or last == SHUTDOWN):
-        return Ending(f"you were disconnected: {last}")
     return Ending("the server closed the connection")
 
 
