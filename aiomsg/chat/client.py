@@ -138,6 +138,8 @@ class Ending:
 def why_it_ended(exc: BaseException | None, last: str | None) -> Ending:
     """Word the end of the connection: ``exc`` ended the reading (``None``: a clean close),
     after ``last``, the server's last line."""
+    if last == _BYE:  # our /quit answered: how the connection then ended does not matter
+        return Ending("the server closed the connection", by_us=True)
     if last is not None and (last.startswith("!") or last == SHUTDOWN):
         # The server's own goodbye says why, however the connection then ended (a client
         # still writing gets a reset after it).
@@ -151,8 +153,6 @@ def why_it_ended(exc: BaseException | None, last: str | None) -> Ending:
         if isinstance(exc, aiomsg.ConnectionClosed) and cause is None:
             return Ending(f"the connection was lost ({exc.reason})")
         return Ending(f"the connection was lost: {cause or type(cause).__name__}")
-    if last == _BYE:
-        return Ending("the server closed the connection", by_us=True)
     return Ending("the server closed the connection")
 
 
