@@ -22,7 +22,8 @@ from collections.abc import Callable
 from typing import TextIO
 
 import aiomsg
-from aiomsg.cli_client import address, stdin_lines
+from aiomsg.cli._errors import address
+from aiomsg.cli._stdin import stdin_lines
 
 from .room import SHUTDOWN
 from .text import neutralise
