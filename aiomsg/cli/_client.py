@@ -21,9 +21,8 @@ async def open_connection(
         CLIError: the connection cannot be made (the line says why).
     """
     try:
-        return await aiomsg.connect(
-            host, port, framing=framing, timeout=timeout, message_timeout=message_timeout
-        )
+        options = aiomsg.Options(connect_timeout=timeout, message_timeout=message_timeout)
+        return await aiomsg.connect(host, port, framing=framing, options=options)
     except (OSError, TimeoutError) as exc:  # socket.gaierror and ssl.SSLError are OSErrors
         raise CLIError(connect_error(exc, host, port, timeout)) from None
 
