@@ -109,7 +109,9 @@ def ensure_venv(extras: tuple[str, ...]) -> None:
 
 
 def _names(extras: set[str]) -> str:
-    return "the " + ", ".join(f"[{extra}]" for extra in sorted(extras)) + " extras"
+    """'the [test] extra', 'the [lint], [test] extras'."""
+    listed = ", ".join(f"[{extra}]" for extra in sorted(extras))
+    return f"the {listed} extra" + ("s" if len(extras) > 1 else "")
 
 
 # Programs the tests drive as real peers or start as real servers (each test its own,
