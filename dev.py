@@ -180,7 +180,7 @@ def test(args: list[str]) -> int:
     """pytest under coverage (pyproject.toml's [tool.coverage.*]); its exit status is ours.
 
     The whole suite (no ``args``) then runs the fronts' tests again in pure Python. The
-    coverage report comes last, its total on the last line; .ci/run holds the floor.
+    coverage report comes last, and its total on the last line; .ci/run holds the floor.
     """
     subprocess.run([*COVERAGE, "erase"], cwd=ROOT, check=True)
     code = subprocess.run([*COVERAGE, "run", "-m", "pytest", *args], cwd=ROOT).returncode
@@ -190,6 +190,16 @@ def test(args: list[str]) -> int:
     subprocess.run([*COVERAGE, "combine", "-q"], cwd=ROOT, check=False)
     print("dev.py: branch coverage of aiomsg (files below 100%)", flush=True)
     subprocess.run([*COVERAGE, "report"], cwd=ROOT, check=False)
+    total = subprocess.run(
+        [*COVERAGE, "report", "--format=total", "--precision=2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if total:
+        scope = " (these tests only; .ci/run's floor is for the whole suite)" if args else ""
+        print(f"dev.py: total branch coverage {total}%{scope}", flush=True)
     return code
 
 
