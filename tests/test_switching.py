@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 import anyio
 import pytest
 import trustme
+from anyio.streams.tls import TLSAttribute
 
 import aiomsg
 from aiomsg.framing import switch_decoder
@@ -352,7 +353,7 @@ async def test_anyio_starttls_on_both_sides(tls: tuple[ssl.SSLContext, ssl.SSLCo
         assert await stream.receive() == b"STARTTLS"
         await stream.send(b"GO")
         await stream.start_tls(server_ctx, server_side=True)
-        secure.append(stream.extra(anyio.streams.tls.TLSAttribute.ssl_object, None) is not None)
+        secure.append(stream.extra(TLSAttribute.ssl_object, None) is not None)
         async for message in stream:
             await stream.send(message.upper())
 
