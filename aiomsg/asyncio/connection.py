@@ -447,16 +447,18 @@ class Connection:
 
     # --- closing -----------------------------------------------------------------
 
-    def close(self) -> None:
+    def close(self, *, linger: bool = False) -> None:
         """Close the connection; unsent data is still flushed. Then call :meth:`wait_closed`.
 
         After the peer broke the framing, the close lingers: what was sent (an
         error notice, say) is flushed and followed by EOF, and the peer's further
         bytes are dropped until it closes too (at most ``linger_timeout`` seconds),
-        so that a reset does not destroy the notice.
+        so that a reset does not destroy the notice. ``linger=True`` makes any
+        close linger so: for a last message (a goodbye) to a peer that may still
+        be sending.
         """
         self._closed = True
-        self._protocol.close()
+        self._protocol.close(linger=linger)
         self._protocol.wake()
 
     def abort(self) -> None:

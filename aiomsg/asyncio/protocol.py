@@ -316,8 +316,8 @@ class MessageProtocol(asyncio.BufferedProtocol):
         """
         transport = self.transport
         self._stop_delivery()
-        if transport is None or transport.is_closing():
-            return
+        if transport is None or transport.is_closing() or self._linger_timer is not None:
+            return  # closed, or lingering already
         if self._peer_eof or not transport.can_write_eof():
             transport.close()
             self._watch_flush()
@@ -846,15 +846,19 @@ class MessageProtocol(asyncio.BufferedProtocol):
             self._closed_waiter = asyncio.get_running_loop().create_future()
         await self._closed_waiter
 
-    def close(self) -> None:
+    def close(self, *, linger: bool = False) -> None:
         """Close after sending what was queued; no more messages are delivered.
 
         A peer that stops reading cannot hold the connection open: once nothing
         of what is queued has been sent for ``close_timeout`` seconds, the
         connection is aborted. After the peer broke the framing, the close
-        lingers (see :meth:`framing_error`).
+        lingers (see :meth:`framing_error`); ``linger=True`` makes any close
+        linger so: use it for a last message to a peer that may still be
+        sending (a server's goodbye), which a plain close can destroy (closing a
+        socket with unread input sends a reset, and the peer's system may drop
+        what it had received but not yet handed to the peer's program).
         """
-        if self._discarding:
+        if self._discarding or linger:
             self._linger_close()
             return
         self._stop_delivery()

@@ -40,7 +40,8 @@ def chat_handler(room: ChatRoom) -> aiomsg.asyncio.Handler:
                 await asyncio.wait_for(writer, room.limits.linger)
             except (TimeoutError, aiomsg.ConnectionClosed):
                 conn.abort()
-        # The server closes the connection when this returns.
+            else:  # the last line (a goodbye) is written: a lingering close keeps it
+                conn.close(linger=True)  # from a reset, if the client is still sending
 
     return handle
 

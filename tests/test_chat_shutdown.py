@@ -1,0 +1,80 @@
+"""A chat server stopped (SIGTERM) while 500 clients are busy talking says goodbye to every
+one of them: the goodbye goes out behind what is queued for each, then a lingering close,
+so that no client's still-arriving lines make the kernel destroy it with a reset."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+
+import pytest
+
+import aiomsg
+from aiomsg.chat.room import SHUTDOWN
+
+pytestmark = pytest.mark.asyncio
+
+CLIENTS = 500
+GOODBYE = SHUTDOWN.encode()
+
+
+async def _talker(port: int, started: asyncio.Event, stop_talking: asyncio.Event) -> bytes:
+    """Connect, wait for the welcome (a member now), then send a line every 0.2 s while
+    reading everything until the end."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    received = bytearray(await reader.readline())  # the welcome
+
+    async def talk() -> None:
+        with contextlib.suppress(ConnectionError):
+            for i in range(200):  # bounded: the server stops long before
+                writer.write(f"line {i}\n".encode())
+                await writer.drain()
+                if stop_talking.is_set():
+                    return
+                await asyncio.sleep(0.2)
+
+    talking = asyncio.create_task(talk())
+    started.set()
+    try:
+        while chunk := await reader.read(65536):
+            received += chunk
+    except ConnectionError:
+        pass  # a reset: what arrived before it is in `received`
+    finally:
+        talking.cancel()
+        writer.close()
+    return bytes(received)
+
+
+@pytest.mark.parametrize("impl", ["streams", "protocol", "anyio"])
+async def test_sigterm_says_goodbye_to_every_busy_client(impl: str) -> None:
+    env = {**os.environ, "AIOMSG_LOOP": aiomsg.loop_name()}
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiomsg", "chat-server", "--impl", impl, "--host", "127.0.0.1",
+        "--port", "0", "--report-port", "--flood-rate", "1000", "-q",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(60):
+            assert server.stdout is not None
+            port = int(await server.stdout.readline())
+            stop_talking = asyncio.Event()
+            starts = [asyncio.Event() for _ in range(CLIENTS)]
+            clients = [
+                asyncio.create_task(_talker(port, started, stop_talking)) for started in starts
+            ]
+            await asyncio.gather(*(started.wait() for started in starts))
+            await asyncio.sleep(1.0)  # every client is mid-conversation
+            server.send_signal(signal.SIGTERM)
+            transcripts = await asyncio.gather(*clients)
+            stop_talking.set()
+            assert await server.wait() == 0
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+    without = sum(1 for t in transcripts if GOODBYE not in t)
+    assert without == 0, f"{without} of {CLIENTS} clients got no goodbye"
