@@ -99,13 +99,13 @@ def _running(command: list[str], log: Path, **popen: Any) -> Iterator[subprocess
 
 
 def _wait_until_listening(
-    process: subprocess.Popen[bytes], port: int, log: Path, *, greets: bool = False
+    name: str, process: subprocess.Popen[bytes], port: int, log: Path, *, greets: bool = False
 ) -> None:
     """Wait until ``port`` accepts a connection (and, if the server ``greets``, sends bytes)."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited:\n{log.read_text(errors='replace')}")
+            raise RuntimeError(f"{name} exited:\n{log.read_text(errors='replace')}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                 if not greets or sock.recv(64):
@@ -113,7 +113,7 @@ def _wait_until_listening(
         except OSError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"{process.args[0]} did not listen on port {port} within {START_TIMEOUT}s")
+    raise RuntimeError(f"{name} did not listen on port {port} within {START_TIMEOUT}s")
 
 
 def _run(command: list[str], **kwargs: Any) -> None:
@@ -167,7 +167,8 @@ def postgres_server() -> Iterator[Postgres]:
         server_cert.cert_chain_pems[0].write_to_path(str(data / "server.crt"))
         server_cert.private_key_pem.write_to_path(str(data / "server.key"))
         hba = ["local all all trust", "host all postgres 127.0.0.1/32 trust"]
-        hba += [f"host all {user} 127.0.0.1/32 {method}" for user, (method, _) in POSTGRES_USERS.items()]
+        for user, (method, _) in POSTGRES_USERS.items():
+            hba.append(f"host all {user} 127.0.0.1/32 {method}")
         (data / "pg_hba.conf").write_text("\n".join(hba) + "\n")
         for name in ("server.crt", "server.key", "pg_hba.conf"):
             if os.geteuid() == 0:
@@ -240,8 +241,8 @@ def mariadb_server() -> Iterator[MariaDB]:
     with _owned_temp_dir("aiomsg-mariadb-", "mysql") as tmp:
         data = tmp / "data"
         _run(
-            [install_db, "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
-             "--skip-test-db", "--skip-name-resolve"],
+            [install_db, "--no-defaults", f"--datadir={data}", "--skip-test-db",
+             "--auth-root-authentication-method=normal", "--skip-name-resolve"],
             cwd=tmp, **_as_user("mysql"),
         )  # fmt: skip
         port = free_port()
@@ -254,7 +255,7 @@ def mariadb_server() -> Iterator[MariaDB]:
         ]  # fmt: skip
         log = tmp / "mariadb.log"
         with _running(command, log, cwd=tmp, **_as_user("mysql")) as process:
-            _wait_until_listening(process, port, log, greets=True)
+            _wait_until_listening("mariadbd", process, port, log, greets=True)
             sql = ["CREATE DATABASE aiomsg_test;"]
             for user, password in MARIADB_USERS.items():
                 sql.append(
@@ -291,5 +292,5 @@ def mosquitto_server() -> Iterator[Mosquitto]:
         )
         log = tmp / "mosquitto.log"
         with _running([mosquitto, "-c", str(config)], log, cwd=tmp) as process:
-            _wait_until_listening(process, port, log)
+            _wait_until_listening("mosquitto", process, port, log)
             yield Mosquitto(port=port, log=log)

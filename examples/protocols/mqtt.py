@@ -87,7 +87,9 @@ async def subscribe(conn: aiomsg.Connection, topic: str, count: int | None) -> N
 
 async def publish(conn: aiomsg.Connection, topic: str, message: str, qos: int) -> None:
     packet_id = struct.pack("!H", 1) if qos else b""
-    await conn.send(bytes([0x30 | qos << 1]) + string(topic.encode()) + packet_id + message.encode())
+    await conn.send(
+        bytes([0x30 | qos << 1]) + string(topic.encode()) + packet_id + message.encode()
+    )
     if qos and (await receive(conn, PUBACK))[1:3] != packet_id:
         raise MQTTError("the broker acknowledged another packet")
 

@@ -65,7 +65,7 @@ def native_password(password: str, scramble: bytes) -> bytes:
 
 
 def length_encoded(data: bytes, at: int) -> tuple[int | None, int]:
-    """A length-encoded integer at ``at``: its value (``None`` for 0xFB, NULL) and the next offset."""
+    """The length-encoded integer at ``at`` (``None`` for 0xFB: NULL) and the offset after it."""
     first = data[at]
     if first < 0xFB:
         return first, at + 1
@@ -121,9 +121,11 @@ async def query(args: argparse.Namespace) -> None:
                 await packets.receive()  # column definitions: not needed for text
             if not is_eof(await packets.receive()):
                 raise ServerError("expected EOF after the column definitions")
-            out, stdout = [], sys.stdout.buffer
+            out: list[bytes] = []
+            stdout = sys.stdout.buffer
             while not is_eof(row := await packets.receive()):
-                values, at = [], 0
+                values: list[bytes] = []
+                at = 0
                 while at < len(row):
                     size, at = length_encoded(row, at)
                     values.append(b"" if size is None else row[at : at + size])

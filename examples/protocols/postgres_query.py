@@ -14,7 +14,6 @@ Authentication: trust, cleartext, md5 and SCRAM-SHA-256. ``--tls`` asks for TLS
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -115,7 +114,8 @@ def tls_context(args: argparse.Namespace) -> ssl.SSLContext:
 def print_row(body: bytes, out: list[bytes]) -> None:
     """A DataRow: int16 column count, then each value as int32 length (-1: NULL) + bytes."""
     (count,) = struct.unpack_from("!h", body, 1)
-    values, at = [], 3
+    values: list[bytes] = []
+    at = 3
     for _ in range(count):
         (size,) = struct.unpack_from("!i", body, at)
         at += 4
@@ -141,7 +141,9 @@ async def query(args: argparse.Namespace) -> None:
         await authenticate(conn, args.user, args.password)
         await expect(conn, b"Z")  # ReadyForQuery
         await conn.send(b"Q" + args.sql.encode() + b"\0")
-        error, out, stdout = None, [], sys.stdout.buffer
+        error: str | None = None
+        out: list[bytes] = []
+        stdout = sys.stdout.buffer
         while (message := await conn.receive())[:1] != b"Z":  # ReadyForQuery ends it
             kind = message[:1]
             if kind == b"D":
