@@ -3,20 +3,25 @@
 
 COMMAND is ``demo``, ``test``, ``lint``, ``bench FILE`` or ``docs``.
 
-The first run creates ``.venv`` and installs aiomsg (editable) with its test,
-lint, benchmark and docs extras, compiling its optional C speedups when a C compiler
-is there; later runs reinstall only when the build inputs changed. ``test``
-also makes sure the peer programs the tests drive (``nc``, ``socat``) are
-there, installing them with apt-get when it can.
+The first run creates ``.venv`` and installs aiomsg there (editable, compiling
+its optional C speedups when a C compiler is there), with only the extras the
+command needs: none for ``demo``, the test tools for ``test``, and so on
+(``EXTRAS``). A later command adds its own extras; a change to the build inputs
+reinstalls with every extra installed so far. ``test`` also makes sure the peer
+programs the tests drive (``nc``, ``socat``, ``redis-server``) are there,
+installing them with apt-get when it can, runs pytest under coverage and prints
+the coverage report at the end.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import venv
 from pathlib import Path
 
@@ -29,7 +34,7 @@ BUILD_INPUTS = ["pyproject.toml", "setup.py", "aiomsg/_speedups.c"]
 
 COMMANDS = {
     "demo": [str(PYTHON), "-m", "aiomsg", "demo"],
-    "test": [str(PYTHON), "-m", "pytest"],
+    "test": None,  # see test()
     "lint": None,  # see lint()
     "bench": [str(PYTHON)],  # followed by the benchmark file
     # The Sphinx site, from scratch each time (-E: a warning is never hidden by a cached page),
@@ -41,24 +46,72 @@ COMMANDS = {
 }
 
 
-def ensure_venv() -> None:
-    # What the install depends on: a change to any of these reinstalls (and so
-    # rebuilds the C speedups).
+# The extras (pyproject.toml) each command needs; the demo needs aiomsg alone. mypy reads the
+# test extra too: it type-checks tests/ and examples/, which import pytest, hypothesis, trio...
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "demo": (),
+    "test": ("test",),
+    "lint": ("lint", "test"),
+    "bench": ("bench",),
+    "docs": ("docs",),
+}
+
+
+def _build_digest() -> str:
+    """What the install depends on: a change to any of these reinstalls (and so rebuilds)."""
     digest = hashlib.sha256()
     for name in BUILD_INPUTS:
         digest.update((ROOT / name).read_bytes())
-    wanted = digest.hexdigest()
-    if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
+    return digest.hexdigest()
+
+
+def _installed() -> tuple[str, set[str]] | None:
+    """The build digest and the extras of the last install, or None (none yet, or unreadable)."""
+    try:
+        state = json.loads(STAMP.read_text())
+        return str(state["inputs"]), {str(extra) for extra in state["extras"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no stamp, or one from an older dev.py: install afresh
+
+
+def _extra_requirements(extras: set[str]) -> list[str]:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        table = tomllib.load(f)["project"]["optional-dependencies"]
+    return sorted({req for extra in extras for req in table[extra]})
+
+
+def ensure_venv(extras: tuple[str, ...]) -> None:
+    """Make sure .venv holds aiomsg, built from the current inputs, and ``extras``."""
+    wanted = _build_digest()
+    state = _installed() if PYTHON.exists() else None
+    have = state[1] if state else set()
+    missing = set(extras) - have
+    current = state is not None and state[0] == wanted
+    if current and not missing:
         return
     if not PYTHON.exists():
         print("dev.py: creating .venv", flush=True)
         venv.create(VENV, with_pip=True)
-    print("dev.py: installing aiomsg and its test tools into .venv", flush=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check"]
-    if STAMP.exists():  # a reinstall after a change: quiet; the first set-up shows its progress
+    if state is not None:  # an addition or a reinstall: quiet; the first set-up shows progress
         pip.append("-q")
-    subprocess.run([*pip, "-e", f"{ROOT}[test,lint,bench,docs]"], check=True)
-    STAMP.write_text(wanted)
+    every = have | set(extras)
+    if current:
+        # aiomsg is up to date: add the missing extras' requirements, without a rebuild.
+        print(f"dev.py: adding {_names(missing)} to .venv", flush=True)
+        subprocess.run([*pip, *_extra_requirements(missing)], check=True)
+    else:
+        what = f"aiomsg with {_names(every)}" if every else "aiomsg"
+        print(f"dev.py: installing {what} into .venv", flush=True)
+        target = f"{ROOT}[{','.join(sorted(every))}]" if every else str(ROOT)
+        subprocess.run([*pip, "-e", target], check=True)
+    STAMP.write_text(json.dumps({"inputs": wanted, "extras": sorted(every)}))
+
+
+def _names(extras: set[str]) -> str:
+    """'the [test] extra', 'the [lint], [test] extras'."""
+    listed = ", ".join(f"[{extra}]" for extra in sorted(extras))
+    return f"the {listed} extra" + ("s" if len(extras) > 1 else "")
 
 
 # Programs the tests drive as real peers or start as real servers (each test its own,
@@ -110,14 +163,43 @@ def main(argv: list[str]) -> int:
         return 2
     if argv[0] == "test" and not ensure_test_programs():
         return 1
-    ensure_venv()
+    ensure_venv(EXTRAS[argv[0]])
     if argv[0] == "lint":
         return lint()
+    if argv[0] == "test":
+        return test(argv[1:])
     cmd = COMMANDS[argv[0]]
     assert cmd is not None
-    code = subprocess.run([*cmd, *argv[1:]], cwd=ROOT).returncode
-    if argv == ["test"] and code == 0:
+    return subprocess.run([*cmd, *argv[1:]], cwd=ROOT).returncode
+
+
+COVERAGE = [str(PYTHON), "-m", "coverage"]
+
+
+def test(args: list[str]) -> int:
+    """pytest under coverage (pyproject.toml's [tool.coverage.*]); its exit status is ours.
+
+    The whole suite (no ``args``) then runs the fronts' tests again in pure Python. The
+    coverage report comes last, and its total on the last line; .ci/run holds the floor.
+    """
+    subprocess.run([*COVERAGE, "erase"], cwd=ROOT, check=True)
+    code = subprocess.run([*COVERAGE, "run", "-m", "pytest", *args], cwd=ROOT).returncode
+    if not args and code == 0:
         code = test_pure_python()
+    # Each measured process (pytest, and every Python subprocess it started) wrote a file.
+    subprocess.run([*COVERAGE, "combine", "-q"], cwd=ROOT, check=False)
+    print("dev.py: branch coverage of aiomsg (files below 100%)", flush=True)
+    subprocess.run([*COVERAGE, "report"], cwd=ROOT, check=False)
+    total = subprocess.run(
+        [*COVERAGE, "report", "--format=total", "--precision=2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if total:
+        scope = " (these tests only; .ci/run's floor is for the whole suite)" if args else ""
+        print(f"dev.py: total branch coverage {total}%{scope}", flush=True)
     return code
 
 

@@ -63,7 +63,13 @@ class BlockingFramedSocket:
         self.sock.close()
 
 
+USAGE = "usage: python examples/blocking_front.py HOST PORT [MESSAGE ...]"
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) < 2 or not argv[1].isdigit() or not 0 < int(argv[1]) < 65536:
+        print(USAGE, file=sys.stderr)
+        return 2
     host, port, *messages = argv
     sock = socket.create_connection((host, int(port)), timeout=10)
     framed = BlockingFramedSocket(sock, aiomsg.LengthPrefixed(4))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import resource
 import shutil
 import socket
@@ -308,3 +309,41 @@ async def test_lines_longer_than_max_line_go_out_whole(impl: str) -> None:
         await alice.expect(f"{bob.nick}: cr", f"{bob.nick}: still here")
         await bob.say("/who")
         await bob.expect(f"* online: {alice.nick}, {bob.nick}")
+
+
+#: What a hostile member sends (issue 23), and what the others see instead: every
+#: control character as a visible marker, nothing a terminal would act on.
+HOSTILE = [
+    ("\x1b]52;c;aGVsbG8=\x07", "^[]52;c;aGVsbG8=^G"),  # OSC 52: write the clipboard
+    ("\x1b]0;pwned\x07", "^[]0;pwned^G"),  # OSC 0: the window title
+    ("\x1b[2J\x1b[H", "^[[2J^[[H"),  # clear the screen
+    ("\x1b[1A\x1b[2Kedited", "^[[1A^[[2Kedited"),  # cursor up, erase: rewrite a line
+    ("\r\x1b[2Kbob: send me your password", "^M^[[2Kbob: send me your password"),  # forge
+    ("\x1b[8mhidden\x1b[0m", "^[[8mhidden^[[0m"),  # SGR 8: invisible text
+    ("\x07" * 40, "^G" * 40),  # a BEL flood
+    ("\x9b2J", "\\x9b2J"),  # C1 CSI (U+009B): clear the screen on some terminals
+    ("\u202etxt.exe", "<U+202E>txt.exe"),  # right-to-left override
+    ("a\u2066b\u2069c\u200f", "a<U+2066>b<U+2069>c<U+200F>"),  # isolates, RLM
+]
+UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+async def test_control_sequences_reach_the_others_as_visible_markers(impl: str) -> None:
+    async with chat_server(impl) as port:
+        mallory = await Client.join(port)
+        alice = await Client.join(port)
+        await mallory.expect(f"* {alice.nick} joined")
+        for sent, shown in HOSTILE:
+            await mallory.say(sent)
+            await mallory.say(f"/me {sent}")
+            line, action = await alice.line(), await alice.line()
+            assert (line, action) == (f"{mallory.nick}: {shown}", f"* {mallory.nick} {shown}")
+            assert not UNSAFE.search(line + action)
+        # Plain text, tabs and any script pass unchanged; a CRLF line end is still a line end.
+        plain = "tab\there, naïve café, Ελληνικά, עברית, 😀"
+        await mallory.say(plain)
+        await alice.expect(f"{mallory.nick}: {plain}")
+        transport = mallory.conn.transport
+        assert transport is not None
+        transport.write(b"crlf\r\n")
+        await alice.expect(f"{mallory.nick}: crlf")

@@ -89,3 +89,23 @@ def test_a_member_that_fails_never_costs_the_others_a_line() -> None:
         assert member.lines[-3:] == ["guest4: hello", "* guest2 left", "guest4: again"]
     assert talker.lines[-1] == "* guest2 left"
     assert room.nicknames() == ["guest1", "guest3", "guest4"]
+
+
+def test_members_text_is_neutralised_and_plain_text_left_alone() -> None:
+    from aiomsg.chat.text import neutralise
+
+    plain = "tab\there, naïve, Ελληνικά, 漢字, 😀 (and ^[ typed by hand)"
+    assert neutralise(plain) is plain  # not even copied
+    hostile = "\x00\x1b[2J\x7f\x85\x9b\u061c\u200e\u2028\u202a\u202e\u2066\u2069"
+    shown = neutralise(hostile)
+    assert shown == ("^@^[[2J^?\\x85\\x9b<U+061C><U+200E><U+2028><U+202A><U+202E><U+2066><U+2069>")
+    assert neutralise(shown) == shown  # markers are plain text
+
+    room = ChatRoom()
+    talker, listener = FakeMember(), FakeMember()
+    room.join(talker)
+    room.join(listener)
+    room.receive(talker, b"/me \x1b]0;title\x07")
+    room.receive(talker, b"/nick \x1b[31mred")  # refused: not a nickname
+    assert listener.lines[-1] == "* guest1 ^[]0;title^G"
+    assert talker.lines[-1] == "! invalid nickname: use 1-24 letters, digits, _ or -"

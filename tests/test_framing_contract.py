@@ -101,7 +101,7 @@ LAYERS = [
         "until_eof",
         "varint",
     ],
-    ["recipes", "spec"],
+    ["recipes", "spec", "switch"],
     ["__init__"],
 ]
 

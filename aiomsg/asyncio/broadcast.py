@@ -28,8 +28,8 @@ def broadcast(connections: Iterable[Connection], message: Buffer) -> int:
     connections = list(connections)
     wire: dict[Framing, bytes] = {}
     for conn in connections:  # encode first: refuse before anything is sent
-        if conn.framing not in wire:
-            wire[conn.framing] = conn.framing.encode(message)
+        if conn.send_framing not in wire:
+            wire[conn.send_framing] = conn.send_framing.encode(message)
     sent = 0
     for conn in connections:
         transport = conn.transport
@@ -37,6 +37,6 @@ def broadcast(connections: Iterable[Connection], message: Buffer) -> int:
             continue
         if transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]:
             continue
-        transport.write(wire[conn.framing])
+        transport.write(wire[conn.send_framing])
         sent += 1
     return sent

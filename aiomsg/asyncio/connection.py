@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import BusyError, ConnectionClosed, ConnectionTimeout, FramingError, fresh
-from ..framing import Buffer, Framing
+from ..framing import Buffer, FixedLength, Framing
 from ..options import Options, resolve_options
 from .protocol import MessageProtocol
 
@@ -39,7 +39,6 @@ class _QueueProtocol(MessageProtocol):
         on_connected: Callable[[_QueueProtocol], None] | None = None,
     ) -> None:
         super().__init__(framing=framing, options=options)
-        self.message_framing = framing
         self._pause_after = options.read_size  # a message this large pauses reading
         self.ready: deque[bytes] = deque()
         self.waiter: asyncio.Future[None] | None = None
@@ -96,6 +95,14 @@ class _QueueProtocol(MessageProtocol):
             self.error = self.close_error
         self.wake()
 
+    def _take_undelivered(self) -> list[bytes]:
+        taken = list(self.ready)  # the messages the application has not received
+        self.ready.clear()
+        return taken
+
+    def _peek_undelivered(self) -> list[bytes]:
+        return list(self.ready)
+
     def wake(self) -> None:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
@@ -118,7 +125,6 @@ class Connection:
         """Internal: use :func:`connect`, :func:`serve` or :meth:`wrap`."""
         self._protocol = protocol
         self._ready = protocol.ready
-        self.framing: Framing = protocol.message_framing
         self._receiving = False
         self._closed = False
 
@@ -245,6 +251,106 @@ class Connection:
                 yield ready.popleft()
             if not await self._wait_ready():
                 return  # a clean end of stream ends the loop
+
+    # --- changing shape part-way: another framing, raw bytes, TLS ----------------
+
+    @property
+    def framing(self) -> Framing:
+        """The framing that decodes what the peer sends (and, unless :meth:`set_framing`
+        gave another, encodes what :meth:`send` sends)."""
+        return self._protocol.receive_framing
+
+    @property
+    def send_framing(self) -> Framing:
+        """The framing :meth:`send` encodes with."""
+        return self._protocol.send_framing
+
+    def set_framing(
+        self,
+        framing: Framing | None = None,
+        *,
+        receive: Framing | None = None,
+        send: Framing | None = None,
+    ) -> None:
+        """Switch to another framing at a message boundary, losing no byte.
+
+        ``framing`` sets both directions; ``receive`` or ``send`` one of them. The
+        new receive framing takes over right after the last message
+        :meth:`receive` returned: whatever had arrived behind it (messages decoded
+        but not yet received, a partial message) is decoded again by the new
+        framing, so the peer may send its next bytes in the same segment as the
+        message that announced the switch::
+
+            header = await conn.receive_exactly(8)   # AMQP's protocol header, raw
+            conn.set_framing(aiomsg.recipes.amqp())  # then frames
+
+        Raises:
+            ValueError: messages decoded but not yet received cannot be given back
+                exactly by the old framing (``Lines``, ``Varint``): receive them
+                first, or read the bytes before the switch with
+                :meth:`receive_exactly`. Or: a heartbeat the new framing cannot
+                carry. Nothing was changed.
+            FramingError: the bytes behind the boundary break the new framing;
+                :meth:`receive` then raises it too, after the good messages.
+        """
+        self._protocol.set_framing(framing, receive=receive, send=send)
+
+    async def receive_exactly(self, n: int) -> bytes:
+        """Return the next ``n`` bytes as they are, outside any framing (PostgreSQL's
+        one-byte answer to SSLRequest, AMQP's 8-byte protocol header), then go on
+        with the framing as before.
+
+        Raises what :meth:`receive` raises (:class:`~aiomsg.IncompleteMessageError`
+        if the stream ends first) and :meth:`set_framing`'s ``ValueError``.
+        """
+        current = self._protocol.receive_framing
+        self.set_framing(receive=FixedLength(n))
+        try:
+            return await self.receive()
+        finally:
+            if not self._protocol.is_closing():
+                self.set_framing(receive=current)
+
+    async def send_raw(self, data: Buffer) -> None:
+        """Send ``data`` as it is, outside any framing; wait while the peer is behind.
+
+        Raises:
+            ConnectionClosed: the connection is closed.
+            TypeError: ``data`` is not bytes-like.
+        """
+        self._protocol.send_raw(data)
+        if self._protocol.needs_drain:
+            await self._protocol.drain()
+
+    async def start_tls(
+        self,
+        ssl_context: _ssl.SSLContext,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+    ) -> None:
+        """Upgrade this connection to TLS in place (STARTTLS, PostgreSQL's SSLRequest).
+
+        Call it at the message boundary the protocol agreed on: a client after the
+        server said yes, a server (``server_side=True``) after it said yes.
+        Everything sent before goes out in plaintext first; afterwards the framing
+        runs over TLS as before. ``server_hostname`` is the name a client checks
+        the certificate against (when ``ssl_context`` checks it). The handshake
+        must finish within the options' ``tls_handshake_timeout``.
+
+        Bytes the peer sent behind the boundary before the handshake are never
+        taken as TLS nor silently dropped: this raises instead.
+
+        Raises:
+            FramingError: the peer had already sent something after the boundary
+                (a peer that did not wait, or injected plaintext); the connection
+                is still plaintext: close it.
+            ConnectionClosed: the connection is closed.
+            ssl.SSLError, TimeoutError: the handshake failed or took too long.
+        """
+        await self._protocol.start_tls(
+            ssl_context, server_side=server_side, server_hostname=server_hostname
+        )
 
     # --- text and JSON (helpers over the bytes path, which they do not slow) ------
 

@@ -12,8 +12,9 @@ import dataclasses
 import logging
 import os
 import socket
+import ssl
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, cast
 
 from .._socket_options import enable_keepalive, reset_on_close
@@ -31,6 +32,7 @@ from ..errors import (
     not_bytes,
 )
 from ..framing import Buffer, Framing
+from ..framing.switch import switch_decoder
 from ..limits import (
     COPY_LIMIT,
     DEFAULT_CLOSE_TIMEOUT,
@@ -161,7 +163,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
         opts = cls.options if options is None else options
         if deprecated:  # the old keywords, one per limit
             opts = resolve_options(cls.__name__, opts, None, deprecated, strict=True)
-        self._framing: Framing = chosen
+        self._options = opts
+        self._framing: Framing = chosen  # the send framing
+        self._receive_framing: Framing = chosen
         self._decoder = chosen.decoder()
         self._buffer = _shared_read_buffer(opts.read_size)
         self._write_high_water = opts.write_high_water
@@ -186,6 +190,11 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._peer_eof = False
         self._linger_timer: asyncio.TimerHandle | None = None
         self._batch: list[bytes] = []  # the messages being delivered
+        # The default messages_received() loop's iterator: what set_framing() takes
+        # back, undelivered, when it is called while a batch is being delivered.
+        self._undelivered: Iterator[bytes] = iter(())
+        self._delivering = False
+        self._redecoded: list[bytes] | None = None  # messages a switch re-decoded meanwhile
         self._reading_into_body = False  # get_buffer() handed out the decoder's read window
         # The timeout clocks: read on every read only when a timeout is set.
         self._timing = (
@@ -271,7 +280,14 @@ class MessageProtocol(asyncio.BufferedProtocol):
         # When the application closes, _stop_delivery() empties this list, which
         # ends messages_received()'s loop: cheaper than a flag test per message.
         self._batch = messages
-        self.messages_received(messages)
+        self._delivering = True
+        try:
+            self.messages_received(messages)
+        finally:
+            self._delivering = False
+        if self._redecoded is not None:  # set_framing() during that batch
+            messages, self._redecoded = self._redecoded, None
+            self._deliver(messages)
 
     def _stop_delivery(self) -> None:
         """The application no longer wants messages: drop the rest of this batch."""
@@ -523,7 +539,8 @@ class MessageProtocol(asyncio.BufferedProtocol):
         default loop; keep its messages, not the list.
         """
         received = self.message_received
-        for message in messages:
+        self._undelivered = undelivered = iter(messages)
+        for message in undelivered:
             received(message)
 
     def peer_closed(self) -> bool:
@@ -564,6 +581,160 @@ class MessageProtocol(asyncio.BufferedProtocol):
         logs at INFO level.
         """
         logger.info("closing connection from %r: %s", self.remote_address, exc)
+
+    # --- changing shape part-way: another framing, raw bytes, TLS ----------------
+
+    @property
+    def receive_framing(self) -> Framing:
+        """The framing that decodes what the peer sends (see :meth:`set_framing`)."""
+        return self._receive_framing
+
+    @property
+    def send_framing(self) -> Framing:
+        """The framing that :meth:`send` encodes with (see :meth:`set_framing`)."""
+        return self._framing
+
+    def set_framing(
+        self,
+        framing: Framing | None = None,
+        *,
+        receive: Framing | None = None,
+        send: Framing | None = None,
+    ) -> None:
+        """Switch to another framing at a message boundary, losing no byte.
+
+        ``framing`` sets both directions; ``receive`` or ``send`` one of them. The
+        new receive framing takes over right after the last message delivered:
+        the bytes already received behind it (a partial message, or messages of
+        the same read not yet delivered, when this is called from
+        :meth:`message_received`) are decoded by the new framing, so a peer may
+        send the next bytes in the same segment as the message that announced
+        the switch. Messages already delivered stay as they were. The heartbeat,
+        if on, is checked against the new framings.
+
+        Raises:
+            ValueError: messages of the old framing were decoded but not yet
+                delivered and the old framing cannot give back their exact bytes
+                (``Lines``, ``Varint``); switch after a message that ends a read,
+                or read the bytes before the switch raw. Or: a heartbeat the new
+                framing cannot carry. Nothing was changed.
+            FramingError: the bytes behind the boundary break the new framing
+                (as from a read: the connection then closes, lingering).
+        """
+        receive = receive or framing
+        send = send or framing
+        opts = self._options
+        if opts.heartbeat is not None:
+            for chosen in (receive, send):
+                if chosen is not None:
+                    opts.heartbeat_for(chosen)  # refuse before changing anything
+        if send is not None:
+            self._framing = send
+            self._heartbeat = opts.heartbeat_for(send)
+        if receive is not None:
+            self._switch_receive(receive)
+
+    def _switch_receive(self, framing: Framing) -> None:
+        pending = self._take_undelivered()
+        try:
+            self._decoder, messages = switch_decoder(
+                self._decoder, self._receive_framing, pending, framing
+            )
+        except ValueError as exc:
+            if not isinstance(exc, FramingError):  # refused: nothing was changed
+                self._give_back(pending)
+                raise
+            self._receive_framing = framing
+            self._give_back(exc.messages)
+            self._fail(detached(exc))
+            raise
+        self._receive_framing = framing
+        if self._peer_eof:  # the old decoder had seen the end: so has the new one
+            messages += self._decoder.feed_eof()
+        if self._timing:
+            self._track_message(bool(messages))
+        if messages:
+            self._give_back(messages)
+
+    def _take_undelivered(self) -> list[bytes]:
+        """Decoded messages the application has not had yet (taken out of the way)."""
+        return list(self._undelivered)  # the rest of the batch being delivered, if any
+
+    def _give_back(self, messages: list[bytes]) -> None:
+        """Deliver ``messages``: after the batch being delivered, or now."""
+        if self._delivering:
+            self._redecoded = (self._redecoded or []) + messages
+        else:
+            self._deliver(messages)
+
+    def send_raw(self, data: Buffer) -> None:
+        """Queue ``data`` as it is, outside any framing (a protocol header, a one-byte
+        answer); never blocks (``await drain()`` for back-pressure).
+
+        Raises:
+            ConnectionClosed: the connection is closed or not yet made.
+            TypeError: ``data`` is not bytes-like.
+        """
+        transport = self._writable()
+        error = not_bytes(data, "text.encode()")
+        if error is not None:
+            raise error
+        transport.write(data)
+        self._sent = True
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+    ) -> None:
+        """Upgrade this connection to TLS in place (STARTTLS), at a message boundary.
+
+        Call it once the protocol agreed on it (after sending or receiving the
+        message that says so); what was queued before is sent in plaintext first.
+        The handshake must finish within the options' ``tls_handshake_timeout``.
+        Afterwards everything, framing included, runs over TLS as before.
+
+        Bytes the peer sent behind its last plaintext message, before the
+        handshake, are never decrypted as TLS nor dropped: if any had arrived,
+        this raises and the connection should be closed (a peer that does not
+        wait, or someone injecting plaintext: RFC 3207 section 6 describes the
+        attack). Bytes that arrive later break the handshake (``ssl.SSLError``).
+
+        Raises:
+            FramingError: the peer had already sent bytes after the boundary; the
+                connection is still plaintext. Close it.
+            ConnectionClosed: the connection is closed.
+            ssl.SSLError, TimeoutError: the handshake failed or took too long;
+                the connection is then closed.
+        """
+        transport = self._writable()
+        held = len(self._peek_undelivered()) + self._decoder.buffered
+        if held:
+            raise FramingError(
+                f"the peer sent {held} byte(s)/message(s) after the STARTTLS boundary, "
+                "before the TLS handshake: they cannot be trusted as TLS nor used as "
+                "plaintext; close the connection"
+            )
+        tls = await self._loop.start_tls(
+            transport,
+            self,
+            ssl_context,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=self._options.tls_handshake_timeout,
+        )
+        if tls is None:  # the connection was lost during the handshake
+            raise self._closed_error("start TLS")
+        self.transport = tls
+        self.transport.set_write_buffer_limits(high=self._write_high_water)
+        self._reading_paused = False  # the TLS transport reads; apply our own pauses
+        self._update_reading()
+
+    def _peek_undelivered(self) -> list[bytes]:
+        """The decoded messages not yet delivered, left in place."""
+        return []  # the base class delivers a batch at once: none outside a batch
 
     # --- what the application calls -----------------------------------------------
 

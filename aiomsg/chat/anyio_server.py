@@ -9,6 +9,7 @@ from anyio.abc import TaskStatus
 
 import aiomsg
 
+from .connection_options import connection_options
 from .outbox import QueuedMember
 from .room import ChatLimits, ChatRoom
 
@@ -81,8 +82,7 @@ async def serve_chat(
         host,
         port,
         framing=framing,
-        message_timeout=room.limits.message_timeout,
-        idle_timeout=room.limits.idle_timeout,
+        options=connection_options(room.limits),
         reuse_port=reuse_port,
         task_status=task_status,
     )

@@ -5,6 +5,8 @@ is printed above the prompt (with the time, HH:MM, and in colour), and the
 half-typed input is drawn again below it. The prompt shows your nickname, learnt
 from the server's welcome and ``* you are now NAME`` lines. Without a terminal
 (stdin from a pipe), lines are forwarded as they come and printed as they are.
+Either way, received text is neutralised first (:mod:`aiomsg.chat.text`): whatever
+a server sends, no control sequence reaches the terminal but the client's own colours.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from collections.abc import Callable
 from typing import TextIO
 
 import aiomsg
-from aiomsg.cli_client import address, stdin_lines
+from aiomsg.cli._errors import address
+from aiomsg.cli._stdin import stdin_lines
 
-__all__ = ["Look", "Nick", "run_client", "wants_colour"]
+from .room import SHUTDOWN
+from .text import neutralise
+
+__all__ = ["Ending", "Look", "Nick", "run_client", "wants_colour", "why_it_ended"]
 
 # The server's lines that tell this client its nickname.
 _WELCOME = re.compile(r"^\* welcome to aiomsg chat, you are ([^\s(]+)")
@@ -117,31 +123,79 @@ class Look:
         return f"{_YOU}{nick}{_RESET}> " if self.colour else f"{nick}> "
 
 
+#: After a ``/quit``, the server's answer: the end of the conversation, not an accident.
+_BYE = "* bye"
+
+
+class Ending:
+    """Why the connection ended, in words: what the client prints and its exit status."""
+
+    def __init__(self, words: str, *, by_us: bool = False) -> None:
+        self.words = neutralise(words)  # it may quote the server
+        #: The end we asked for (``/quit`` answered): exit status 0, nothing to explain.
+        self.by_us = by_us
+
+
+def why_it_ended(exc: BaseException | None, last: str | None) -> Ending:
+    """Word the end of the connection: ``exc`` ended the reading (``None``: a clean close),
+    after ``last``, the server's last line."""
+    if last == _BYE:  # our /quit answered: how the connection then ended does not matter
+        return Ending("the server closed the connection", by_us=True)
+    if last is not None and (last.startswith("!") or last == SHUTDOWN):
+        # The server's own goodbye says why, however the connection then ended (a client
+        # still writing gets a reset after it).
+        return Ending(f"you were disconnected: {last}")
+    if isinstance(exc, aiomsg.FramingError):
+        return Ending(f"the server broke the framing: {exc}")
+    if exc is not None:
+        cause = exc.__cause__ if isinstance(exc, aiomsg.ConnectionClosed) else exc
+        if isinstance(cause, ConnectionResetError):
+            return Ending("the server reset the connection")
+        if isinstance(exc, aiomsg.ConnectionClosed) and cause is None:
+            return Ending(f"the connection was lost ({exc.reason})")
+        return Ending(f"the connection was lost: {cause or type(cause).__name__}")
+    return Ending("the server closed the connection")
+
+
 async def _print_incoming(
     conn: aiomsg.Connection, show: Callable[[str], str], heard: Callable[[str], None]
-) -> None:
-    try:
-        async for line in conn:
-            text = line.decode("utf-8", errors="replace")
-            heard(text)
-            print(show(text), flush=True)
-    except (aiomsg.ConnectionClosed, aiomsg.FramingError) as exc:
-        print(show(f"! connection lost: {exc}"), flush=True)
-    else:
-        print(show("* the server closed the connection"), flush=True)
+) -> Ending:
+    """Print each line the server sends until the connection ends; return why it ended.
+
+    Every line is neutralised first: a server (or a member it relays) must not reach
+    the terminal with a control sequence. A failure to print (stdout closed: ``|
+    head``) is raised as it is: it is not the connection's."""
+    last: str | None = None
+    while True:
+        try:
+            line = await conn.receive()
+        except (aiomsg.FramingError, OSError) as exc:  # ConnectionClosed is an OSError
+            clean = isinstance(exc, aiomsg.ConnectionClosed) and exc.reason == "peer"
+            return why_it_ended(None if clean else exc, last)
+        last = neutralise(line.decode("utf-8", errors="replace"))
+        heard(last)
+        print(show(last), flush=True)
 
 
-async def run_client(host: str, port: int, *, nick: str | None = None) -> int:
+async def run_client(
+    host: str, port: int, *, nick: str | None = None, verbose: bool = False
+) -> int:
     """Chat with the server at ``host:port`` until ``/quit``, end of input or disconnect.
 
     ``nick``: sent as ``/nick NAME`` once connected (the server may refuse it,
-    saying why). Prints ``connected to HOST:PORT, event loop NAME`` on stderr.
+    saying why). ``verbose``: says ``aiomsg chat: connected to HOST:PORT, event
+    loop NAME`` on stderr.
     On a terminal it needs prompt_toolkit (the ``[chat]`` extra); without it, it
-    says so and returns 1 before connecting. Returns 0, or 130 when the user
-    pressed Ctrl-C at the prompt (the connection is closed first).
+    says so and returns 1 before connecting. Returns 0 after ``/quit`` (or the end
+    of input) is answered, 130 when the user pressed Ctrl-C at the prompt (the
+    connection is closed first), and 1 when the server ended the connection
+    (closed, reset, broke the framing or disconnected this client): a piped client
+    then stops at once, without waiting for its input to end, and says why in one
+    line on stderr; a terminal client says it above the prompt.
 
     Raises:
         OSError, TimeoutError: the connection cannot be made (the caller words it).
+            Once connected, nothing is raised: the end is worded here.
     """
     interactive = sys.stdin.isatty()
     if interactive and importlib.util.find_spec("prompt_toolkit") is None:
@@ -152,32 +206,43 @@ async def run_client(host: str, port: int, *, nick: str | None = None) -> int:
         )
         return 1
     conn = await aiomsg.connect(host, port, framing=aiomsg.Lines())
-    how = "; /quit or Ctrl-D to leave" if interactive else ""
-    print(
-        f"connected to {address(host, port)}, event loop {aiomsg.loop_name()}{how}",
-        file=sys.stderr,
-        flush=True,
-    )
+    if verbose:
+        how = "; /quit or Ctrl-D to leave" if interactive else ""
+        print(
+            f"aiomsg chat: connected to {address(host, port)}, "
+            f"event loop {aiomsg.loop_name()}{how}",
+            file=sys.stderr,
+            flush=True,
+        )
     me = Nick()
     async with conn:
-        if nick is not None:
-            me.sent(f"/nick {nick}")
-            await conn.send(f"/nick {nick}".encode())
         if interactive:
-            return await _interactive(conn, Look(colour=wants_colour(sys.stdout)), me)
-        await _piped(conn)
-    return 0
+            return await _interactive(conn, Look(colour=wants_colour(sys.stdout)), me, nick)
+        return await _piped(conn, nick)
 
 
-async def _interactive(conn: aiomsg.Connection, look: Look, me: Nick) -> int:
+async def _send(conn: aiomsg.Connection, text: str | bytes) -> bool:
+    """Send one line; False if the connection is gone (the reader says why)."""
+    try:
+        await conn.send(text.encode() if isinstance(text, str) else text)
+    except (aiomsg.ConnectionClosed, OSError):
+        return False
+    return True
+
+
+async def _interactive(conn: aiomsg.Connection, look: Look, me: Nick, nick: str | None) -> int:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.formatted_text import ANSI
     from prompt_toolkit.patch_stdout import patch_stdout
 
     # A callable prompt: drawn again (with a new nick) after each line printed above it.
     session: PromptSession[str] = PromptSession(lambda: ANSI(look.prompt(me.name)))
-    with patch_stdout(raw=True):  # raw: our colour codes pass through
+    with patch_stdout(raw=True):  # raw: our colour codes pass through (received text is
+        # neutralised before it is coloured, so only ours do)
         printer = asyncio.create_task(_print_incoming(conn, look.line, me.heard))
+        if nick is not None:
+            me.sent(f"/nick {nick}")
+            await _send(conn, f"/nick {nick}")
         typing = asyncio.create_task(_type_lines(conn, session, me))
         await asyncio.wait([printer, typing], return_when=asyncio.FIRST_COMPLETED)
         status = 0
@@ -187,6 +252,11 @@ async def _interactive(conn: aiomsg.Connection, look: Look, me: Nick) -> int:
             status = 130  # Ctrl-C: leave at once, as every command does
         else:  # /quit, Ctrl-D, or a send that failed (the printer says why)
             await asyncio.wait([printer], timeout=2)  # let "* bye" arrive
+        if status == 0 and printer.done() and not printer.cancelled():
+            ending = printer.result()
+            if not ending.by_us:
+                print(look.line(f"! {ending.words}"), flush=True)
+                status = 1
         for task in (printer, typing):
             task.cancel()
         await asyncio.gather(printer, typing, return_exceptions=True)
@@ -195,7 +265,7 @@ async def _interactive(conn: aiomsg.Connection, look: Look, me: Nick) -> int:
 
 async def _type_lines(conn: aiomsg.Connection, session: object, me: Nick) -> str:
     """Send what is typed; return ``"quit"`` after ``/quit`` or Ctrl-D, ``"interrupted"``
-    after Ctrl-C."""
+    after Ctrl-C, ``"gone"`` when the connection is."""
     prompt_async = session.prompt_async  # type: ignore[attr-defined]
     while True:
         try:
@@ -206,16 +276,46 @@ async def _type_lines(conn: aiomsg.Connection, session: object, me: Nick) -> str
             text = "/quit"
         if text:
             me.sent(text)
-            await conn.send(text.encode())
+            if not await _send(conn, text):
+                return "gone"
         if text.strip() == "/quit":
             return "quit"
 
 
-async def _piped(conn: aiomsg.Connection) -> None:
-    printer = asyncio.create_task(_print_incoming(conn, str, lambda line: None))
+async def _forward_stdin(conn: aiomsg.Connection) -> None:
     # A daemon thread reads stdin: Ctrl-C must not wait for a line that never comes.
     async for line in stdin_lines():
-        await conn.send(line.rstrip(b"\r"))
-    await conn.send(b"/quit")
-    await asyncio.wait([printer], timeout=5)
-    printer.cancel()
+        if not await _send(conn, line.rstrip(b"\r")):
+            return
+    await _send(conn, b"/quit")
+
+
+async def _piped(conn: aiomsg.Connection, nick: str | None) -> int:
+    printer = asyncio.create_task(_print_incoming(conn, str, lambda line: None))
+    if nick is not None:
+        await _send(conn, f"/nick {nick}")
+    forwarder = asyncio.create_task(_forward_stdin(conn))
+    try:
+        # Whichever ends first: the server (then stop at once: `tail -f log | aiomsg
+        # chat` must not wait for its input), or the input (then /quit was sent, and the
+        # server answers and closes).
+        await asyncio.wait([printer, forwarder], return_when=asyncio.FIRST_COMPLETED)
+        if not printer.done():
+            await asyncio.wait([printer], timeout=5)
+    finally:
+        forwarder.cancel()
+        printer.cancel()
+        await asyncio.gather(printer, forwarder, return_exceptions=True)
+    if printer.cancelled():  # /quit sent, no answer in time
+        print("aiomsg chat: the server did not answer /quit", file=sys.stderr, flush=True)
+        return 1
+    if isinstance(printer.exception(), BrokenPipeError):  # `aiomsg chat ... | head`
+        # Whatever Python flushes to stdout at exit goes nowhere, not into a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("aiomsg chat: stdout was closed", file=sys.stderr, flush=True)
+        return 1
+    ending = printer.result()
+    if ending.by_us:
+        return 0
+    print(f"aiomsg chat: {ending.words}", file=sys.stderr, flush=True)
+    return 1

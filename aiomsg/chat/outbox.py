@@ -17,8 +17,7 @@ def wire(lines: list[bytes]) -> bytes:
 
     Not through the framing's encoder: its ``max_size`` is ``max_line``, the limit on
     what clients send, and a line sent out may be longer (the sender's nickname before
-    a line of ``max_line`` bytes, ``/who`` in a large room). A line ending in ``\r``
-    (sent with ``\r\r\n``), which the encoder refuses, loses that ``\r`` on the way.
+    a line of ``max_line`` bytes, ``/who`` in a large room).
     """
     return b"\n".join(lines) + b"\n"
 

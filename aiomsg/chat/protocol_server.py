@@ -8,6 +8,7 @@ import logging
 import aiomsg
 from aiomsg.limits import DEFAULT_BACKLOG
 
+from .connection_options import connection_options
 from .outbox import wire
 from .room import ChatLimits, ChatRoom
 
@@ -49,10 +50,7 @@ class ChatProtocol(aiomsg.MessageProtocol):
     def __init__(self, room: ChatRoom, flusher: Flusher) -> None:
         limits = room.limits
         super().__init__(
-            framing=aiomsg.Lines(max_size=limits.max_line),
-            message_timeout=limits.message_timeout,
-            idle_timeout=limits.idle_timeout,
-            linger_timeout=limits.linger,
+            framing=aiomsg.Lines(max_size=limits.max_line), options=connection_options(limits)
         )
         self.room = room
         self.flusher = flusher

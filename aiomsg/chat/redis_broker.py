@@ -16,12 +16,16 @@ everywhere. What Redis holds, under ``aiomsg:chat:ROOM:``:
     other server to remove it from ``servers`` (an atomic ``SREM``) removes its
     members from ``nicks`` and announces that they left, once.
 ``events`` (channel)
-    batches of ``{"from": ID, "line": ..., "presence": [...]}``.
+    batches of ``{"v": 1, "from": ID, "line": ..., "presence": [...]}``; what is
+    heard there is checked before use (:mod:`aiomsg.chat.broker_events`): an invalid
+    message is dropped and counted (one log line a minute at most), never fatal.
 
 When Redis goes away the room goes on with this server's members only: one
 log line, one notice to each client, reconnection with exponential back-off and
 jitter. On return the server registers its members again (Redis may have
-restarted empty) and tells its clients the room is whole.
+restarted empty) and tells its clients the room is whole. The same happens if the
+session fails for any other reason (a bug included): the room is degraded, not split
+in silence. The URL's password is never printed (:func:`aiomsg._redact.redact_url`).
 
 Needs the ``redis`` package (``pip install 'aiomsg-framing[redis]'``).
 """
@@ -33,16 +37,23 @@ import contextlib
 import json
 import logging
 import random
+import ssl
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Collection
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError
+
+from aiomsg._redact import redact_url
 
 from .broker import Presence
+from .broker_events import SCHEMA_VERSION, Event, decode_batch, event
 from .room import DEGRADED, WHOLE, ChatRoom
+from .text import neutralise
 
 __all__ = ["RedisBroker"]
 
@@ -53,6 +64,14 @@ GUEST_BLOCK = 100
 GUEST_LOW = 20
 #: Messages from Redis delivered together at most.
 MAX_BATCH = 256
+#: Events published in one message at most, and the line characters it carries at most
+#: (past either, the next events go in another message: receivers bound what they read).
+PUBLISH_EVENTS = 256
+PUBLISH_CHARS = 1 << 20
+#: Seconds between two log lines about invalid messages on the channel (with a count).
+DROP_REPORT_INTERVAL = 60.0
+#: Unknown schema versions logged once each, at most this many (then only counted).
+MAX_VERSIONS_LOGGED = 8
 
 # Delete the nicknames a server holds; return them. Atomic: a nickname another
 # server claims meanwhile is not touched.
@@ -104,6 +123,38 @@ class BrokerLost(Exception):
     """The session with Redis must start again (it fell behind, or Redis forgot us)."""
 
 
+class _Drops:
+    """Invalid messages heard on the channel: counted, logged at most once per interval."""
+
+    def __init__(self, interval: float, clock: Callable[[], float]) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.count = 0
+        self.total = 0
+        self.reason: str | None = None
+        self.next_report = -float("inf")
+
+    def add(self, count: int, reason: str | None) -> None:
+        self.count += count
+        self.total += count
+        self.reason = self.reason or reason
+        self.report()
+
+    def report(self) -> None:
+        """Log the count, if there is one and the last report is old enough."""
+        now = self.clock()
+        if self.count and now >= self.next_report:
+            logger.warning(
+                "chat broker: dropped %d invalid event(s) heard on the room's channel "
+                "(the first: %s); at most one such line every %g s",
+                self.count,
+                self.reason,
+                self.interval,
+            )
+            self.count, self.reason = 0, None
+            self.next_report = now + self.interval
+
+
 class RedisBroker:
     """Share ``room`` with every server that uses the same Redis and room name.
 
@@ -127,7 +178,9 @@ class RedisBroker:
         max_pending: int = 10_000,
         max_backoff: float = 30.0,
     ) -> None:
-        self.url = url
+        self._url = url
+        self._shown_url = redact_url(url)
+        self._secrets = _secrets(url)
         self.room = room
         self.heartbeat = heartbeat
         self.max_pending = max_pending
@@ -150,7 +203,24 @@ class RedisBroker:
         self._wakeup = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._first_attempt: asyncio.Future[None] | None = None
+        self._drops = _Drops(DROP_REPORT_INTERVAL, time.monotonic)
+        self._versions_logged: set[int] = set()
+        # Remote lines: as long as a server's longest line, once its markers are in.
+        self._max_line = max(65536, 8 * room.limits.max_line + 64)
         room.broker = self
+
+    def __repr__(self) -> str:
+        return f"RedisBroker({self._shown_url!r}, room={self._channel!r}, id={self.server_id})"
+
+    @property
+    def url(self) -> str:
+        """The broker's URL with its password hidden: the one to show."""
+        return self._shown_url
+
+    @property
+    def dropped(self) -> int:
+        """Invalid events heard on the channel since the start, and dropped."""
+        return self._drops.total
 
     # --- the Broker interface (called by the room) --------------------------------------
 
@@ -171,7 +241,7 @@ class RedisBroker:
 
     def publish(self, line: str | None, presence: Presence | None = None) -> None:
         if not self._degraded:
-            self._queue("event", {"from": self.server_id, "line": line, "presence": presence})
+            self._queue("event", event(self.server_id, line, presence))
 
     def claim(self, old: str, new: str, done: Callable[[bool], None]) -> None:
         if self._degraded:
@@ -211,7 +281,9 @@ class RedisBroker:
                 await client.srem(self._servers_key, self.server_id)
                 await client.delete(self._alive_prefix + self.server_id)
         except (RedisError, OSError, TimeoutError) as exc:
-            logger.info("chat broker: could not say goodbye to %s (%s)", self.url, exc)
+            logger.info(
+                "chat broker: could not say goodbye to %s (%s)", self._shown_url, self._hide(exc)
+            )
         finally:
             await client.aclose()
 
@@ -223,6 +295,13 @@ class RedisBroker:
             try:
                 await self._session()
             except (RedisError, OSError, TimeoutError, BrokerLost) as exc:
+                self._go_degraded(exc)
+            except Exception as exc:  # a bug: the room must not split in silence
+                logger.error(
+                    "chat broker %s: the session failed; reconnecting",
+                    self._shown_url,
+                    exc_info=exc,
+                )
                 self._go_degraded(exc)
             finally:
                 if self._first_attempt is not None and not self._first_attempt.done():
@@ -236,7 +315,7 @@ class RedisBroker:
     def _client(self) -> redis.Redis:
         timeout = max(2.0, 3 * self.heartbeat)
         return redis.Redis.from_url(
-            self.url, socket_connect_timeout=timeout, socket_timeout=timeout
+            self._url, socket_connect_timeout=timeout, socket_timeout=timeout
         )
 
     async def _session(self) -> None:
@@ -256,7 +335,7 @@ class RedisBroker:
             raise _first_cause(group) from None
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
             with contextlib.suppress(Exception):
                 await client.aclose()
 
@@ -277,9 +356,7 @@ class RedisBroker:
             nick: server for nick, server in _str_pairs(everyone) if server != self.server_id
         }
         if local:  # silent: the others learn where these members are, nobody is announced
-            await self._send_events(
-                client, [{"from": self.server_id, "line": None, "presence": ["here", *local]}]
-            )
+            await self._send_events(client, [event(self.server_id, None, ["here", *local])])
 
     # --- the session's three tasks -----------------------------------------------------
 
@@ -297,31 +374,50 @@ class RedisBroker:
                 if message is not None and message.get("type") == "message":
                     self._received(message["data"])
 
-    def _received(self, data: bytes) -> None:
-        try:
-            events = json.loads(data)
-        except ValueError:
-            logger.warning("chat broker: ignoring a message that is not JSON")
-            return
-        for event in events:
-            if event.get("from") != self.server_id:
-                self._apply(event)
+    def _received(self, data: object) -> None:
+        """Apply what one message from the channel holds; never raises (see the module
+        :mod:`~aiomsg.chat.broker_events`): the reader must outlive any payload."""
+        batch = decode_batch(data, self._max_line)
+        invalid, reason = batch.invalid, batch.reason
+        for heard in batch.events:
+            if heard.origin == self.server_id:
+                continue
+            try:
+                self._apply(heard)
+            except Exception:  # a bug, not the payload's fault: the next one still counts
+                logger.debug("chat broker: applying an event failed", exc_info=True)
+                invalid += 1
+                reason = reason or "an event this server failed to apply"
+        for version in sorted(batch.versions):
+            if version in self._versions_logged:
+                continue
+            if len(self._versions_logged) < MAX_VERSIONS_LOGGED:
+                self._versions_logged.add(version)
+                logger.warning(
+                    "chat broker: skipping events of schema version %d (this server speaks "
+                    "version %d): a server of another version shares the room",
+                    version,
+                    SCHEMA_VERSION,
+                )
+            else:
+                invalid += 1
+                reason = reason or f"an event of schema version {version}"
+        if invalid:
+            self._drops.add(invalid, reason)
 
-    def _apply(self, event: dict[str, Any]) -> None:
-        presence = event.get("presence")
-        if presence:
-            kind, *nicks = presence
+    def _apply(self, heard: Event) -> None:
+        if heard.presence:
+            kind, *nicks = heard.presence
             if kind in ("join", "here"):
                 for nick in nicks:
-                    self._remote[nick] = event["from"]
+                    self._remote[nick] = heard.origin
             elif kind == "leave":
                 self._remote.pop(nicks[0], None)
             elif kind == "rename":
                 self._remote.pop(nicks[0], None)
-                self._remote[nicks[1]] = event["from"]
-        line = event.get("line")
-        if line:
-            self.room.deliver_here(line)
+                self._remote[nicks[1]] = heard.origin
+        if heard.line:
+            self.room.deliver_here(neutralise(heard.line))
 
     async def _publish_pending(self, client: redis.Redis) -> None:
         while True:
@@ -340,15 +436,22 @@ class RedisBroker:
         callbacks: list[Callable[[Any], None] | None] = []
         events: list[dict[str, Any]] = []
 
+        chars = 0
+
         def flush_events() -> None:
+            nonlocal chars
             if events:
                 pipe.publish(self._channel, json.dumps(events))
                 callbacks.append(None)
                 events.clear()
+                chars = 0
 
         for kind, item in batch:
             if kind == "event":
+                if len(events) >= PUBLISH_EVENTS or chars > PUBLISH_CHARS:
+                    flush_events()  # receivers bound what they read: stay well below
                 events.append(item)
+                chars += len(item["line"] or "")
                 presence = item["presence"]
                 if presence is None:
                     continue
@@ -384,6 +487,7 @@ class RedisBroker:
         """Say this server is alive; remove the servers that stopped saying so."""
         while True:
             await asyncio.sleep(self.heartbeat)
+            self._drops.report()  # the count of the last minute, if any
             pipe = client.pipeline(transaction=False)
             pipe.set(self._alive_prefix + self.server_id, 1, px=int(3000 * self.heartbeat))
             pipe.sadd(self._servers_key, self.server_id)
@@ -406,15 +510,15 @@ class RedisBroker:
         gone = _strs(await client.eval(_RELEASE_ALL, 1, self._nicks_key, server))
         logger.info("chat broker: server %s is gone; %d member(s) left with it", server, len(gone))
         events = [self._leave_event(nick, " (server lost)") for nick in gone]
-        for event in events:
-            self._apply({**event, "from": server})  # we do not hear our own publications
+        for leave in events:  # we do not hear our own publications
+            self._apply(Event(server, leave["line"], tuple(leave["presence"])))
         await self._send_events(client, events)
 
     # --- helpers ----------------------------------------------------------------------
 
     def _leave_event(self, nick: str, why: str = "") -> dict[str, Any]:
         line = f"* {nick} left{why}" if self.room.announces() else None
-        return {"from": self.server_id, "line": line, "presence": ["leave", nick]}
+        return event(self.server_id, line, ["leave", nick])
 
     async def _send_events(self, client: redis.Redis, events: list[dict[str, Any]]) -> None:
         if events:
@@ -446,10 +550,9 @@ class RedisBroker:
             return
         self._told_degraded = True
         logger.warning(
-            "chat broker %s unreachable (%s): the room goes on with this server's members; "
-            "reconnecting",
-            self.url,
-            exc or type(exc).__name__,
+            "chat broker %s %s: the room goes on with this server's members; reconnecting",
+            self._shown_url,
+            self._why(exc),
         )
         self.room.deliver_here(DEGRADED)
 
@@ -458,8 +561,44 @@ class RedisBroker:
         self._degraded = False
         self._told_degraded = False
         if was_degraded:
-            logger.warning("chat broker %s is back: the room is whole again", self.url)
+            logger.warning("chat broker %s is back: the room is whole again", self._shown_url)
             self.room.deliver_here(WHOLE)
+
+    def _hide(self, exc: BaseException) -> str:
+        """``exc`` as text, without the URL's password (should a library quote it)."""
+        text = str(exc) or type(exc).__name__
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _why(self, exc: BaseException) -> str:
+        """Why the session ended, in words, for the one log line of an outage."""
+        if isinstance(exc, AuthenticationError):
+            why = self._hide(exc).rstrip(".")
+            return f"refused this server's login ({why}; check the user and password in the URL)"
+        if isinstance(exc, BrokerLost):
+            return f"lost ({self._hide(exc)})"
+        if isinstance(exc.__cause__ or exc.__context__, ssl.SSLError) or "[SSL" in str(exc):
+            why = self._hide(exc).rstrip(".")
+            return f"failed the TLS handshake ({why}; check the CA file: ssl_ca_certs= in the URL)"
+        if isinstance(exc, (RedisError, OSError, TimeoutError)):
+            return f"unreachable ({self._hide(exc)})"
+        return f"failed ({type(exc).__name__}: {self._hide(exc)})"
+
+
+def _secrets(url: str) -> list[str]:
+    """The password of ``url`` (userinfo or ``password=`` query), as written and unquoted."""
+    found: list[str] = []
+    try:
+        parts = urlsplit(url)
+        passwords = [parts.password or "", *parse_qs(parts.query).get("password", [])]
+    except ValueError:
+        return found
+    for password in passwords:
+        for form in (password, unquote(password)):
+            if form and form not in found:
+                found.append(form)
+    return found
 
 
 def _claimed(done: Callable[[bool], None]) -> Callable[[Any], None]:

@@ -13,6 +13,10 @@ The wire protocol is text lines (``Lines`` framing, UTF-8), so ``nc`` and
 Join and leave notices are skipped while the room has more than
 ``announce_limit`` members (default 100).
 
+Members' text is untrusted: terminal control characters, escape sequences and bidi
+overrides in lines and ``/me`` are replaced by visible markers (``ESC`` -> ``^[``;
+see :mod:`aiomsg.chat.text`) before anyone else sees them.
+
 Misbehaving clients: invalid UTF-8 gets an error line (the client stays); an
 over-long line, or a flood of lines (over ``flood_rate`` per second beyond a
 burst of ``flood_burst``), gets an error line and a disconnect. A client too
@@ -37,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .broker import Broker, Presence
+from .text import neutralise
 
 __all__ = ["ChatLimits", "ChatRoom", "Member"]
 
@@ -128,7 +133,9 @@ class ChatRoom:
             self._expel(member, f"! flooding (over {self.limits.flood_rate:g} lines/s): goodbye")
             return
         try:
-            text = line.decode("utf-8")
+            # Untrusted: control characters, escape sequences and bidi overrides become
+            # visible markers (a stray \r before the line end is dropped, as nc sends it).
+            text = neutralise(line.decode("utf-8").rstrip("\r"))
         except UnicodeDecodeError:
             self._tell(member, "! invalid UTF-8: line ignored")
             return

@@ -6,6 +6,7 @@ import asyncio
 
 import aiomsg
 
+from .connection_options import connection_options
 from .outbox import QueuedMember
 from .room import ChatLimits, ChatRoom
 
@@ -62,7 +63,6 @@ def serve_chat(
         host,
         port,
         framing=framing,
-        message_timeout=room.limits.message_timeout,
-        idle_timeout=room.limits.idle_timeout,
+        options=connection_options(room.limits),
         reuse_port=reuse_port or None,
     )

@@ -44,11 +44,14 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop
 
 
-def run_workers(count: int, worker_args: Sequence[str], host: str, port: int) -> int:
+def run_workers(
+    count: int, worker_args: Sequence[str], host: str, port: int, *, quiet: bool = False
+) -> int:
     """Run ``count`` workers (``aiomsg chat-server`` with ``worker_args``) on ``host:port``.
 
-    Prints one line when all listen; returns 130 after Ctrl-C or SIGTERM (every
-    worker stopped), or 1 if a worker could not start.
+    Prints one line when all listen (not when ``quiet``); returns 0 after SIGTERM (a clean stop, as
+    ``docker stop`` and systemd ask for it), 130 after Ctrl-C (every worker stopped
+    either way), or 1 if a worker could not start.
     """
     placeholder = free_reusable_port(host) if port == 0 else None
     if placeholder is not None:
@@ -73,13 +76,16 @@ def run_workers(count: int, worker_args: Sequence[str], host: str, port: int) ->
                 return 1
         if placeholder is not None:
             placeholder.close()
-        print(
-            f"chat server: {count} workers on {host}:{port} (SO_REUSEPORT)",
-            file=sys.stderr,
-            flush=True,
-        )
+        if not quiet:
+            print(
+                f"aiomsg chat-server: listening on {host}:{port} ({count} workers, SO_REUSEPORT)",
+                file=sys.stderr,
+                flush=True,
+            )
         _supervise(workers, command)  # until Ctrl-C or SIGTERM raises
-    except (KeyboardInterrupt, _Stop):
+    except _Stop:
+        return 0  # asked to stop: a clean stop, as one process makes it
+    except KeyboardInterrupt:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -23,6 +23,7 @@ from .length_field import LENGTH_FIELD_SPEC_HELP, LengthField, parse_length_fiel
 from .length_prefixed import LengthPrefixed
 from .netstring import Netstring
 from .spec import SPEC_HELP, parse_framing
+from .switch import switch_decoder
 from .type_prefixed import TypePrefixed
 from .until_eof import UntilEOF
 from .varint import Varint, encode_varint
@@ -50,6 +51,7 @@ __all__ = [
     "parse_length_field_spec",
     "recipes",
     "speedups_active",
+    "switch_decoder",
 ]
 
 if TYPE_CHECKING:  # the deprecated names below, for type checkers

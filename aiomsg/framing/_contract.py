@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from ..errors import FramingError, MessageTooLarge
+from ..errors import FramingError, IncompleteMessageError, MessageTooLarge
 from ._accelerated import speedups
 
 __all__ = ["DEFAULT_MAX_SIZE", "Buffer", "Decoder", "Framing", "Scan"]
@@ -120,6 +120,18 @@ class Framing(ABC):
     def _python_scan(self) -> Scan | None:
         """A pure-Python fast loop (over ``bytes``), where the benchmark shows it pays."""
         return None
+
+    def _reencodes(self) -> bool:
+        """Whether ``encode(m)`` gives back the exact bytes every decoded ``m`` came from.
+
+        True where the wire has one spelling per message (a fixed width, strict
+        digits, one delimiter), so the bytes of messages decoded but not yet used can
+        be recovered when the connection switches framing (see ``set_framing()`` on
+        the fronts). False where it has several (``Lines``: ``\n`` or ``\r\n``;
+        ``Varint``: padded varints), or where ``encode`` cannot rebuild what was
+        stripped.
+        """
+        return False
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -264,6 +276,30 @@ class Decoder(ABC):
         except FramingError as exc:
             self._error = str(exc)
             raise
+
+    def take_leftover(self) -> bytes:
+        """Hand back the bytes held after the last message, and retire this decoder.
+
+        For a change of framing part-way through a stream (a protocol header, then
+        frames; a request, then a body; plaintext, then TLS): the result is exactly
+        the bytes received after the last message :meth:`feed` returned (a partial
+        header or message, or ``b""``), untouched. Feed them to the next framing's
+        decoder, then go on feeding that one. Afterwards this decoder is finished:
+        later calls raise :class:`~aiomsg.FramingError`.
+
+        Raises:
+            FramingError: the decoder had failed or finished already.
+            BufferError: a view from :meth:`get_buffer` is still held.
+        """
+        self._check_usable()
+        try:
+            messages = self._feed_eof()
+        except IncompleteMessageError as exc:  # every framing keeps the raw bytes there
+            leftover = exc.partial
+        else:  # UntilEOF: its message so far is the raw bytes
+            leftover = b"".join(messages)
+        self._finished = True
+        return leftover
 
     @property
     @abstractmethod

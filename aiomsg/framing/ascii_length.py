@@ -75,6 +75,9 @@ class AsciiLengthPrefixed(CountedFraming):
 
         return scan
 
+    def _reencodes(self) -> bool:
+        return True  # exactly `digits` digits, no sign or space
+
     def encode(self, message: Buffer) -> bytes:
         size = self._check_size(message)
         return b"%0*d" % (self.digits, size) + message

@@ -47,6 +47,9 @@ class Delimited(Framing):
         assert speedups is not None
         return (speedups.K_DELIMITED, self.max_size, 0, False, self.delimiter)
 
+    def _reencodes(self) -> bool:
+        return True
+
     def encode(self, message: Buffer) -> bytes:
         self._check_message(message)
         return bytes(message) + self.delimiter
@@ -122,6 +125,9 @@ class Lines(Delimited):
     def _c_scanner_args(self) -> tuple[object, ...]:
         assert speedups is not None
         return (speedups.K_DELIMITED, self.max_size, 0, True, b"\n")
+
+    def _reencodes(self) -> bool:
+        return False  # a line may have ended with \n or \r\n
 
     def encode(self, message: Buffer) -> bytes:
         self._check_message(message)

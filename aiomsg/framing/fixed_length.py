@@ -53,6 +53,9 @@ class FixedLength(CountedFraming):
 
         return scan
 
+    def _reencodes(self) -> bool:
+        return True
+
     def encode(self, message: Buffer) -> bytes:
         if len(message) != self.size:
             raise FramingError(

@@ -354,6 +354,12 @@ class LengthField(CountedFraming):
                 f" frame is {expected}, not {size} bytes"
             )
 
+    def _reencodes(self) -> bool:
+        # encode() rebuilds the whole frame only where nothing it cannot know was
+        # stripped; a varint field may be padded on the wire.
+        rebuilt = self.strip in (0, "field") or (self.strip is None and not self.length_offset)
+        return rebuilt and self.length_width != "varint"
+
     def encode(self, message: Buffer) -> bytes:
         return b"".join(self.encode_parts(message))
 

@@ -113,6 +113,9 @@ class LengthPrefixed(CountedFraming):
 
         return scan
 
+    def _reencodes(self) -> bool:
+        return True
+
     def encode(self, message: Buffer) -> bytes:
         if speedups is None:
             return self._pack(self._check_size(message)) + message

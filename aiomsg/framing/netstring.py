@@ -91,6 +91,9 @@ class Netstring(CountedFraming):
 
         return scan
 
+    def _reencodes(self) -> bool:
+        return True  # strict: no leading zeros
+
     def encode(self, message: Buffer) -> bytes:
         return b"%d:" % self._check_size(message) + message + b","
 

@@ -82,6 +82,10 @@ class TypePrefixed(CountedFraming):
         )
         return (speedups.K_TYPED, self.max_size, 0, False, None, table)
 
+    def _reencodes(self) -> bool:
+        nested = (spec for spec in self._specs if spec is not None and not isinstance(spec, int))
+        return all(spec._reencodes() for spec in nested)
+
     def encode(self, message: Buffer) -> bytes:
         return b"".join(self.encode_parts(message))
 

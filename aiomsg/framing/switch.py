@@ -1,0 +1,56 @@
+"""Changing framing part-way through a stream, sans-I/O: :func:`switch_decoder`.
+
+Real protocols change shape: AMQP's 8-byte header then frames, PostgreSQL's untyped
+startup then typed messages, a line of headers then a counted body. The bytes that
+follow the switch may already have arrived, in the same read as the message that
+announced it: they must reach the new framing untouched. Every front's
+``set_framing()`` is this function.
+"""
+
+from __future__ import annotations
+
+from ._contract import Decoder, Framing
+
+__all__ = ["switch_decoder"]
+
+
+def switch_decoder(
+    decoder: Decoder,
+    old: Framing,
+    undelivered: list[bytes],
+    new: Framing,
+    *,
+    pure_python: bool = False,
+) -> tuple[Decoder, list[bytes]]:
+    """Retire ``decoder`` (of framing ``old``) and return a decoder of ``new`` that holds
+    what followed the boundary, with the messages those bytes already complete.
+
+    The boundary is after the last message the application used. ``undelivered``
+    are messages ``old`` decoded behind it that the application has not used (a
+    front that decodes a whole read at once has some): their exact bytes are
+    rebuilt with ``old.encode`` and decoded again by ``new``, before the bytes
+    ``decoder`` held (:meth:`~aiomsg.Decoder.take_leftover`).
+
+    Raises:
+        ValueError: ``undelivered`` is not empty and ``old`` cannot rebuild exact
+            bytes (``Lines``: ``\\n`` or ``\\r\\n``; ``Varint``: padded lengths):
+            nothing was changed, ``decoder`` is still usable. Use the messages
+            first, or read the bytes before the switch with a framing that can
+            (``FixedLength``).
+        FramingError: those bytes break ``new``; its ``messages`` are the good
+            ones before the bad bytes. ``decoder`` is retired all the same.
+    """
+    if undelivered and not old._reencodes():
+        raise ValueError(
+            f"{len(undelivered)} message(s) decoded by {old!r} have not been used yet, "
+            f"and {type(old).__name__} cannot rebuild their exact bytes: use them before "
+            "switching, or read the bytes before the switch raw (FixedLength, "
+            "receive_exactly())"
+        )
+    raw = old.encode_many(undelivered) if undelivered else b""
+    # After the end of the stream or a framing error the old decoder holds nothing.
+    retired = decoder._finished or decoder._error is not None
+    leftover = b"" if retired else decoder.take_leftover()
+    successor = new.decoder(pure_python=pure_python)
+    data = raw + leftover
+    return successor, successor.feed(data) if data else []
