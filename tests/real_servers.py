@@ -44,8 +44,9 @@ def free_port() -> int:
 
 
 def find_program(name: str, package: str) -> str:
-    """The path of ``name``: on PATH, or in PostgreSQL's versioned bin dir (newest first)."""
-    found = shutil.which(name)
+    """The path of ``name``: on PATH or in /usr/sbin (servers live there, off a user's PATH),
+    else in PostgreSQL's versioned bin dir (the newest version)."""
+    found = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"]))
     if found is None:
         candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_version)
         found = candidates[-1] if candidates else None
