@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import pytest
 
+import aiomsg
 import aiomsg.cli
 from aiomsg.framing import parse_framing
 from aiomsg.framing.spec import SpecError
 
 from .test_cli import run_cli
 
+FIELD = "field:WIDTH[:little][,offset=N][,adjust=N][,strip=N|field][,trailer=HEX]"
 ALL = (
     "lines, delimited:TEXT, length:WIDTH[:little], ascii:DIGITS, fixed:SIZE, netstring, "
-    "varint, eos, typed:TYPE=BODY,..."
+    f"varint, eos, typed:TYPE=BODY,..., {FIELD}"
 )
 TYPED = "typed:TYPE=BODY,..., e.g. typed:1=8,2=length:2"
 BODY = "BODY: a size, or length:WIDTH[:little], ascii:DIGITS, fixed:SIZE, netstring, varint"
@@ -64,7 +66,30 @@ BAD_SPECS = [
     ("typed:1=typed:2=3", f"type 1: a typed body cannot be typed again ({TYPED})"),
     ("typed:1=length:3", "type 1: WIDTH must be 1, 2, 4 or 8, not 3 (length:WIDTH[:little])"),
     ("typed:1=fixed:0", "type 1: SIZE must be at least 1, not 0 (fixed:SIZE)"),
+    ("field", f"field needs WIDTH, then options after commas ({FIELD})"),
+    ("field:", f"field needs WIDTH, then options after commas ({FIELD})"),
+    ("field:9", f"length_width must be 1, 2, 3, 4, 8 or 'varint', not 9 ({FIELD})"),
+    (
+        "field:4,bogus=1",
+        f"unknown option 'bogus'; use offset=, adjust=, strip= or trailer= ({FIELD})",
+    ),
 ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "framing"),
+    [
+        ("field:4", aiomsg.LengthField(4)),
+        (
+            "field:4,offset=1,adjust=-4,strip=field",
+            aiomsg.LengthField(4, length_offset=1, length_adjustment=-4, strip="field"),
+        ),
+        ("FIELD:3:little,adjust=1", aiomsg.LengthField(3, length_adjustment=1, byteorder="little")),
+        ("field:varint,offset=1,strip=field", aiomsg.recipes.mqtt()),
+    ],
+)
+def test_length_field_specs_name_length_fields(spec: str, framing: aiomsg.Framing) -> None:
+    assert parse_framing(spec) == framing
 
 
 @pytest.mark.parametrize(("spec", "reason"), BAD_SPECS)

@@ -14,6 +14,7 @@ from ._header import CountedFraming
 from .ascii_length import AsciiLengthPrefixed
 from .delimited import Delimited, Lines
 from .fixed_length import FixedLength
+from .length_field import LENGTH_FIELD_SPEC_HELP, parse_length_field_spec
 from .length_prefixed import LengthPrefixed
 from .netstring import Netstring
 from .type_prefixed import TypePrefixed
@@ -28,7 +29,7 @@ SPEC_HELP = (
     "netstring | varint | eos (until end of stream) | "
     "typed:TYPE=BODY,... (a type byte, then a body of BODY bytes or framed by BODY, "
     "one of length:WIDTH[:little], ascii:DIGITS, fixed:SIZE, netstring, varint; "
-    "e.g. typed:1=8,2=length:2)"
+    "e.g. typed:1=8,2=length:2) | " + LENGTH_FIELD_SPEC_HELP
 )
 
 #: Each spec's form, shown at the end of every error about it.
@@ -42,6 +43,7 @@ FORMS = {
     "varint": "varint",
     "eos": "eos",
     "typed": "typed:TYPE=BODY,...",
+    "field": "field:WIDTH[:little][,offset=N][,adjust=N][,strip=N|field][,trailer=HEX]",
 }
 _ALL = ", ".join(FORMS.values())
 _TYPED_FORM = f"{FORMS['typed']}, e.g. typed:1=8,2=length:2"
@@ -82,9 +84,25 @@ def parse_framing(spec: str, *, max_size: int | None = None) -> Framing:
     try:
         if name.lower() == "typed":
             return _typed(rest, kw)
+        if name.lower() == "field":
+            return _field(text, kw)
         return _simple(name.lower(), rest if colon else None, kw)
     except _Bad as exc:
         raise SpecError(spec, str(exc)) from None
+
+
+def _field(text: str, kw: dict[str, int]) -> Framing:
+    """A :class:`~aiomsg.LengthField` spec, in this module's one wording for errors."""
+    try:
+        return parse_length_field_spec("field" + text[len("field") :], **kw)
+    except ValueError as exc:
+        words = str(exc)
+        quoted = f"bad length-field spec {text.strip()!r}"
+        if words.startswith(quoted + "; use "):  # text of another shape: it named the grammar
+            words = "field needs WIDTH, then options after commas"
+        elif words.startswith(quoted + ": "):  # drop its own quoting of the spec: ours adds it
+            words = words[len(quoted) + 2 :]
+        raise _Bad(f"{words} ({FORMS['field']})") from None
 
 
 def _simple(name: str, rest: str | None, kw: dict[str, int]) -> Framing:
