@@ -124,20 +124,25 @@ def print_row(body: bytes, out: list[bytes]) -> None:
     out.append(b"\t".join(values) + b"\n")
 
 
+def startup_message(args: argparse.Namespace) -> bytes:
+    """Protocol 3.0, then name/value pairs, each NUL-terminated, then a NUL."""
+    params = {"user": args.user, "database": args.database or args.user}
+    params["client_encoding"] = "UTF8"
+    pairs = b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in params.items())
+    return struct.pack("!i", PROTOCOL_3_0) + pairs + b"\0"
+
+
 async def query(args: argparse.Namespace) -> None:
     async with aiomsg.connect(args.host, args.port, framing=recipes.postgres()) as conn:
-        assert conn.transport is not None
+        # The server's messages all start with a type byte; the client's first ones do not.
+        conn.set_framing(send=recipes.postgres_startup())
         if args.tls or args.tls_ca:
-            await conn.send_raw(recipes.postgres_startup().encode(struct.pack("!i", SSL_REQUEST)))
+            await conn.send(struct.pack("!i", SSL_REQUEST))
             if await conn.receive_exactly(1) != b"S":  # one unframed byte: S or N
                 raise ServerError("the server does not accept TLS")
             await conn.start_tls(tls_context(args), server_hostname=args.host)
-        params = {"user": args.user, "database": args.database or args.user}
-        params["client_encoding"] = "UTF8"
-        startup = struct.pack("!i", PROTOCOL_3_0)
-        startup += b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in params.items())
-        # The startup message has no type byte: written raw, in postgres_startup's framing.
-        conn.transport.write(recipes.postgres_startup().encode(startup + b"\0"))
+        await conn.send(startup_message(args))
+        conn.set_framing(send=recipes.postgres())  # typed from now on, both ways
         await authenticate(conn, args.user, args.password)
         await expect(conn, b"Z")  # ReadyForQuery
         await conn.send(b"Q" + args.sql.encode() + b"\0")
