@@ -149,8 +149,9 @@ POSTGRES_USERS: dict[str, tuple[str, str | None]] = {
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[Postgres]:
-    """A fresh PostgreSQL cluster with SSL on (a throwaway CA's certificate for 127.0.0.1)."""
+def postgres_server(*, ssl: bool = True) -> Iterator[Postgres]:
+    """A fresh PostgreSQL cluster, with SSL on (a throwaway CA's certificate for 127.0.0.1)
+    unless ``ssl`` is false."""
     # Symlinks to it on PATH (some images have them) do not find its siblings: resolve.
     initdb = Path(find_program("initdb", "postgresql")).resolve()
     bin_dir = initdb.parent
@@ -179,7 +180,7 @@ def postgres_server() -> Iterator[Postgres]:
         command = [
             str(bin_dir / "postgres"), "-D", str(data), "-p", str(port),
             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={tmp}",
-            "-c", "ssl=on", "-c", "fsync=off", "-c", "max_connections=20",
+            "-c", f"ssl={'on' if ssl else 'off'}", "-c", "fsync=off", "-c", "max_connections=20",
             "-c", "shared_buffers=16MB",
         ]  # fmt: skip
         log = tmp / "postgres.log"

@@ -121,6 +121,20 @@ def test_postgres_tls_ca_verifies_the_certificate(postgres: Postgres, tmp_path: 
     assert_one_line_error(done, "CERTIFICATE_VERIFY_FAILED")
 
 
+def test_postgres_tls_refused_by_a_server_without_ssl() -> None:
+    with postgres_server(ssl=False) as server:
+        done = run("postgres_query.py", *psql(server, "trust_user", "--tls", "SELECT 1"))
+        assert_one_line_error(done, "does not accept TLS")
+        done = run("postgres_query.py", *psql(server, "trust_user", "SELECT 1"))  # plaintext works
+        assert (done.returncode, done.stdout) == (0, "1\n"), done.stderr
+
+
+def test_postgres_database_defaults_to_the_user_name(postgres: Postgres) -> None:
+    args = ["--host", postgres.host, "--port", str(postgres.port), "--user", "trust_user"]
+    done = run("postgres_query.py", *args, "SELECT 1")
+    assert_one_line_error(done, "FATAL", 'database "trust_user" does not exist')
+
+
 # --- MariaDB ----------------------------------------------------------------------------
 
 
