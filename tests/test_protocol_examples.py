@@ -228,6 +228,15 @@ def publish(broker: Mosquitto, *args: str) -> None:
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 
+def wait_for_log(broker: Mosquitto, text: str, count: int) -> str:
+    """The broker's log once ``text`` is in it ``count`` times (it logs as it reads)."""
+    deadline = time.monotonic() + TIMEOUT
+    while (log := broker.log.read_text()).count(text) < count:
+        assert time.monotonic() < deadline, log
+        time.sleep(0.05)
+    return log
+
+
 # 5 bytes, then over 128 (a two-byte remaining length) and over 16 KiB (three bytes).
 PAYLOADS = ["hello", "m" * 200, "q" * 20_000]
 
@@ -246,7 +255,8 @@ def test_mqtt_publish_and_subscribe(mosquitto: Mosquitto, qos: str) -> None:
         out, err = sub.communicate(timeout=TIMEOUT)
     assert (sub.returncode, err) == (0, "")
     assert sorted(out.splitlines()) == sorted(PAYLOADS)
-    log = mosquitto.log.read_text()
+    # Each client's packets are logged in order: after its DISCONNECT, all its PUBACKs are in.
+    log = wait_for_log(mosquitto, "Received DISCONNECT from", len(PAYLOADS) + 1)
     publishers_acked = log.count("Sending PUBACK to")
     subscriber_acked = log.count("Received PUBACK from")
     assert (publishers_acked, subscriber_acked) == ((3, 3) if qos == "1" else (0, 0))
@@ -255,10 +265,8 @@ def test_mqtt_publish_and_subscribe(mosquitto: Mosquitto, qos: str) -> None:
 def test_mqtt_keepalive_pings_keep_an_idle_subscriber_connected(mosquitto: Mosquitto) -> None:
     # The broker drops a client silent for 1.5 keepalives: four pings, 0.5 s apart, span 2 s.
     with subscriber(mosquitto, "--keepalive", "1", "subscribe", "idle", "--count", "1") as sub:
-        deadline = time.monotonic() + TIMEOUT
-        while mosquitto.log.read_text().count("Received PINGREQ") < 4:
-            assert time.monotonic() < deadline and sub.poll() is None, mosquitto.log.read_text()
-            time.sleep(0.1)
+        wait_for_log(mosquitto, "Received PINGREQ", 4)
+        assert sub.poll() is None
         publish(mosquitto, "idle", "still here")
         out, err = sub.communicate(timeout=TIMEOUT)
     assert (sub.returncode, out, err) == (0, "still here\n", "")
