@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import select
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -133,6 +136,48 @@ def test_postgres_database_defaults_to_the_user_name(postgres: Postgres) -> None
     args = ["--host", postgres.host, "--port", str(postgres.port), "--user", "trust_user"]
     done = run("postgres_query.py", *args, "SELECT 1")
     assert_one_line_error(done, "FATAL", 'database "trust_user" does not exist')
+
+
+@contextlib.contextmanager
+def rogue_server(replies: list[Callable[[bytes], bytes]]) -> Iterator[int]:
+    """A peer on a free loopback port that answers each read with its next reply (made from
+    what it read), then closes: a server that breaks the protocol on purpose."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(TIMEOUT)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError), listener.accept()[0] as peer:
+            peer.settimeout(TIMEOUT)
+            for reply in replies:
+                if not (data := peer.recv(65536)):  # loopback: each small message whole
+                    return
+                peer.sendall(reply(data))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        thread.join(TIMEOUT)
+        listener.close()
+
+
+def test_postgres_hostile_scram_iterations_and_garbage_end_in_one_line() -> None:
+    framing = recipes.postgres()
+    sasl = framing.encode(b"R" + struct.pack("!i", 10) + b"SCRAM-SHA-256\0\0")
+
+    def server_first(client_first: bytes) -> bytes:
+        nonce = client_first.rsplit(b"r=", 1)[1]  # extended, as a real server does
+        rest = b"r=" + nonce + b"x,s=c2FsdA==,i=2000000000"  # hours of PBKDF2
+        return framing.encode(b"R" + struct.pack("!i", 11) + rest)
+
+    args = ["--user", "u", "--password", "p", "SELECT 1"]
+    with rogue_server([lambda _: sasl, server_first]) as port:
+        done = run("postgres_query.py", "--host", "127.0.0.1", "--port", str(port), *args)
+    assert_one_line_error(done, "refusing 2000000000 iterations")
+    with rogue_server([lambda _: framing.encode(b"R\x00")]) as port:  # a request cut short
+        done = run("postgres_query.py", "--host", "127.0.0.1", "--port", str(port), *args)
+    assert_one_line_error(done, "malformed")
 
 
 # --- MariaDB ----------------------------------------------------------------------------

@@ -129,6 +129,9 @@ def main() -> int:
     except (MQTTError, aiomsg.ConnectionClosed, OSError) as exc:
         print(exc, file=sys.stderr)
         return 1
+    except (IndexError, KeyError, ValueError, struct.error) as exc:  # FramingError too
+        print(f"the server sent a malformed message: {exc!r}", file=sys.stderr)
+        return 1
     return 0
 
 

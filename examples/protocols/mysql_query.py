@@ -154,6 +154,9 @@ def main() -> int:
     except (ServerError, aiomsg.ConnectionClosed, OSError) as exc:
         print(exc, file=sys.stderr)
         return 1
+    except (IndexError, KeyError, ValueError, struct.error) as exc:  # FramingError too
+        print(f"the server sent a malformed message: {exc!r}", file=sys.stderr)
+        return 1
     return 0
 
 

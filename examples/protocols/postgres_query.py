@@ -85,9 +85,11 @@ async def scram_sha_256(conn: aiomsg.Connection, password: str) -> None:
     attrs = dict(item.split("=", 1) for item in server_first.split(","))
     if not attrs["r"].startswith(nonce):
         raise ServerError("SCRAM: the server's nonce does not extend ours")
-    salted = hashlib.pbkdf2_hmac(
-        "sha256", password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"])
-    )
+    iterations = int(attrs["i"])  # 4096 by default: refuse what would take hours
+    if not 0 < iterations <= 1_000_000:
+        raise ServerError(f"SCRAM: refusing {iterations} iterations")
+    salt = base64.b64decode(attrs["s"])
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     client_key = hmac.digest(salted, b"Client Key", "sha256")
     final_bare = f"c=biws,r={attrs['r']}"  # biws: base64 of "n,,"
     auth_message = f"{first_bare},{server_first},{final_bare}".encode()
@@ -180,6 +182,9 @@ def main() -> int:
         aiomsg.run(query(args))
     except (ServerError, aiomsg.ConnectionClosed, OSError) as exc:
         print(exc, file=sys.stderr)
+        return 1
+    except (IndexError, KeyError, ValueError, struct.error) as exc:  # FramingError too
+        print(f"the server sent a malformed message: {exc!r}", file=sys.stderr)
         return 1
     return 0
 
