@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     sql = f"SELECT generate_series(1, {args.rows})"
     best: dict[str, float] = {}
-    with postgres_server() as server:
+    with postgres_server(ssl=False) as server:
         candidates = commands(server, sql)
         for _ in range(args.repeats):  # in turns: a burst of load hits every candidate alike
             for name, command in candidates.items():

@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import trustme
-
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 COMMAND_TIMEOUT = 60.0
@@ -130,7 +128,8 @@ def _run(command: list[str], **kwargs: Any) -> None:
 
 @dataclass
 class Postgres:
-    """A running PostgreSQL: ``users`` maps each user to its password (``None``: trust)."""
+    """A running PostgreSQL: ``users`` maps each user to its password (``None``: trust);
+    ``ca_file`` signed its certificate (no file when SSL is off)."""
 
     port: int
     ca_file: Path
@@ -162,20 +161,17 @@ def postgres_server(*, ssl: bool = True) -> Iterator[Postgres]:
              "--no-instructions", "-E", "UTF8", "--locale", "C"],
             cwd=tmp, **_as_user("postgres"),
         )  # fmt: skip
-        ca = trustme.CA()
         ca_file = tmp / "ca.pem"
-        ca.cert_pem.write_to_path(str(ca_file))
-        server_cert = ca.issue_cert("127.0.0.1", "localhost")
-        server_cert.cert_chain_pems[0].write_to_path(str(data / "server.crt"))
-        server_cert.private_key_pem.write_to_path(str(data / "server.key"))
+        if ssl:
+            _make_certificate(ca_file, data)
         hba = ["local all all trust", "host all postgres 127.0.0.1/32 trust"]
         for user, (method, _) in POSTGRES_USERS.items():
             hba.append(f"host all {user} 127.0.0.1/32 {method}")
         (data / "pg_hba.conf").write_text("\n".join(hba) + "\n")
-        for name in ("server.crt", "server.key", "pg_hba.conf"):
-            if os.geteuid() == 0:
-                shutil.chown(data / name, "postgres", "postgres")
-        (data / "server.key").chmod(0o600)
+        if os.geteuid() == 0:
+            for path in data.glob("server.*"):
+                shutil.chown(path, "postgres", "postgres")
+            shutil.chown(data / "pg_hba.conf", "postgres", "postgres")
         port = free_port()
         command = [
             str(bin_dir / "postgres"), "-D", str(data), "-p", str(port),
@@ -198,6 +194,18 @@ def postgres_server(*, ssl: bool = True) -> Iterator[Postgres]:
             )  # fmt: skip
             users = {user: password for user, (_, password) in POSTGRES_USERS.items()}
             yield Postgres(port=port, ca_file=ca_file, bin_dir=bin_dir, users=users)
+
+
+def _make_certificate(ca_file: Path, data: Path) -> None:
+    """A throwaway CA in ``ca_file`` and its certificate for 127.0.0.1 as the server's."""
+    import trustme  # here: benchmarks/protocols.py runs with the bench extra, which lacks it
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(ca_file))
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    server_cert.cert_chain_pems[0].write_to_path(str(data / "server.crt"))
+    server_cert.private_key_pem.write_to_path(str(data / "server.key"))
+    (data / "server.key").chmod(0o600)  # postgres refuses a key others can read
 
 
 def _wait_until_ready(
