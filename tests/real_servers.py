@@ -240,6 +240,7 @@ class MariaDB:
 
 
 MARIADB_USERS = {"native_user": "native pw", "nopass_user": ""}
+ED25519_PASSWORD = "ed pw"
 
 
 @contextlib.contextmanager
@@ -266,7 +267,12 @@ def mariadb_server() -> Iterator[MariaDB]:
         log = tmp / "mariadb.log"
         with _running(command, log, cwd=tmp, **_as_user("mysql")) as process:
             _wait_until_listening("mariadbd", process, port, log, greets=True)
-            sql = ["CREATE DATABASE aiomsg_test;"]
+            # An ed25519 user too, for a client that does not speak that plugin.
+            sql = ["CREATE DATABASE aiomsg_test;", "INSTALL SONAME 'auth_ed25519';"]
+            sql.append(
+                f"CREATE USER 'ed25519_user'@'127.0.0.1' IDENTIFIED VIA ed25519 "
+                f"USING PASSWORD('{ED25519_PASSWORD}');"
+            )
             for user, password in MARIADB_USERS.items():
                 sql.append(
                     f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED VIA mysql_native_password "
@@ -274,7 +280,8 @@ def mariadb_server() -> Iterator[MariaDB]:
                     f"GRANT ALL ON aiomsg_test.* TO '{user}'@'127.0.0.1';"
                 )
             _run([client, "--no-defaults", f"--socket={sock}", "-uroot", "-e", "\n".join(sql)])
-            yield MariaDB(port=port, users=dict(MARIADB_USERS))
+            users = {**MARIADB_USERS, "ed25519_user": ED25519_PASSWORD}
+            yield MariaDB(port=port, users=users)
 
 
 # --- Mosquitto --------------------------------------------------------------------------

@@ -216,6 +216,11 @@ def test_mysql_wrong_password_is_one_line_and_exit_1(mariadb: MariaDB) -> None:
     assert_one_line_error(done, "ERROR 1045 (28000)", "Access denied")
 
 
+def test_mysql_other_plugin_after_an_auth_switch_is_refused_in_one_line(mariadb: MariaDB) -> None:
+    done = run("mysql_query.py", *mysql(mariadb, "ed25519_user", "SELECT 1"))
+    assert_one_line_error(done, "unsupported authentication plugin client_ed25519")
+
+
 def test_mysql_ten_thousand_rows(mariadb: MariaDB) -> None:
     sql = "SELECT seq, seq * 2 FROM seq_1_to_10000"  # MariaDB's SEQUENCE engine
     done = run(
