@@ -185,6 +185,13 @@ def test_tls_on_both_fronts() -> None:
     assert out[1:] == ["anyio over TLS: b'secret'", "anyio over TLS: no send_eof()"]
 
 
+def test_switching_reads_raw_then_frames_then_tls() -> None:
+    assert run_example("examples/switching.py").stdout.splitlines() == [
+        "server: header b'DEMO\\x00\\x00\\t\\x01' then b'first frame'",
+        "client: b'SECRET' over TLSv1.3",
+    ]
+
+
 def test_news_feed_broadcasts_and_its_subscriber_reconnects() -> None:
     assert run_example("examples/news_feed.py").stdout.splitlines() == [
         "subscriber: connected",

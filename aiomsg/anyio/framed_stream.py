@@ -7,6 +7,7 @@ whole messages, on asyncio, asyncio+uvloop or trio. ``connect_framed`` and
 
 from __future__ import annotations
 
+import ssl
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
@@ -14,6 +15,7 @@ from typing import Any, Literal
 import anyio
 from anyio.abc import ByteStream, ObjectStream
 from anyio.lowlevel import checkpoint_if_cancelled
+from anyio.streams.tls import TLSStream
 
 from ..errors import (
     ConnectionTimeout,
@@ -26,7 +28,8 @@ from ..errors import (
     fresh,
     not_bytes,
 )
-from ..framing import Buffer, Framing
+from ..framing import Buffer, FixedLength, Framing
+from ..framing.switch import check_tls_boundary, switch_decoder
 from ..limits import COPY_LIMIT
 from ..options import Options, resolve_options
 
@@ -121,11 +124,15 @@ class FramedStream(ObjectStream[bytes]):
         read_size = chosen.read_size
         message_timeout = chosen.message_timeout
         idle_timeout = chosen.idle_timeout
+        self._options = chosen
         self._heartbeat = chosen.heartbeat_for(framing)
         self._last_send = 0.0  # when something was last sent (with the heartbeat on)
         self._eof_sent = False
         self.transport_stream = transport_stream
+        #: The framing that decodes what the peer sends (see :meth:`set_framing`).
         self.framing = framing
+        #: The framing :meth:`send` encodes with.
+        self.send_framing = framing
         self._decoder = framing.decoder()
         self._ready: deque[bytes] = deque()
         self._read_size = read_size
@@ -287,7 +294,7 @@ class FramedStream(ObjectStream[bytes]):
         if self._closed:
             raise anyio.ClosedResourceError
         try:
-            parts = self.framing.encode_parts(item)
+            parts = self.send_framing.encode_parts(item)
             data = b"".join(parts) if len(parts) == 1 or len(item) < COPY_LIMIT else None
         except (TypeError, ValueError) as exc:  # a try costs nothing until it catches
             raise not_bytes(item, "send_text()") or exc from None
@@ -310,13 +317,132 @@ class FramedStream(ObjectStream[bytes]):
         if not isinstance(items, (list, tuple)):
             items = list(items)  # kept for the error message below
         try:
-            data = self.framing.encode_many(items)
+            data = self.send_framing.encode_many(items)
         except (TypeError, ValueError) as exc:
             raise first_not_bytes(items, "send_text()") or exc from None
         if self._heartbeat is not None:
             self._last_send = anyio.current_time()
         async with self._send_lock:
             await self.transport_stream.send(data)
+
+    # --- changing shape part-way: another framing, raw bytes, TLS ----------------
+
+    def set_framing(
+        self,
+        framing: Framing | None = None,
+        *,
+        receive: Framing | None = None,
+        send: Framing | None = None,
+    ) -> None:
+        """Switch to another framing at a message boundary, losing no byte.
+
+        ``framing`` sets both directions; ``receive`` or ``send`` one of them. The
+        new receive framing takes over right after the last message
+        :meth:`receive` returned: what had arrived behind it (messages decoded but
+        not yet received, a partial message) is decoded again by the new framing.
+        Works the same as :meth:`aiomsg.Connection.set_framing`.
+
+        Raises:
+            ValueError: messages decoded but not yet received cannot be given back
+                exactly by the old framing (``Lines``, ``Varint``): receive them
+                first, or read the bytes before the switch with
+                :meth:`receive_exactly`; or a heartbeat the new framing cannot
+                carry. Nothing was changed.
+            FramingError: the bytes behind the boundary break the new framing;
+                :meth:`receive` raises it too, after the good messages.
+        """
+        receive = receive or framing
+        send = send or framing
+        for chosen in (receive, send):
+            if chosen is not None:
+                self._options.heartbeat_for(chosen)  # refuse before changing anything
+        if send is not None:
+            self.send_framing = send
+            self._heartbeat = self._options.heartbeat_for(send)
+        if receive is None:
+            return
+        pending = list(self._ready)
+        try:
+            self._decoder, messages = switch_decoder(self._decoder, self.framing, pending, receive)
+        except ValueError as exc:
+            if not isinstance(exc, FramingError):
+                raise  # refused: nothing was changed
+            self.framing = receive
+            self._ready.clear()
+            self._ready.extend(self._keep(exc.messages))
+            self._error = detached(exc)
+            raise
+        self.framing = receive
+        self._ready.clear()
+        self._ready.extend(self._keep(messages))
+        self._message_started = anyio.current_time() if self._decoder.buffered else None
+
+    async def receive_exactly(self, n: int) -> bytes:
+        """Return the next ``n`` bytes as they are, outside any framing, then go on with
+        the framing as before (see :meth:`aiomsg.Connection.receive_exactly`).
+
+        Raises what :meth:`receive` raises (:class:`~aiomsg.IncompleteMessageError`
+        if the stream ends first) and :meth:`set_framing`'s ``ValueError``.
+        """
+        current = self.framing
+        self.set_framing(receive=FixedLength(n))
+        try:
+            return await self.receive()
+        finally:
+            if not self._closed:
+                self.set_framing(receive=current)
+
+    async def send_raw(self, data: Buffer) -> None:
+        """Send ``data`` as it is, outside any framing (waits its turn behind other senders).
+
+        Raises:
+            TypeError: ``data`` is not bytes-like.
+            anyio.ClosedResourceError: this stream was closed.
+            anyio.BrokenResourceError: the connection broke.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        error = not_bytes(data, "text.encode()")
+        if error is not None:
+            raise error
+        async with self._send_lock:
+            await self.transport_stream.send(bytes(data))
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        *,
+        server_side: bool = False,
+        hostname: str | None = None,
+        standard_compatible: bool = True,
+    ) -> None:
+        """Upgrade this stream to TLS in place (STARTTLS), at a message boundary.
+
+        The inner stream is wrapped in anyio's :class:`~anyio.streams.tls.TLSStream`
+        (``hostname`` is the name a client checks; ``standard_compatible`` as
+        there); the handshake must finish within the options'
+        ``tls_handshake_timeout``. Bytes the peer sent behind the boundary before
+        the handshake are never taken as TLS nor dropped: this raises instead.
+
+        Raises:
+            FramingError: the peer had already sent something after the boundary;
+                the stream is still plaintext: close it.
+            TimeoutError: the handshake took longer than ``tls_handshake_timeout``.
+            anyio.BrokenResourceError, ssl.SSLError: the handshake failed.
+            anyio.ClosedResourceError: this stream was closed.
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        check_tls_boundary(self._decoder, len(self._ready))
+        async with self._send_lock:
+            with anyio.fail_after(self._options.tls_handshake_timeout):
+                self.transport_stream = await TLSStream.wrap(
+                    self.transport_stream,
+                    server_side=server_side,
+                    hostname=hostname,
+                    ssl_context=ssl_context,
+                    standard_compatible=standard_compatible,
+                )
 
     async def send_text(self, text: str, encoding: str = "utf-8") -> None:
         """Send ``text`` encoded as one message. Raises what :meth:`send` raises."""

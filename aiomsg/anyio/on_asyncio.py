@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from anyio.streams.tls import TLSAttribute
 
 from ..asyncio.connection import Connection
 from ..errors import BusyError, ConnectionClosed, ConnectionTimeout
-from ..framing import Buffer
+from ..framing import Buffer, Framing
 from .framed_stream import FramedStream
 
 __all__ = ["ConnectionFramedStream"]
@@ -104,6 +105,7 @@ class ConnectionFramedStream(FramedStream):
         # unused here (the Connection has its own), at a few KiB per connection.
         self.transport_stream = _ConnectionBytes(conn)
         self.framing = conn.framing
+        self.send_framing = conn.send_framing
         self._conn = conn
         self._take = conn.receive_nowait
         self._closed = False
@@ -162,6 +164,51 @@ class ConnectionFramedStream(FramedStream):
     async def send_eof(self) -> None:
         with self._anyio_errors():
             await self._conn.send_eof()
+
+    def set_framing(
+        self,
+        framing: Framing | None = None,
+        *,
+        receive: Framing | None = None,
+        send: Framing | None = None,
+    ) -> None:
+        self._conn.set_framing(framing, receive=receive, send=send)
+        self.framing, self.send_framing = self._conn.framing, self._conn.send_framing
+
+    async def receive_exactly(self, n: int) -> bytes:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            message = await self._conn.receive_exactly(n)
+        except BusyError as exc:
+            raise anyio.BusyResourceError("receiving from") from exc
+        except ConnectionTimeout:
+            raise
+        except ConnectionClosed as exc:
+            if exc.reason == "peer":  # a clean end before any of the n bytes
+                raise anyio.EndOfStream from None
+            raise anyio.BrokenResourceError(str(exc)) from exc.__cause__
+        self.framing = self._conn.framing
+        return message
+
+    async def send_raw(self, data: Buffer) -> None:
+        with self._anyio_errors():
+            await self._conn.send_raw(data)
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        *,
+        server_side: bool = False,
+        hostname: str | None = None,
+        standard_compatible: bool = True,
+    ) -> None:
+        # asyncio's TLS always sends close_notify and accepts a peer that does not:
+        # standard_compatible does not apply here.
+        with self._anyio_errors():
+            await self._conn.start_tls(
+                ssl_context, server_side=server_side, server_hostname=hostname
+            )
 
     @contextlib.contextmanager
     def _anyio_errors(self) -> Iterator[None]:

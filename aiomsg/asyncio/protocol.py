@@ -32,7 +32,7 @@ from ..errors import (
     not_bytes,
 )
 from ..framing import Buffer, Framing
-from ..framing.switch import switch_decoder
+from ..framing.switch import check_tls_boundary, switch_decoder
 from ..limits import (
     COPY_LIMIT,
     DEFAULT_CLOSE_TIMEOUT,
@@ -693,6 +693,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
         Call it once the protocol agreed on it (after sending or receiving the
         message that says so); what was queued before is sent in plaintext first.
+        Send nothing else until it returns.
         The handshake must finish within the options' ``tls_handshake_timeout``.
         Afterwards everything, framing included, runs over TLS as before.
 
@@ -710,27 +711,31 @@ class MessageProtocol(asyncio.BufferedProtocol):
                 the connection is then closed.
         """
         transport = self._writable()
-        held = len(self._peek_undelivered()) + self._decoder.buffered
-        if held:
-            raise FramingError(
-                f"the peer sent {held} byte(s)/message(s) after the STARTTLS boundary, "
-                "before the TLS handshake: they cannot be trusted as TLS nor used as "
-                "plaintext; close the connection"
+        check_tls_boundary(self._decoder, len(self._peek_undelivered()))
+        # The peer may send right after its handshake, and the TLS layer may hand that
+        # to us before start_tls() returns the TLS transport: hold what arrives until
+        # the swap, so that an answer is never written to the plaintext transport.
+        held: list[list[bytes]] = []
+        self._deliver = held.append  # type: ignore[method-assign, assignment]  # this instance
+        try:
+            tls = await self._loop.start_tls(
+                transport,
+                self,
+                ssl_context,
+                server_side=server_side,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=self._options.tls_handshake_timeout,
             )
-        tls = await self._loop.start_tls(
-            transport,
-            self,
-            ssl_context,
-            server_side=server_side,
-            server_hostname=server_hostname,
-            ssl_handshake_timeout=self._options.tls_handshake_timeout,
-        )
+        finally:
+            del self._deliver  # the class's own again
         if tls is None:  # the connection was lost during the handshake
             raise self._closed_error("start TLS")
         self.transport = tls
         self.transport.set_write_buffer_limits(high=self._write_high_water)
         self._reading_paused = False  # the TLS transport reads; apply our own pauses
         self._update_reading()
+        for messages in held:
+            self._deliver(messages)
 
     def _peek_undelivered(self) -> list[bytes]:
         """The decoded messages not yet delivered, left in place."""

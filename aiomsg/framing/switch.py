@@ -9,9 +9,10 @@ announced it: they must reach the new framing untouched. Every front's
 
 from __future__ import annotations
 
+from ..errors import FramingError
 from ._contract import Decoder, Framing
 
-__all__ = ["switch_decoder"]
+__all__ = ["check_tls_boundary", "switch_decoder"]
 
 
 def switch_decoder(
@@ -54,3 +55,23 @@ def switch_decoder(
     successor = new.decoder(pure_python=pure_python)
     data = raw + leftover
     return successor, successor.feed(data) if data else []
+
+
+def check_tls_boundary(decoder: Decoder, undelivered: int) -> None:
+    """Refuse to start TLS when the peer already sent something behind the boundary.
+
+    Those bytes arrived in plaintext: taking them as TLS would make them look
+    authenticated (the STARTTLS injection of RFC 3207, section 6), dropping them would
+    lose data silently. ``undelivered`` counts decoded messages not yet used.
+
+    Raises:
+        FramingError: something arrived behind the boundary; close the connection.
+    """
+    held = decoder.buffered
+    if held or undelivered:
+        what = f"{undelivered} message(s) and {held} byte(s)" if undelivered else f"{held} byte(s)"
+        raise FramingError(
+            f"the peer sent {what} after the point where TLS starts, before the TLS "
+            "handshake: plaintext that cannot be trusted as TLS nor silently dropped; "
+            "close the connection"
+        )
