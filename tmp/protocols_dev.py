@@ -15,6 +15,7 @@ the coverage report at the end.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -116,12 +117,28 @@ def _names(extras: set[str]) -> str:
 
 # Programs the tests drive as real peers or start as real servers (each test its own,
 # on a free loopback port), and the Debian packages that bring them.
-TEST_PROGRAMS = {"nc": "netcat-openbsd", "socat": "socat", "redis-server": "redis-server"}
+TEST_PROGRAMS = {
+    "nc": "netcat-openbsd",
+    "socat": "socat",
+    "redis-server": "redis-server",
+    # tests/real_servers.py: the example protocol clients' servers.
+    "initdb": "postgresql",
+    "mariadbd": "mariadb-server",
+    "mariadb": "mariadb-client",
+    "mosquitto": "mosquitto",
+}
+
+
+def find_program(name: str) -> str | None:
+    """``name`` on PATH or in /usr/sbin, else in /usr/lib/postgresql/VERSION/bin, where Debian
+    keeps PostgreSQL's server programs (tests/real_servers.py looks in the same places)."""
+    found = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"]))
+    return found or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
 
 
 def ensure_test_programs() -> bool:
     """Install the tests' peer programs with apt-get when missing (as root), or say what to do."""
-    missing = {prog: pkg for prog, pkg in TEST_PROGRAMS.items() if shutil.which(prog) is None}
+    missing = {prog: pkg for prog, pkg in TEST_PROGRAMS.items() if find_program(prog) is None}
     if not missing:
         return True
     packages = sorted(set(missing.values()))
@@ -131,7 +148,7 @@ def ensure_test_programs() -> bool:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run([apt, "update", "-qq"], check=False, env=env)
         subprocess.run([apt, "install", "-y", "-qq", *packages], check=False, env=env)
-        missing = {p: k for p, k in missing.items() if shutil.which(p) is None}
+        missing = {p: k for p, k in missing.items() if find_program(p) is None}
         if not missing:
             return True
     print(
