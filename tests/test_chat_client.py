@@ -556,3 +556,27 @@ def test_a_kick_followed_by_a_reset_is_worded_by_the_kick() -> None:
     assert out.decode().splitlines()[-1] == KICK
     said = [line for line in err.decode().splitlines() if "connected to 127.0.0.1" not in line]
     assert said == [f"aiomsg chat: you were disconnected: {KICK}"]
+
+
+@pytest.mark.parametrize(("loop", "runs"), [("uvloop", 20), ("asyncio", 10)])
+def test_a_flooding_piped_client_prints_the_servers_goodbye_every_time(
+    chat_port: int, loop: str, runs: int
+) -> None:
+    """``yes hi | head -200 | aiomsg chat ...``: the server kicks the flooder while the client
+    is still writing; the client's next write fails, and the goodbye that had arrived must
+    still be printed (it used to be lost to the broken pipe most times)."""
+    kicked = 0
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-m", "aiomsg", "chat", "127.0.0.1", str(chat_port)],
+            input=b"hi\n" * 200,
+            capture_output=True,
+            env=chat_env(loop),
+            timeout=20,
+        )
+        out = done.stdout.decode()
+        if "! flooding" in out and "goodbye" in out:
+            kicked += 1
+        assert done.returncode == 1, done.stderr
+        assert "you were disconnected: ! flooding" in done.stderr.decode(), done.stderr
+    assert kicked == runs
