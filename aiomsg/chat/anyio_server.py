@@ -24,10 +24,12 @@ def chat_handler(room: ChatRoom) -> Callable[[aiomsg.FramedStream], Awaitable[No
                 tg.start_soon(member.outbox.write_out)
                 room.join(member)
                 try:
-                    async for line in stream:
-                        room.receive(member, line)
-                        if member.closing:
+                    while not member.closing:  # (closing at once: told goodbye as it joined)
+                        try:
+                            line = await stream.receive()
+                        except anyio.EndOfStream:
                             break
+                        room.receive(member, line)
                 except aiomsg.MessageTooLarge:
                     room.line_too_long(member)
                 except (aiomsg.FramingError, anyio.BrokenResourceError, OSError):

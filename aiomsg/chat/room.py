@@ -111,11 +111,16 @@ class ChatRoom:
     broker: Broker | None = None
     _members: dict[Member, _State] = field(default_factory=dict)
     _guests: int = 0
+    _stopping: bool = False  # close_all() ran: newcomers get the goodbye, not a welcome
 
     # --- what the servers call ----------------------------------------------------------
 
     def join(self, member: Member) -> str:
-        """Admit a new client; return its nickname."""
+        """Admit a new client; return its nickname (``""`` when the server is stopping: the
+        client is told goodbye and disconnected instead, see :meth:`close_all`)."""
+        if self._stopping:
+            member.disconnect(SHUTDOWN)
+            return ""
         nick = self.broker.guest_name() if self.broker else self._new_guest_name()
         self._members[member] = _State(nick, self.limits.flood_burst, self.clock())
         self._tell(member, f"* welcome to aiomsg chat, you are {nick} ({HELP})")
@@ -158,7 +163,11 @@ class ChatRoom:
 
     def close_all(self, notice: str = SHUTDOWN) -> list[Member]:
         """The server is stopping: send ``notice`` to every member here and disconnect them
-        (each leaves the room). Return them, for the server to reset any that lingers."""
+        (each leaves the room). Return them, for the server to reset any that lingers.
+
+        Clients that connect afterwards (those the kernel had queued before the server
+        could accept them) get ``SHUTDOWN`` at once, from :meth:`join`."""
+        self._stopping = True
         members = list(self._members)
         for member in members:
             self._remove(member, notice, "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 
 import anyio
@@ -47,6 +48,17 @@ async def run_chat_server(
             await asyncio.shield(shared.aclose())
 
 
+#: Seconds a stopping server still accepts, so that clients the kernel had queued before
+#: it could accept them get the goodbye (from ChatRoom.join) instead of a reset.
+BACKLOG_GRACE = 0.5
+
+
+async def _say_goodbye_to_the_backlog() -> None:
+    # Shielded: the stop that got us here was a cancellation of the task running this.
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.shield(asyncio.sleep(BACKLOG_GRACE))
+
+
 async def _serve(
     impl: str,
     host: str,
@@ -68,6 +80,7 @@ async def _serve(
                 await asyncio.Future()  # until cancelled (serve_forever would cancel the
             finally:  # handlers first, and the goodbyes would find nobody)
                 room.close_all()  # goodbyes; leaving the block closes what is left
+                await _say_goodbye_to_the_backlog()
     elif impl == "protocol":
         from . import protocol_server
 
@@ -75,9 +88,10 @@ async def _serve(
         async with listener:
             started(listener.sockets[0].getsockname()[1])
             try:
-                await listener.serve_forever()
-            finally:
+                await asyncio.Future()  # until cancelled (serve_forever would stop
+            finally:  # accepting at once: the clients still queued would get a reset)
                 members = room.close_all()  # goodbyes, then lingering closes
+                await _say_goodbye_to_the_backlog()
                 listener.close()
                 try:  # uvloop waits here for every client to go: not for ever
                     await asyncio.wait_for(listener.wait_closed(), room.limits.linger + 1)
@@ -96,5 +110,7 @@ async def _serve(
                 await anyio.sleep_forever()
             finally:
                 room.close_all()  # goodbyes; cancelling the handlers closes what is left
+                with anyio.CancelScope(shield=True):  # the stop was a cancellation
+                    await anyio.sleep(BACKLOG_GRACE)  # the queued clients: goodbyes too
     else:
         raise ValueError(f"impl must be one of {IMPLS}, not {impl!r}")

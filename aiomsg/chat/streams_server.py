@@ -24,10 +24,11 @@ def chat_handler(room: ChatRoom) -> aiomsg.asyncio.Handler:
         writer = asyncio.create_task(member.outbox.write_out())
         room.join(member)
         try:
-            async for line in conn:
-                room.receive(member, line)
-                if member.closing:
+            while not member.closing:  # (closing at once: told goodbye as it joined)
+                line = await conn.receive_or_none()
+                if line is None:
                     break
+                room.receive(member, line)
         except aiomsg.MessageTooLarge:
             room.line_too_long(member)
         except (aiomsg.ConnectionClosed, aiomsg.FramingError):
