@@ -605,7 +605,8 @@ def test_unknown_framing_spec_is_a_clear_error() -> None:
     assert out.stderr.splitlines()[-1] == (
         "aiomsg serve: error: bad --framing 'morse': unknown framing 'morse'; expected one of "
         "lines, delimited:TEXT, length:WIDTH[:little], ascii:DIGITS, fixed:SIZE, netstring, "
-        "varint, eos, typed:TYPE=BODY,..."
+        "varint, eos, typed:TYPE=BODY,..., "
+        "field:WIDTH[:little][,offset=N][,adjust=N][,strip=N|field][,trailer=HEX]"
     )
 
 
