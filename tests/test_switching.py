@@ -251,7 +251,7 @@ async def test_protocol_front_starttls(tls: tuple[ssl.SSLContext, ssl.SSLContext
         def message_received(self, message: bytes) -> None:
             if message == b"STARTTLS":
                 self.send(b"GO")
-                tasks.append(loop.create_task(self.start_tls(server_ctx, server_side=True)))
+                tasks.append(self.start_tls(server_ctx, server_side=True))
             else:
                 self.send(message[::-1])
 
@@ -277,6 +277,36 @@ async def test_protocol_front_starttls(tls: tuple[ssl.SSLContext, ssl.SSLContext
         assert client.transport is not None
         assert client.transport.get_extra_info("ssl_object") is not None
         client.close()
+
+
+@pytest.mark.asyncio
+async def test_protocol_front_starttls_refuses_what_the_same_read_carried_behind_it(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """Called from message_received: the rest of that read is behind the boundary."""
+    server_ctx, _ = tls
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[BaseException] = loop.create_future()
+    delivered: list[bytes] = []
+
+    class Server(aiomsg.MessageProtocol):
+        framing = aiomsg.Lines()
+
+        def message_received(self, message: bytes) -> None:
+            delivered.append(message)
+            if message == b"STARTTLS":
+                try:
+                    self.start_tls(server_ctx, server_side=True)
+                except aiomsg.FramingError as exc:
+                    outcome.set_result(exc)
+                    self.close()
+
+    server = await loop.create_server(Server, "127.0.0.1", 0)
+    async with server, asyncio.timeout(10):
+        port = server.sockets[0].getsockname()[1]
+        await _send_segment(port, b"STARTTLS\nMAIL FROM:<x>\n")
+        assert "1 message(s)" in str(await outcome)
+    assert delivered == [b"STARTTLS"]  # the plaintext behind it never reached the application
 
 
 # --- the anyio front (asyncio, uvloop, trio) --------------------------------------------

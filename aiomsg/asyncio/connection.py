@@ -100,8 +100,8 @@ class _QueueProtocol(MessageProtocol):
         self.ready.clear()
         return taken
 
-    def _peek_undelivered(self) -> list[bytes]:
-        return list(self.ready)
+    def _undelivered_count(self) -> int:
+        return len(self.ready)
 
     def wake(self) -> None:
         waiter = self.waiter

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import operator
 import os
 import socket
 import ssl
@@ -682,41 +683,59 @@ class MessageProtocol(asyncio.BufferedProtocol):
         transport.write(data)
         self._sent = True
 
-    async def start_tls(
+    def start_tls(
         self,
         ssl_context: ssl.SSLContext,
         *,
         server_side: bool = False,
         server_hostname: str | None = None,
-    ) -> None:
-        """Upgrade this connection to TLS in place (STARTTLS), at a message boundary.
+    ) -> asyncio.Task[None]:
+        """Upgrade this connection to TLS in place (STARTTLS), at a message boundary;
+        ``await`` the task it returns for the handshake.
 
         Call it once the protocol agreed on it (after sending or receiving the
-        message that says so); what was queued before is sent in plaintext first.
-        Send nothing else until it returns.
-        The handshake must finish within the options' ``tls_handshake_timeout``.
-        Afterwards everything, framing included, runs over TLS as before.
+        message that says so; from :meth:`message_received` is fine): the boundary
+        is checked when it is called, and nothing more is delivered in plaintext.
+        What was queued before is sent in plaintext first; send nothing else until
+        the task is done. The handshake must finish within the options'
+        ``tls_handshake_timeout``. Afterwards everything, framing included, runs
+        over TLS as before.
 
         Bytes the peer sent behind its last plaintext message, before the
         handshake, are never decrypted as TLS nor dropped: if any had arrived,
-        this raises and the connection should be closed (a peer that does not
-        wait, or someone injecting plaintext: RFC 3207 section 6 describes the
+        this raises at once and the connection should be closed (a peer that does
+        not wait, or someone injecting plaintext: RFC 3207 section 6 describes the
         attack). Bytes that arrive later break the handshake (``ssl.SSLError``).
 
         Raises:
-            FramingError: the peer had already sent bytes after the boundary; the
-                connection is still plaintext. Close it.
+            FramingError: the peer had already sent something after the boundary
+                (messages of the same read not yet delivered, or a partial one);
+                the connection is still plaintext. Close it.
             ConnectionClosed: the connection is closed.
-            ssl.SSLError, TimeoutError: the handshake failed or took too long;
-                the connection is then closed.
+
+        The task raises ``ssl.SSLError`` or ``TimeoutError`` when the handshake
+        fails or takes too long (the connection is then closed), and
+        :class:`~aiomsg.ConnectionClosed` when it was lost meanwhile.
         """
         transport = self._writable()
-        check_tls_boundary(self._decoder, len(self._peek_undelivered()))
-        # The peer may send right after its handshake, and the TLS layer may hand that
-        # to us before start_tls() returns the TLS transport: hold what arrives until
-        # the swap, so that an answer is never written to the plaintext transport.
+        check_tls_boundary(self._decoder, self._undelivered_count())
+        # Nothing more is delivered until the TLS transport is in place: the peer may
+        # send right after its handshake, and the TLS layer may hand that to us before
+        # loop.start_tls() returns; an answer must never go to the plaintext transport.
         held: list[list[bytes]] = []
         self._deliver = held.append  # type: ignore[method-assign, assignment]  # this instance
+        return self._loop.create_task(
+            self._upgrade(transport, held, ssl_context, server_side, server_hostname)
+        )
+
+    async def _upgrade(
+        self,
+        transport: asyncio.Transport,
+        held: list[list[bytes]],
+        ssl_context: ssl.SSLContext,
+        server_side: bool,
+        server_hostname: str | None,
+    ) -> None:
         try:
             tls = await self._loop.start_tls(
                 transport,
@@ -737,9 +756,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
         for messages in held:
             self._deliver(messages)
 
-    def _peek_undelivered(self) -> list[bytes]:
-        """The decoded messages not yet delivered, left in place."""
-        return []  # the base class delivers a batch at once: none outside a batch
+    def _undelivered_count(self) -> int:
+        """How many decoded messages are not yet delivered (the rest of a batch)."""
+        return operator.length_hint(self._undelivered)
 
     # --- what the application calls -----------------------------------------------
 
