@@ -29,7 +29,7 @@ from ..errors import (
     not_bytes,
 )
 from ..framing import Buffer, FixedLength, Framing
-from ..framing.switch import check_tls_boundary, switch_decoder
+from ..framing.switch import check_tls_boundary, chosen_framings, switch_decoder
 from ..limits import COPY_LIMIT
 from ..options import Options, resolve_options
 
@@ -328,19 +328,14 @@ class FramedStream(ObjectStream[bytes]):
     # --- changing shape part-way: another framing, raw bytes, TLS ----------------
 
     def set_framing(
-        self,
-        framing: Framing | None = None,
-        *,
-        receive: Framing | None = None,
+        self, framing: Framing | None = None, *, receive: Framing | None = None,
         send: Framing | None = None,
-    ) -> None:
-        """Switch to another framing at a message boundary, losing no byte.
-
-        ``framing`` sets both directions; ``receive`` or ``send`` one of them. The
-        new receive framing takes over right after the last message
-        :meth:`receive` returned: what had arrived behind it (messages decoded but
-        not yet received, a partial message) is decoded again by the new framing.
-        Works the same as :meth:`aiomsg.Connection.set_framing`.
+    ) -> None:  # fmt: skip
+        """As :meth:`aiomsg.Connection.set_framing`, on any anyio byte stream: ``framing``
+        for both directions, ``receive`` or ``send`` for one. The new receive framing
+        takes over right after the last message :meth:`receive` returned: what had
+        arrived behind it (messages decoded but not yet received, a partial message)
+        is decoded again by the new framing.
 
         Raises:
             ValueError: messages decoded but not yet received cannot be given back
@@ -351,11 +346,7 @@ class FramedStream(ObjectStream[bytes]):
             FramingError: the bytes behind the boundary break the new framing;
                 :meth:`receive` raises it too, after the good messages.
         """
-        receive = receive or framing
-        send = send or framing
-        for chosen in (receive, send):
-            if chosen is not None:
-                self._options.heartbeat_for(chosen)  # refuse before changing anything
+        receive, send = chosen_framings(framing, receive, send, self._options.heartbeat_for)
         if send is not None:
             self.send_framing = send
             self._heartbeat = self._options.heartbeat_for(send)

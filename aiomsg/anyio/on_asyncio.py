@@ -16,7 +16,7 @@ from anyio.streams.tls import TLSAttribute
 
 from ..asyncio.connection import Connection
 from ..errors import BusyError, ConnectionClosed, ConnectionTimeout
-from ..framing import Buffer, Framing
+from ..framing import Buffer
 from .framed_stream import FramedStream
 
 __all__ = ["ConnectionFramedStream"]
@@ -165,14 +165,8 @@ class ConnectionFramedStream(FramedStream):
         with self._anyio_errors():
             await self._conn.send_eof()
 
-    def set_framing(
-        self,
-        framing: Framing | None = None,
-        *,
-        receive: Framing | None = None,
-        send: Framing | None = None,
-    ) -> None:
-        self._conn.set_framing(framing, receive=receive, send=send)
+    def set_framing(self, *args: Any, **kwargs: Any) -> None:  # FramedStream's, on conn
+        self._conn.set_framing(*args, **kwargs)
         self.framing, self.send_framing = self._conn.framing, self._conn.send_framing
 
     async def receive_exactly(self, n: int) -> bytes:
@@ -195,16 +189,12 @@ class ConnectionFramedStream(FramedStream):
         with self._anyio_errors():
             await self._conn.send_raw(data)
 
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        *,
-        server_side: bool = False,
-        hostname: str | None = None,
-        standard_compatible: bool = True,
+    async def start_tls(  # FramedStream's, on the Connection
+        self, ssl_context: ssl.SSLContext, *, server_side: bool = False, **kwargs: Any
     ) -> None:
         # asyncio's TLS always sends close_notify and accepts a peer that does not:
         # standard_compatible does not apply here.
+        hostname = kwargs.get("hostname")
         with self._anyio_errors():
             await self._conn.start_tls(
                 ssl_context, server_side=server_side, server_hostname=hostname

@@ -33,7 +33,7 @@ from ..errors import (
     not_bytes,
 )
 from ..framing import Buffer, Framing
-from ..framing.switch import check_tls_boundary, switch_decoder
+from ..framing.switch import check_tls_boundary, chosen_framings, switch_decoder
 from ..limits import (
     COPY_LIMIT,
     DEFAULT_CLOSE_TIMEOUT,
@@ -596,16 +596,12 @@ class MessageProtocol(asyncio.BufferedProtocol):
         return self._framing
 
     def set_framing(
-        self,
-        framing: Framing | None = None,
-        *,
-        receive: Framing | None = None,
+        self, framing: Framing | None = None, *, receive: Framing | None = None,
         send: Framing | None = None,
-    ) -> None:
-        """Switch to another framing at a message boundary, losing no byte.
-
-        ``framing`` sets both directions; ``receive`` or ``send`` one of them. The
-        new receive framing takes over right after the last message delivered:
+    ) -> None:  # fmt: skip
+        """As :meth:`aiomsg.Connection.set_framing`, on the Protocol front: ``framing`` for
+        both directions, ``receive`` or ``send`` for one. The new receive framing takes
+        over right after the last message delivered:
         the bytes already received behind it (a partial message, or messages of
         the same read not yet delivered, when this is called from
         :meth:`message_received`) are decoded by the new framing, so a peer may
@@ -622,13 +618,8 @@ class MessageProtocol(asyncio.BufferedProtocol):
             FramingError: the bytes behind the boundary break the new framing
                 (as from a read: the connection then closes, lingering).
         """
-        receive = receive or framing
-        send = send or framing
         opts = self._options
-        if opts.heartbeat is not None:
-            for chosen in (receive, send):
-                if chosen is not None:
-                    opts.heartbeat_for(chosen)  # refuse before changing anything
+        receive, send = chosen_framings(framing, receive, send, opts.heartbeat_for)
         if send is not None:
             self._framing = send
             self._heartbeat = opts.heartbeat_for(send)

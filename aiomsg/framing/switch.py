@@ -9,10 +9,12 @@ announced it: they must reach the new framing untouched. Every front's
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..errors import FramingError
 from ._contract import Decoder, Framing
 
-__all__ = ["check_tls_boundary", "switch_decoder"]
+__all__ = ["check_tls_boundary", "chosen_framings", "switch_decoder"]
 
 
 def switch_decoder(
@@ -55,6 +57,22 @@ def switch_decoder(
     successor = new.decoder(pure_python=pure_python)
     data = raw + leftover
     return successor, successor.feed(data) if data else []
+
+
+def chosen_framings(
+    framing: Framing | None,
+    receive: Framing | None,
+    send: Framing | None,
+    check: Callable[[Framing], object],
+) -> tuple[Framing | None, Framing | None]:
+    """``set_framing()``'s arguments as (receive, send), each checked with ``check`` (the
+    heartbeat's rule) before anything changes. ``None``: that direction stays."""
+    receive = receive or framing
+    send = send or framing
+    for chosen in (receive, send):
+        if chosen is not None:
+            check(chosen)
+    return receive, send
 
 
 def check_tls_boundary(decoder: Decoder, undelivered: int) -> None:
