@@ -8,7 +8,7 @@ Everything aiomsg raises on purpose derives from :class:`AiomsgError`, so one
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal, TypeVar
 
 __all__ = [
@@ -89,12 +89,26 @@ class IncompleteMessageError(FramingError):
 
     Attributes:
         partial: the bytes of the unfinished message (header included) that had
-            arrived before the end of the stream.
+            arrived before the end of the stream. Built when first read, not when
+            the error is raised: a server whose clients all leave mid-message
+            (a close storm) would otherwise copy every partial body at once,
+            doubling its memory for bytes nobody looks at.
+        partial_size: how many bytes that is, without building them.
     """
 
-    def __init__(self, message: str, *, partial: bytes) -> None:
+    def __init__(
+        self, message: str, *, partial: bytes | Callable[[], bytes], size: int | None = None
+    ) -> None:
         super().__init__(message)
-        self.partial = partial
+        self._partial = partial
+        self.partial_size = len(partial) if isinstance(partial, bytes) else (size or 0)
+
+    @property
+    def partial(self) -> bytes:
+        built = self._partial
+        if not isinstance(built, bytes):
+            built = self._partial = built()  # once; the decoder's store is let go then
+        return built
 
 
 #: Why a connection is closed: ``"peer"`` (the peer closed it cleanly), ``"local"``

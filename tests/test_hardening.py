@@ -740,3 +740,53 @@ async def test_anyio_front_delivers_what_arrived_before_a_failed_write() -> None
                 assert await s.receive() == b"! goodbye"
                 with pytest.raises((anyio.BrokenResourceError, anyio.EndOfStream)):
                     await s.receive()
+
+
+# --- a close storm copies nothing -------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_close_storm_does_not_copy_the_partial_messages() -> None:
+    """200 clients each hold 256 KiB of an unfinished message, then all close at once: the
+    server's traced memory must not grow past what it held (IncompleteMessageError used to
+    copy every partial body as it was raised, doubling the memory at the worst moment)."""
+    clients, part = 200, 256 * 1024
+    framing = aiomsg.LengthPrefixed(4)
+    wire = framing.encode(b"x" * (4 * part))[: 4 + part]  # a header and a quarter of the body
+    ended: list[type[BaseException]] = []
+    all_ended = asyncio.Event()
+
+    async def handler(conn: aiomsg.Connection) -> None:
+        try:
+            await conn.receive()
+        except aiomsg.IncompleteMessageError as exc:
+            ended.append(type(exc))  # its partial is never asked for
+        if len(ended) == clients:
+            all_ended.set()
+
+    options = aiomsg.Options(message_timeout=None)
+    tracemalloc.start()
+    try:
+        async with asyncio.timeout(60):
+            server = aiomsg.serve(handler, "127.0.0.1", 0, framing=framing, options=options)
+            async with server as srv:
+                socks = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(clients)]
+                baseline = tracemalloc.get_traced_memory()[0]
+                for sock in socks:
+                    sock.sendall(wire)
+                for _ in range(600):  # bounded: until the server holds every partial
+                    if tracemalloc.get_traced_memory()[0] - baseline >= clients * part:
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
+                held = tracemalloc.get_traced_memory()[0] - baseline
+                tracemalloc.reset_peak()
+                for sock in socks:
+                    sock.close()  # the storm: every client leaves mid-message at once
+                await all_ended.wait()
+                peak = tracemalloc.get_traced_memory()[1] - baseline
+    finally:
+        tracemalloc.stop()
+    assert ended == [aiomsg.IncompleteMessageError] * clients
+    assert held >= clients * part
+    assert peak <= 1.2 * held, (peak, held)

@@ -19,6 +19,10 @@ import aiomsg
 from aiomsg.framing import switch_decoder
 from aiomsg.testing import running_server
 
+from .conftest import Codec
+from .peers import messages_for
+from .strategies import CASES, Case
+
 FRAMES = aiomsg.LengthPrefixed(4)
 HEADER = b"AMQP\x00\x00\x09\x01"  # AMQP 0-9-1's protocol header: 8 raw bytes, then frames
 SEGMENT = HEADER + FRAMES.encode(b"one") + FRAMES.encode(b"two")
@@ -417,3 +421,17 @@ async def test_anyio_starttls_refuses_plaintext_sent_behind_the_request(
         async with running_server(handler, aiomsg.Lines()) as (_, port):
             await _anyio_segment(port, b"STARTTLS\nQUIT\n")
     assert len(outcome) == 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_take_leftover_gives_back_every_byte_held_at_every_cut(
+    case: Case, codec_implementation: Codec
+) -> None:
+    """Header included, nested headers too (TypePrefixed's used to go missing)."""
+    for message in messages_for(case.framing, (1, 40)):
+        wire = case.framing.encode(message)
+        for cut in range(1, len(wire)):
+            decoder = codec_implementation.decoder(case.framing)
+            if decoder.feed(wire[:cut]):
+                continue  # a whole message already (UntilEOF aside, none)
+            assert decoder.take_leftover() == wire[:cut], cut

@@ -89,7 +89,7 @@ def connection_error(exc: BaseException, where: str) -> str:
     if isinstance(exc, aiomsg.IncompleteMessageError):
         return (
             f"{where} closed the connection in the middle of a message "
-            f"({len(exc.partial)} bytes of it had arrived)"
+            f"({exc.partial_size} bytes of it had arrived)"
         )
     if isinstance(exc, aiomsg.MessageTooLarge):
         return f"{where} sent a message over the size limit ({exc})"

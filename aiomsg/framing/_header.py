@@ -150,7 +150,8 @@ class CountedDecoder(Decoder):
         if self._body.need:
             raise IncompleteMessageError(
                 f"stream ended inside a message ({self._body.need} bytes missing)",
-                partial=self._body.partial(),
+                partial=self._body.partial,  # built if someone asks: see the error
+                size=self.buffered,
             )
         if self._head:
             raise IncompleteMessageError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import ClassVar
 
@@ -279,6 +280,7 @@ class DelimitedDecoder(Decoder):
         if self._pending:
             raise IncompleteMessageError(
                 f"stream ended inside a message ({len(self._pending)} bytes, no delimiter)",
-                partial=bytes(self._pending),
+                partial=functools.partial(bytes, self._pending),  # built if asked for
+                size=len(self._pending),
             )
         return []

@@ -146,7 +146,9 @@ class _TypePrefixedDecoder(CountedDecoder):
             trailer = spec._trailer
             stop = start + size
             if stop + len(trailer) > end:
-                self._body.start(b"", buf[pos : pos + 1], size + 1 + len(trailer), trailer)
+                # The message keeps the type byte (keep=1) and loses the nested header,
+                # which still counts as held: partial() and take_leftover() give it back.
+                self._body.start(buf[pos:start], b"", size + 1 + len(trailer), trailer, keep=1)
                 self._body.fill(buf, start)
                 return end
             if trailer and buf[stop : stop + len(trailer)] != trailer:
