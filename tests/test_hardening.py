@@ -9,6 +9,7 @@ defaults are checked by value.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 import threading
@@ -790,3 +791,93 @@ async def test_a_close_storm_does_not_copy_the_partial_messages() -> None:
     assert ended == [aiomsg.IncompleteMessageError] * clients
     assert held >= clients * part
     assert peak <= 1.2 * held, (peak, held)
+
+
+# --- decoded but unread messages: bounded by their memory, not their wire bytes ------------
+
+#: Per connection, what decoded messages a slow handler has not taken may cost: about two
+#: reads' worth of memory (docs/limits.md), plus a small constant for the connection.
+def unread_bound(read_size: int) -> int:
+    return 2 * read_size + 64 * 1024
+
+
+SETTINGS = {
+    "default": aiomsg.Options(message_timeout=None),
+    "10,000 clients": aiomsg.Options(
+        message_timeout=None, read_size=16 * 1024, write_high_water=16 * 1024
+    ),
+}
+TINY = aiomsg.LengthPrefixed(4, max_size=4096)
+FLOOD = TINY.encode_many([b"abc"] * 75_000)  # 525 KB of 3-byte messages: 7 bytes each
+
+
+def _flood(ports: list[int], clients: int) -> list[socket.socket]:
+    socks = [socket.create_connection(("127.0.0.1", port)) for port in ports * clients]
+    for sock in socks:
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.send(FLOOD)  # what the kernel takes; the rest is the peer's to hold
+    return socks
+
+
+async def _settled(baseline: int) -> int:
+    """Traced memory above ``baseline`` once it stops growing (bounded wait)."""
+    last = -1
+    for _ in range(100):
+        await anyio.sleep(0.1)
+        now = tracemalloc.get_traced_memory()[0] - baseline
+        if abs(now - last) < 16 * 1024:
+            return now
+        last = now
+    return now
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())
+async def test_streams_unread_tiny_messages_stay_within_the_documented_memory(
+    settings: aiomsg.Options,
+) -> None:
+    clients = 200
+
+    async def slow(conn: aiomsg.Connection) -> None:
+        await conn.receive()
+        await asyncio.sleep(60)  # takes nothing more
+
+    tracemalloc.start()
+    try:
+        async with asyncio.timeout(60):
+            async with aiomsg.serve(slow, "127.0.0.1", 0, framing=TINY, options=settings) as srv:
+                baseline = tracemalloc.get_traced_memory()[0]
+                socks = await asyncio.to_thread(_flood, [srv.port], clients)
+                held = await _settled(baseline)
+                for sock in socks:
+                    sock.close()
+    finally:
+        tracemalloc.stop()
+    assert held / clients <= unread_bound(settings.read_size), held / clients
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("settings", SETTINGS.values(), ids=SETTINGS.keys())
+async def test_anyio_unread_tiny_messages_stay_within_the_documented_memory(
+    settings: aiomsg.Options,
+) -> None:
+    """On aiomsg's transport (asyncio, uvloop) and on anyio's streams (trio)."""
+    clients = 200
+
+    async def slow(stream: aiomsg.FramedStream) -> None:
+        await stream.receive()
+        await anyio.sleep(60)
+
+    tracemalloc.start()
+    try:
+        with anyio.fail_after(60):
+            async with running_server(slow, TINY, options=settings) as (_, port):
+                baseline = tracemalloc.get_traced_memory()[0]
+                socks = await anyio.to_thread.run_sync(_flood, [port], clients)
+                held = await _settled(baseline)
+                for sock in socks:
+                    sock.close()
+    finally:
+        tracemalloc.stop()
+    assert held / clients <= unread_bound(settings.read_size), held / clients

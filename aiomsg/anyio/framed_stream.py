@@ -17,6 +17,7 @@ from anyio.abc import ByteStream, ObjectStream
 from anyio.lowlevel import checkpoint_if_cancelled
 from anyio.streams.tls import TLSStream
 
+from .._read_budget import first_read, fit_read, max_batch
 from ..errors import (
     ConnectionTimeout,
     FramingError,
@@ -135,7 +136,10 @@ class FramedStream(ObjectStream[bytes]):
         self.send_framing = framing
         self._decoder = framing.decoder()
         self._ready: deque[bytes] = deque()
-        self._read_size = read_size
+        self._read_full = read_size
+        self._max_batch = max_batch(read_size)
+        # A slow start, then reads fitted to the messages' size: see _read_budget.
+        self._read_size = first_read(read_size)
         self._message_timeout = message_timeout
         self._idle_timeout = idle_timeout
         self._message_started: float | None = None
@@ -266,6 +270,8 @@ class FramedStream(ObjectStream[bytes]):
             or self._heartbeat is not None
         ):
             self._track_message(bool(messages))
+        if len(messages) > self._max_batch or self._read_size < self._read_full:
+            self._read_size = fit_read(self._read_size, self._read_full, len(messages))
         self._ready.extend(self._keep(messages) if self._heartbeat is not None else messages)
 
     def _keep(self, messages: list[bytes]) -> list[bytes]:

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
+from .._read_budget import first_read, fit_read, max_batch
 from ..errors import BusyError, ConnectionClosed, ConnectionTimeout, FramingError, fresh
 from ..framing import Buffer, FixedLength, Framing
 from ..options import Options, resolve_options
@@ -40,6 +41,12 @@ class _QueueProtocol(MessageProtocol):
     ) -> None:
         super().__init__(framing=framing, options=options)
         self._pause_after = options.read_size  # a message this large pauses reading
+        # At most this many messages per read, so that a read's messages cost about
+        # read_size of memory whatever their size (see _fit_reads).
+        self._max_batch = max_batch(options.read_size)
+        # A slow start: a first read of tiny messages would cost seven read_sizes.
+        self._reads = self._buffer[: first_read(options.read_size)]
+        self._reads_shortened = len(self._reads) < len(self._buffer)
         self.ready: deque[bytes] = deque()
         self.waiter: asyncio.Future[None] | None = None
         # Raised (a fresh copy) once `ready` is drained; kept without traceback.
@@ -56,6 +63,9 @@ class _QueueProtocol(MessageProtocol):
     def messages_received(self, messages: list[bytes]) -> None:
         if not messages:  # a read inside a long message: nothing to wake the receiver for
             return
+        count = len(messages)
+        if count > self._max_batch or (count < self._max_batch >> 2 and self._reads_shortened):
+            self._fit_reads(count)
         if self.ready or len(messages[-1]) >= self._pause_after:
             # Stop reading until the application catches up: when it is a batch
             # behind, so that decoded messages never pile up without bound; and
@@ -65,6 +75,14 @@ class _QueueProtocol(MessageProtocol):
             self.pause_reading()
         self.ready.extend(messages)
         self.wake()
+
+    def _fit_reads(self, count: int) -> None:
+        """Read less at a time while messages are tiny, more again when they are not
+        (see ``_read_budget``): the waiting messages are bounded by their memory."""
+        full = len(self._buffer)
+        size = fit_read(len(self._reads), full, count)
+        self._reads = self._buffer if size >= full else self._buffer[:size]
+        self._reads_shortened = size < full
 
     def peer_closed(self) -> bool:
         self.at_eof = True

@@ -169,6 +169,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._receive_framing: Framing = chosen
         self._decoder = chosen.decoder()
         self._buffer = _shared_read_buffer(opts.read_size)
+        self._reads = self._buffer  # what a read may fill: all of it, unless a subclass limits it
         self._write_high_water = opts.write_high_water
         self._write_backpressure = opts.write_backpressure
         self._message_timeout = opts.message_timeout
@@ -238,7 +239,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         # message being built (with the C speedups): a copy saved per byte.
         window = self._decoder.get_buffer(len(self._buffer))
         self._reading_into_body = window is not None
-        return self._buffer if window is None else window
+        return self._reads if window is None else window
 
     def buffer_updated(self, nbytes: int) -> None:
         """``asyncio.BufferedProtocol``'s hook: ``nbytes`` were read; decode and deliver them."""
