@@ -492,6 +492,9 @@ class Member:
     def disconnect(self, notice: str | None) -> None:
         pass
 
+    def drained(self) -> bool:
+        return True
+
     async def wait_for(self, line: str) -> None:
         async with asyncio.timeout(WAIT):
             while line not in self.lines:

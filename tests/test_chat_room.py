@@ -20,6 +20,9 @@ class FakeMember:
     def disconnect(self, notice: str | None) -> None:
         self.notice = notice
 
+    def drained(self) -> bool:
+        return self.notice != "<connected>"
+
 
 def test_flood_limit_refills_with_time() -> None:
     now = [0.0]

@@ -191,6 +191,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._discarding = False
         self._peer_eof = False
         self._linger_timer: asyncio.TimerHandle | None = None
+        self._linger_left = 0  # unsent bytes when the lingering close began (or last looked)
         self._batch: list[bytes] = []  # the messages being delivered
         # The default messages_received() loop's iterator: what set_framing() takes
         # back, undelivered, when it is called while a batch is being delivered.
@@ -328,9 +329,20 @@ class MessageProtocol(asyncio.BufferedProtocol):
         if not transport.is_reading():  # paused: the peer's bytes must drain
             transport.resume_reading()
         transport.write_eof()
-        self._linger_timer = asyncio.get_running_loop().call_later(
-            self._linger_timeout, self.abort
-        )
+        self._linger_left = transport.get_write_buffer_size()
+        self._linger_timer = self._loop.call_later(self._linger_timeout, self._linger_expired)
+
+    def _linger_expired(self) -> None:
+        """The peer had ``linger_timeout`` to close: abort, unless what was queued is still
+        going out and the peer is reading it (then give it another interval)."""
+        self._linger_timer = None
+        transport = self.transport
+        left = transport.get_write_buffer_size() if transport is not None else 0
+        if 0 < left < self._linger_left:  # progress: the notice is on its way
+            self._linger_left = left
+            self._linger_timer = self._loop.call_later(self._linger_timeout, self._linger_expired)
+            return
+        self.abort()
 
     def pause_writing(self) -> None:
         """The peer is behind: :meth:`drain` waits and reading stops (``write_backpressure``).

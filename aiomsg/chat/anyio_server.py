@@ -9,6 +9,7 @@ from anyio.abc import TaskStatus
 
 import aiomsg
 
+from ..anyio.on_asyncio import ConnectionFramedStream
 from .connection_options import connection_options
 from .outbox import QueuedMember
 from .room import ChatLimits, ChatRoom
@@ -38,7 +39,10 @@ def chat_handler(room: ChatRoom) -> Callable[[aiomsg.FramedStream], Awaitable[No
                     room.leave(member)
                     if not member.closing:
                         member.outbox.finish()
-            await _linger(stream, room.limits.linger)
+            try:
+                await _linger(stream, room.limits.linger)
+            finally:
+                member.done = True  # a stopping server waits for this (servers._say_goodbye)
 
     return handle
 
@@ -48,8 +52,12 @@ async def _linger(stream: aiomsg.FramedStream, seconds: float) -> None:
     so that closing with unread input does not reset the connection and lose the last lines.
 
     On asyncio the stream runs on aiomsg's transport, which cannot hand out raw
-    bytes (NotImplementedError): there, closing after a framing error lingers by
-    itself (see ``MessageProtocol.framing_error``)."""
+    bytes: there the connection's own lingering close does it."""
+    if isinstance(stream, ConnectionFramedStream):
+        stream._conn.close(linger=True)  # this package's own stream: its Connection
+        with anyio.move_on_after(seconds + 1):
+            await stream._conn.wait_closed()
+        return
     with anyio.move_on_after(seconds):
         try:
             await stream.send_eof()

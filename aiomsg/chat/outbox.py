@@ -85,9 +85,13 @@ class QueuedMember:
         self.outbox = Outbox(limit, send)
         self.drop = drop
         self.closing = False
+        self.done = False  # the server closed the connection, lingering: all went out
 
     def deliver(self, line: str) -> bool:
         return self.outbox.put(line)
+
+    def drained(self) -> bool:
+        return self.done  # set by the server once the connection is closed
 
     def disconnect(self, notice: str | None) -> None:
         self.closing = True

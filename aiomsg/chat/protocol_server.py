@@ -94,7 +94,10 @@ class ChatProtocol(aiomsg.MessageProtocol):
         # bounded); the close waits for them to be sent.
         self.queue.append(notice.encode())
         self.write_queue()
-        self.close()
+        self.close(linger=True)  # a client still sending must not turn it into a reset
+
+    def drained(self) -> bool:
+        return self.close_error is not None  # connection_lost has run
 
     def flush(self) -> None:
         self.flushing = False

@@ -69,6 +69,9 @@ class ChatLimits:
     flood_burst: int = 60
     #: Seconds a server waits for a client it is disconnecting to close its side.
     linger: float = 2.0
+    #: Seconds a stopping server gives its members to receive what is queued for them
+    #: and the goodbye, before it resets those still not reading.
+    drain: float = 10.0
     #: Seconds a line that has begun may take to end (a client that sends half a
     #: line and stalls is disconnected); ``None``: no limit.
     message_timeout: float | None = 60.0
@@ -84,6 +87,9 @@ class ChatLimits:
 
 class Member(Protocol):
     """One connected client, as a server front presents it to the room."""
+
+    def drained(self) -> bool:
+        """Whether everything queued for it, a goodbye included, has gone out (or it is gone)."""
 
     def deliver(self, line: str) -> bool:
         """Queue ``line`` for sending; return False if the client's queue is full."""

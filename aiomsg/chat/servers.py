@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 
 import anyio
 
-from .room import ChatLimits, ChatRoom
+from .room import ChatLimits, ChatRoom, Member
 
 IMPLS = ("streams", "protocol", "anyio")
 
@@ -53,10 +52,19 @@ async def run_chat_server(
 BACKLOG_GRACE = 0.5
 
 
-async def _say_goodbye_to_the_backlog() -> None:
-    # Shielded: the stop that got us here was a cancellation of the task running this.
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.shield(asyncio.sleep(BACKLOG_GRACE))
+async def _say_goodbye(room: ChatRoom) -> list[Member]:
+    """Stop: goodbyes to every member (behind what is queued for each), a little time for the
+    clients still in the accept queue, then up to ``drain`` seconds for it all to go out.
+
+    Shielded: the stop that got us here is a cancellation of the task running this.
+    """
+    members = room.close_all()
+    with anyio.CancelScope(shield=True):
+        await anyio.sleep(BACKLOG_GRACE)  # newcomers get the goodbye from ChatRoom.join
+        with anyio.move_on_after(room.limits.drain):
+            while not all(member.drained() for member in members):
+                await anyio.sleep(0.02)
+    return members
 
 
 async def _serve(
@@ -79,8 +87,7 @@ async def _serve(
             try:
                 await asyncio.Future()  # until cancelled (serve_forever would cancel the
             finally:  # handlers first, and the goodbyes would find nobody)
-                room.close_all()  # goodbyes; leaving the block closes what is left
-                await _say_goodbye_to_the_backlog()
+                await _say_goodbye(room)  # leaving the block then closes what is left
     elif impl == "protocol":
         from . import protocol_server
 
@@ -90,8 +97,7 @@ async def _serve(
             try:
                 await asyncio.Future()  # until cancelled (serve_forever would stop
             finally:  # accepting at once: the clients still queued would get a reset)
-                members = room.close_all()  # goodbyes, then lingering closes
-                await _say_goodbye_to_the_backlog()
+                members = await _say_goodbye(room)  # goodbyes, then lingering closes
                 listener.close()
                 try:  # uvloop waits here for every client to go: not for ever
                     await asyncio.wait_for(listener.wait_closed(), room.limits.linger + 1)
@@ -109,8 +115,6 @@ async def _serve(
             try:
                 await anyio.sleep_forever()
             finally:
-                room.close_all()  # goodbyes; cancelling the handlers closes what is left
-                with anyio.CancelScope(shield=True):  # the stop was a cancellation
-                    await anyio.sleep(BACKLOG_GRACE)  # the queued clients: goodbyes too
+                await _say_goodbye(room)  # cancelling the handlers then closes what is left
     else:
         raise ValueError(f"impl must be one of {IMPLS}, not {impl!r}")

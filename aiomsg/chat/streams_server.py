@@ -38,11 +38,14 @@ def chat_handler(room: ChatRoom) -> aiomsg.asyncio.Handler:
             if not member.closing:
                 member.outbox.finish()
             try:
-                await asyncio.wait_for(writer, room.limits.linger)
+                await asyncio.wait_for(writer, room.limits.drain)
             except (TimeoutError, aiomsg.ConnectionClosed):
                 conn.abort()
             else:  # the last line (a goodbye) is written: a lingering close keeps it
                 conn.close(linger=True)  # from a reset, if the client is still sending
+                await conn.wait_closed()
+            finally:
+                member.done = True  # a stopping server waits for this (servers._say_goodbye)
 
     return handle
 
