@@ -21,9 +21,11 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+from .._unix_socket import DEFAULT_UNIX_MODE
 from ..errors import ConnectionClosed, FramingError
 from ..framing import DEFAULT_MAX_SIZE, Buffer, UntilEOF
 from ..options import Options, resolve_options
+from ._listener import Listener, listen_tcp, listen_unix
 from .client import connect, connect_unix
 from .connection import Connection
 from .protocol import MessageProtocol
@@ -167,7 +169,10 @@ def serve_requests(
     framing = UntilEOF(max_size=max_size)
     chosen = resolve_options("serve_requests", options or _REQUEST_OPTIONS, framing, kwargs)
 
-    return _listening("create_server", (host, port), handler, framing, timeout, chosen, kwargs)
+    def listen(factory: Callable[[], RequestProtocol]) -> Awaitable[Listener]:
+        return listen_tcp(factory, host, port, backlog=chosen.backlog, **kwargs)
+
+    return _listening(listen, handler, framing, timeout, chosen)
 
 
 def serve_requests_unix(
@@ -178,39 +183,45 @@ def serve_requests_unix(
     timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     front: Literal["streams", "protocol"] | None = None,
     options: Options | None = None,
-    **kwargs: Any,
+    mode: int = DEFAULT_UNIX_MODE,
+    **deprecated: Any,
 ) -> Server:
-    """:func:`serve_requests` on a Unix socket at ``path``."""
+    """:func:`serve_requests` on a Unix socket at ``path``.
+
+    The socket file, its permissions ``mode`` (default ``0o660``) and what happens
+    to a file already at ``path`` are as for :func:`aiomsg.serve_unix` (a live
+    server's socket is refused with ``UnixSocketInUseError``, a stale one
+    replaced, anything else refused with ``FileExistsError``); it is removed when
+    the server closes.
+    """
     _warn_front(front)
     framing = UntilEOF(max_size=max_size)
-    chosen = resolve_options("serve_requests_unix", options or _REQUEST_OPTIONS, framing, kwargs)
+    chosen = resolve_options(
+        "serve_requests_unix", options or _REQUEST_OPTIONS, framing, deprecated, strict=True
+    )
 
-    where = (os.fspath(path),)
-    return _listening("create_unix_server", where, handler, framing, timeout, chosen, kwargs)
+    async def listen(factory: Callable[[], RequestProtocol]) -> Listener:
+        return listen_unix(factory, path, backlog=chosen.backlog, mode=mode)
+
+    return _listening(listen, handler, framing, timeout, chosen)
 
 
 def _listening(
-    create: Literal["create_server", "create_unix_server"],
-    address: tuple[Any, ...],
+    listen: Callable[[Callable[[], RequestProtocol]], Awaitable[Listener]],
     handler: RequestHandler,
     framing: UntilEOF,
     timeout: float | None,
     options: Options,
-    kwargs: dict[str, Any],
 ) -> Server:
-    """A :class:`Server` that listens with the loop's ``create`` method at ``address``."""
+    """A :class:`Server` that runs a :class:`RequestProtocol` per client of ``listen``."""
 
-    async def listen(_: Server) -> asyncio.Server:
-        start = getattr(asyncio.get_running_loop(), create)
-        server: asyncio.Server = await start(
-            lambda: RequestProtocol(handler, framing=framing, timeout=timeout, options=options),
-            *address,
-            backlog=options.backlog,
-            **kwargs,
-        )
-        return server
+    def factory() -> RequestProtocol:
+        return RequestProtocol(handler, framing=framing, timeout=timeout, options=options)
 
-    return Server(listen)
+    async def start(_: Server) -> Listener:
+        return await listen(factory)
+
+    return Server(start)
 
 
 def _warn_front(front: object) -> None:
