@@ -241,6 +241,12 @@ class RequestProtocol(MessageProtocol):
     the client half-closes, ``handler(request)`` runs, its response is sent, and
     the connection closes. A timer aborts the connection if the exchange is not
     over within ``timeout`` seconds.
+
+    The response is written as the client reads it: at most about
+    ``options.write_high_water`` bytes of it are queued at any time (the server
+    holds no copy of a large response per slow client, only the object the
+    handler returned), and a client that reads none of it for
+    ``options.close_timeout`` seconds is aborted (a reset) and logged at INFO.
     """
 
     def __init__(
@@ -278,14 +284,64 @@ class RequestProtocol(MessageProtocol):
 
     async def _answer(self, payload: bytes) -> None:
         try:
-            self.send(await _call(self._handler, payload))
+            response = await _call(self._handler, payload)
+            self._framing.encode_parts(response)  # over max_size: a failed handler
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("request handler failed for %r", self.remote_address)
             self.abort()
             return
-        self.close()  # flushes the response, then closes
+        try:
+            await self._send_paced(response)
+        except ConnectionClosed:
+            return  # the client left, reset, or read nothing for close_timeout
+        self.close()  # flushes the rest, then closes
+
+    async def _send_paced(self, response: Buffer) -> None:
+        """Write ``response`` as the client reads it: at most about ``write_high_water``
+        bytes are queued at a time (the response itself stays the caller's object, not
+        a copy per client), and a client that reads none of it for ``close_timeout``
+        seconds is aborted.
+
+        Raises:
+            ConnectionClosed: the connection was lost or aborted.
+        """
+        view = memoryview(response).cast("B")
+        high = self._write_high_water
+        start, end = 0, len(view)
+        while start < end:
+            transport = self._writable()
+            # One byte over the mark at most, so that a client that is behind
+            # always pauses the writing (and resume_writing wakes it).
+            room = high + 1 - transport.get_write_buffer_size()
+            if room <= 0:
+                await self._drained_or_abort(transport)
+                continue
+            transport.write(view[start : start + room])
+            start += room
+            self._sent = True
+
+    async def _drained_or_abort(self, transport: asyncio.WriteTransport) -> None:
+        """Wait for the write buffer to drain; abort a client that reads nothing of it
+        for ``close_timeout`` seconds (as a close does: see ``_watch_flush``)."""
+        left = transport.get_write_buffer_size()
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                await self.drain()
+            return
+        except TimeoutError:
+            if self._lost is not None or transport.get_write_buffer_size() < left:
+                return  # progress (or gone): the loop looks again
+        logger.info(
+            "aborting connection to %r: the client read none of the last %d bytes of its "
+            "response for %g s (close_timeout)",
+            self.remote_address,
+            left,
+            self._close_timeout,
+        )
+        self.abort()
+        raise ConnectionClosed("the client read nothing of its response for close_timeout")
 
     def peer_closed(self) -> bool:
         return True  # the request is complete; keep the connection to answer it
