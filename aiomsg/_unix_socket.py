@@ -14,11 +14,14 @@ The file gets ``mode`` (default ``0o660``: owner and group) with no window in wh
 it has other permissions: the socket is bound, listening and chmod-ed inside a new
 private directory (``0o700``, next to the path, so on the same file system), then
 hard-linked to the path, which fails rather than replaces if something appeared
-there meanwhile, and the private name is removed. A umask around ``bind()`` would
+there meanwhile, and the private name is removed (``getsockname()`` still names
+it: the kernel keeps the name a socket was bound under). A umask around ``bind()`` would
 close the window too, but the umask belongs to the whole process: any thread that
 creates a file at that moment would get it. Where the private name would be too
 long for a socket address, the socket is bound at the path itself and chmod-ed at
-once (a window of one system call, with the permissions the umask gives).
+once (a window of one system call, with the permissions the umask gives). On
+Linux, ``fchmod()`` on the socket before ``bind()`` would also work, but that is
+an undocumented detail of one kernel.
 
 :meth:`UnixSocketFile.remove` deletes the file when the server closes, only if it is
 still the one this server created (same device and inode), so a successor's socket
