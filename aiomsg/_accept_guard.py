@@ -12,11 +12,10 @@ are free; the line after the first success says how many attempts failed.
 
 from __future__ import annotations
 
-import errno
 import logging
 import time
 
-__all__ = ["ACCEPT_BACKOFF", "REPORT_INTERVAL", "AcceptGuard", "is_exhaustion"]
+__all__ = ["ACCEPT_BACKOFF", "REPORT_INTERVAL", "AcceptGuard"]
 
 logger = logging.getLogger("aiomsg")
 
@@ -25,27 +24,12 @@ ACCEPT_BACKOFF = 0.25
 #: Seconds between two log lines about the same exhaustion (each gives a count).
 REPORT_INTERVAL = 60.0
 
-_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-
-
-def is_exhaustion(exc: BaseException) -> bool:
-    """Whether ``exc`` (or the ``OSError`` it wraps, as anyio's errors do) is the
-    process or the system running out of descriptors or buffers on ``accept()``."""
-    seen: BaseException | None = exc
-    for _ in range(3):  # anyio wraps once; never follow a long chain
-        if seen is None:
-            return False
-        if isinstance(seen, OSError) and seen.errno in _EXHAUSTED:
-            return True
-        seen = seen.__cause__
-    return False
-
-
 class AcceptGuard:
     """Rate-limited reporting of failed accepts for one listening server.
 
-    Call :meth:`failed` for each accept that failed with :func:`is_exhaustion`; it
-    logs when it should and returns the seconds to wait before accepting again.
+    Call :meth:`failed` for each accept that failed (EMFILE and its kind, or any
+    other error of a listening socket); it logs when it should and returns the
+    seconds to wait before accepting again.
     Call :meth:`accepted` after each successful accept (cheap: one comparison
     unless a failure is being reported).
     """
@@ -78,12 +62,11 @@ class AcceptGuard:
                 )
             else:
                 logger.warning(
-                    "server on %s still cannot accept connections (%s): %d failed attempts "
-                    "in the last %g s",
+                    "server on %s still cannot accept connections (%s); failed attempts "
+                    "since the last line: %d",
                     self._where,
                     reason,
                     self._unreported,
-                    REPORT_INTERVAL,
                 )
             self._logged = True
             self._unreported = 0

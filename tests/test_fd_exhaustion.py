@@ -6,6 +6,8 @@ once the others have closed."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import re
 import socket
 import subprocess
@@ -181,3 +183,37 @@ def test_out_of_descriptors_the_server_waits_logs_once_and_serves_again(
     # A pause after each failure, not a spin: at most ~4 attempts a second (noise only
     # lowers the count), where a spinning loop makes thousands.
     assert int(again.group(1)) <= 4 * elapsed + 8, text
+
+
+def test_the_guard_logs_one_line_then_a_count_per_interval(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line-a-minute rule, without waiting a minute: the interval is the module's."""
+    from aiomsg import _accept_guard
+
+    caplog.set_level(logging.WARNING, logger="aiomsg")
+    error = OSError(errno.EMFILE, "Too many open files")
+    guard = _accept_guard.AcceptGuard("127.0.0.1:9")
+    for _ in range(1000):  # within one interval: one line
+        assert guard.failed(error) == _accept_guard.ACCEPT_BACKOFF
+    assert [r.getMessage() for r in caplog.records] == [
+        "server on 127.0.0.1:9 cannot accept connections: Too many open files; clients wait "
+        "in the listen queue, accepting is retried every 0.25 s (at most one line a minute "
+        "while it lasts)"
+    ]
+    guard.accepted()
+    assert caplog.records[-1].getMessage() == (
+        "server on 127.0.0.1:9 accepts connections again (after 1000 failed attempts)"
+    )
+    guard.accepted()  # and nothing more while all is well
+    assert len(caplog.records) == 2
+
+    caplog.clear()
+    monkeypatch.setattr(_accept_guard, "REPORT_INTERVAL", 0.0)  # every failure is "a minute on"
+    guard = _accept_guard.AcceptGuard("127.0.0.1:9")
+    for _ in range(3):
+        guard.failed(error)
+    assert [r.getMessage() for r in caplog.records][1:] == [
+        "server on 127.0.0.1:9 still cannot accept connections (Too many open files); "
+        "failed attempts since the last line: 1"
+    ] * 2

@@ -51,17 +51,15 @@ class GuardedListener(Listener[ByteStream]):
             while True:
                 try:
                     stream = await self._listener.accept()
-                except anyio.BrokenResourceError as exc:
-                    # anyio's word for an OSError from accept() (EMFILE, ENFILE,
-                    # ENOBUFS, ENOMEM...): not the end of the listener.
-                    if self._closing or not isinstance(exc.__cause__, OSError):
+                except (anyio.BrokenResourceError, OSError) as exc:
+                    # anyio's BrokenResourceError wraps an OSError from accept() (EMFILE,
+                    # ENFILE, ENOBUFS, ENOMEM...): not the end of the listener.
+                    cause = exc if isinstance(exc, OSError) else exc.__cause__
+                    if self._closing or not isinstance(cause, OSError):
                         raise
-                    await anyio.sleep(self._guard.failed(exc))
-                    continue
-                except OSError as exc:
-                    if self._closing:
-                        raise
-                    await anyio.sleep(self._guard.failed(exc))
+                    if isinstance(cause, ConnectionAbortedError):
+                        continue  # that client left while queued
+                    await anyio.sleep(self._guard.failed(cause))
                     continue
                 self._guard.accepted()
                 task_group.start_soon(handler, stream)
