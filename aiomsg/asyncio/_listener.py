@@ -255,8 +255,9 @@ async def listen_tcp(
     ssl_handshake_timeout: float | None = None,
     sock: socket.socket | None = None,
     **kwargs: Any,
-) -> Listener:
-    """A :class:`Listener` on ``host``/``port`` (or an already bound ``sock``).
+) -> Listener | asyncio.Server:
+    """A :class:`Listener` on ``host``/``port`` (or an already bound ``sock``); on
+    Windows' proactor loop, which cannot watch a socket, the loop's own server.
 
     ``kwargs`` are those of :meth:`asyncio.loop.create_server` that choose the
     sockets: ``family``, ``flags``, ``reuse_address``, ``reuse_port``.
@@ -266,6 +267,21 @@ async def listen_tcp(
         ValueError: both ``sock`` and ``host``/``port``, or neither.
         OSError: binding failed.
     """
+    loop = asyncio.get_running_loop()
+    if isinstance(loop, getattr(asyncio, "ProactorEventLoop", ())):
+        # Windows' proactor loop has no add_reader: its own accept loop it is.
+        create: Any = loop.create_server  # typeshed's overloads split host and sock
+        server: asyncio.Server = await create(
+            factory,
+            host,
+            port,
+            sock=sock,
+            backlog=backlog,
+            ssl=ssl,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            **kwargs,
+        )
+        return server
     unknown = sorted(set(kwargs) - _BIND_KEYWORDS)
     if unknown:
         raise TypeError(

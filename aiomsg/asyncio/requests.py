@@ -169,7 +169,7 @@ def serve_requests(
     framing = UntilEOF(max_size=max_size)
     chosen = resolve_options("serve_requests", options or _REQUEST_OPTIONS, framing, kwargs)
 
-    def listen(factory: Callable[[], RequestProtocol]) -> Awaitable[Listener]:
+    def listen(factory: Callable[[], RequestProtocol]) -> Awaitable[Listener | asyncio.Server]:
         return listen_tcp(factory, host, port, backlog=chosen.backlog, **kwargs)
 
     return _listening(listen, handler, framing, timeout, chosen)
@@ -207,7 +207,7 @@ def serve_requests_unix(
 
 
 def _listening(
-    listen: Callable[[Callable[[], RequestProtocol]], Awaitable[Listener]],
+    listen: Callable[[Callable[[], RequestProtocol]], Awaitable[Listener | asyncio.Server]],
     handler: RequestHandler,
     framing: UntilEOF,
     timeout: float | None,
@@ -218,7 +218,7 @@ def _listening(
     def factory() -> RequestProtocol:
         return RequestProtocol(handler, framing=framing, timeout=timeout, options=options)
 
-    async def start(_: Server) -> Listener:
+    async def start(_: Server) -> Listener | asyncio.Server:
         return await listen(factory)
 
     return Server(start)

@@ -34,12 +34,14 @@ class Server:
     """
 
     def __init__(
-        self, listen: Callable[[Server], Awaitable[Listener]], handler: Handler | None = None
+        self,
+        listen: Callable[[Server], Awaitable[Listener | asyncio.Server]],
+        handler: Handler | None = None,
     ) -> None:
         """Internal: use :func:`serve` (``listen`` binds and starts accepting)."""
         self._handler = handler
         self._listen = listen
-        self._server: Listener | None = None
+        self._server: Listener | asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> Server:
@@ -147,7 +149,7 @@ def serve(
     if ssl is not None:
         kwargs.setdefault("ssl_handshake_timeout", chosen.tls_handshake_timeout)
 
-    async def listen(server: Server) -> Listener:
+    async def listen(server: Server) -> Listener | asyncio.Server:
         return await listen_tcp(
             lambda: _QueueProtocol(framing, chosen, server.accept),
             host,
