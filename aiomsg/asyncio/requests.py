@@ -286,6 +286,7 @@ class RequestProtocol(MessageProtocol):
         try:
             response = await _call(self._handler, payload)
             self._framing.encode_parts(response)  # over max_size: a failed handler
+            view = memoryview(response).cast("B")  # not bytes-like (a str): likewise
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -293,21 +294,20 @@ class RequestProtocol(MessageProtocol):
             self.abort()
             return
         try:
-            await self._send_paced(response)
+            await self._send_paced(view)
         except ConnectionClosed:
             return  # the client left, reset, or read nothing for close_timeout
         self.close()  # flushes the rest, then closes
 
-    async def _send_paced(self, response: Buffer) -> None:
-        """Write ``response`` as the client reads it: at most about ``write_high_water``
-        bytes are queued at a time (the response itself stays the caller's object, not
-        a copy per client), and a client that reads none of it for ``close_timeout``
-        seconds is aborted.
+    async def _send_paced(self, view: memoryview) -> None:
+        """Write the response (``view``, its bytes) as the client reads it: at most
+        about ``write_high_water`` bytes are queued at a time (the response itself
+        stays the caller's object, not a copy per client), and a client that reads
+        none of it for ``close_timeout`` seconds is aborted.
 
         Raises:
             ConnectionClosed: the connection was lost or aborted.
         """
-        view = memoryview(response).cast("B")
         high = self._write_high_water
         start, end = 0, len(view)
         while start < end:
