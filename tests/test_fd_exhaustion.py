@@ -91,10 +91,12 @@ CASES = [
     ("serve_framed", "uvloop"),
     ("serve_framed", "trio"),
     ("serve_framed_unix", "asyncio"),
+    ("serve_framed_unix", "uvloop"),
     ("serve_framed_unix", "trio"),
     ("serve_requests", "asyncio"),
     ("serve_requests", "uvloop"),
     ("serve_requests_unix", "asyncio"),
+    ("serve_requests_unix", "uvloop"),
 ]
 
 
