@@ -159,6 +159,22 @@ async def test_handler_failure_resets_the_client(caplog: pytest.LogCaptureFixtur
     assert "handler bug" in caplog.text
 
 
+@pytest.mark.parametrize("answer", ["text", 5, b"x" * 1025], ids=["str", "int", "too large"])
+async def test_an_answer_that_cannot_be_sent_is_a_handler_failure(
+    answer: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Not bytes-like, or over max_size: logged once with its traceback, the client reset,
+    # and the server goes on serving.
+    def handler(request: bytes) -> Any:
+        return answer if request == b"bad" else request
+
+    async with request_server(handler=handler, max_size=1024) as address:
+        with pytest.raises((aiomsg.ConnectionClosed, ConnectionError)):
+            await aiomsg.request(*address, b"bad")
+        assert await aiomsg.request(*address, b"good") == b"good"
+    assert "request handler failed" in caplog.text
+
+
 async def test_tls_is_refused_before_anything_is_sent() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     try:

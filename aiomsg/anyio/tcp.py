@@ -13,10 +13,11 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, TaskStatus
+from anyio.abc import ByteStream, SocketAttribute, SocketListener, TaskStatus
+from anyio.streams.stapled import MultiListener
 from anyio.streams.tls import TLSListener
 
 from .._connection_end import log_connection_end
@@ -27,6 +28,7 @@ from ..asyncio.connection import Connection
 from ..asyncio.server import serve
 from ..framing import Framing
 from ..options import Options, resolve_options
+from ._accepting import GuardedListener
 from .framed_stream import FramedStream
 from .on_asyncio import ConnectionFramedStream
 
@@ -196,7 +198,10 @@ async def serve_framed(
     runs ``handler(stream)`` in a task of its own; the stream is closed when the
     handler returns. Whatever one client does (reset, TLS without close_notify,
     a failed handshake, bad framing) and whatever its handler raises is logged
-    once and ends that connection only, never the server.
+    once and ends that connection only, never the server. Neither does running
+    out of file descriptors: a failed accept is logged once (then once a minute
+    with a count), accepting pauses for a quarter of a second and goes on, and
+    the clients waiting meanwhile are served once descriptors are free.
 
     ``ssl_context`` serves TLS; a client must finish its handshake within
     ``options.tls_handshake_timeout`` seconds. ``options`` (an
@@ -228,6 +233,7 @@ async def serve_framed(
         local_host=local_host, local_port=local_port, backlog=chosen.backlog, reuse_port=reuse_port
     )
     port = listener.extra(SocketAttribute.local_port)
+    listener = _guarded(listener, f"{local_host or '*'}:{port}")
     if ssl_context is not None:
         listener = _QuietTLSListener(
             listener,
@@ -245,6 +251,16 @@ async def serve_framed(
     async with listener:
         task_status.started(port)
         await listener.serve(run)
+
+
+def _guarded(listener: Any, name: str) -> Any:
+    """``listener`` (one socket, or anyio's MultiListener of several) that outlives
+    failed accepts (see :class:`GuardedListener`)."""
+    if isinstance(listener, MultiListener):
+        return MultiListener(
+            [GuardedListener(cast(SocketListener, one), name) for one in listener.listeners]
+        )
+    return GuardedListener(listener, name)
 
 
 # serve_framed's deprecated keyword for what is now Options.tls_handshake_timeout.

@@ -12,14 +12,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream, TaskStatus
+from anyio.abc import ByteStream, SocketListener, TaskStatus
 
 from .._opening import Opening
+from .._unix_socket import DEFAULT_UNIX_MODE, bind_unix
 from ..asyncio.client import connect_unix
 from ..asyncio.connection import Connection
 from ..asyncio.server import serve_unix
 from ..framing import Framing
 from ..options import Options, resolve_options
+from ._accepting import GuardedListener
 from .framed_stream import FramedStream
 from .on_asyncio import ConnectionFramedStream
 from .tcp import _on_asyncio, _serve_one
@@ -63,6 +65,7 @@ async def serve_framed_unix(
     *,
     framing: Framing,
     options: Options | None = None,
+    mode: int = DEFAULT_UNIX_MODE,
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
     **deprecated: Any,
 ) -> None:
@@ -72,11 +75,23 @@ async def serve_framed_unix(
     framing=...))`` returns ``path`` (as a string) once the server listens.
     Each client runs ``handler(stream)`` in a task of its own, as with
     :func:`serve_framed`: whatever one client does is logged once and ends
-    that connection only. The socket file is created (a stale socket file at
-    ``path`` is replaced, as asyncio and anyio do; any other file there is an
-    :class:`OSError`) and is left in place afterwards: remove it, or its
-    directory, yourself (``aiomsg.testing.running_unix_server`` does).
-    ``options`` are those of :func:`~aiomsg.serve_framed`.
+    that connection only, and running out of file descriptors pauses accepting
+    (see :func:`~aiomsg.serve_framed`). ``options`` are those of
+    :func:`~aiomsg.serve_framed`.
+
+    The socket file is created with permissions ``mode`` (default ``0o660``: its
+    owner and group may connect), with no moment in which it has others, and is
+    removed when the server stops (if it is still the file this server made), on
+    every backend alike. Before it listens:
+
+    Raises:
+        UnixSocketInUseError: (an :class:`OSError`, ``errno.EADDRINUSE``) a server
+            answers on the socket at ``path``; it is left alone. A stale socket
+            (its server is gone) is replaced.
+        FileExistsError: something that is not a socket is at ``path`` (the message
+            says what: a regular file, a directory...); it is left alone.
+        ValueError: ``mode`` is not permission bits (``0`` to ``0o777``).
+        OSError: the socket could not be made (no such directory, permission denied).
     """
     chosen = resolve_options("serve_framed_unix", options, framing, deprecated, strict=True)
     where = os.fspath(path)
@@ -85,7 +100,7 @@ async def serve_framed_unix(
         async def run(conn: Connection) -> None:
             await _serve_one(handler, ConnectionFramedStream(conn), where)
 
-        async with serve_unix(run, where, framing=framing, options=chosen):
+        async with serve_unix(run, where, framing=framing, options=chosen, mode=mode):
             task_status.started(where)
             await anyio.sleep_forever()
         return
@@ -93,6 +108,13 @@ async def serve_framed_unix(
     async def run_stream(stream: ByteStream) -> None:
         await _serve_one(handler, FramedStream(stream, framing, options=chosen), where)
 
-    async with await anyio.create_unix_listener(where, backlog=chosen.backlog) as listener:
+    sock, created = bind_unix(where, mode=mode, backlog=chosen.backlog)
+    try:
+        raw = await SocketListener.from_socket(sock)
+    except BaseException:
+        created.remove()
+        sock.close()
+        raise
+    async with GuardedListener(raw, created.path, on_close=created.remove) as listener:
         task_status.started(where)
         await listener.serve(run_stream)

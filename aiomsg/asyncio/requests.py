@@ -21,9 +21,11 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+from .._unix_socket import DEFAULT_UNIX_MODE
 from ..errors import ConnectionClosed, FramingError
 from ..framing import DEFAULT_MAX_SIZE, Buffer, UntilEOF
 from ..options import Options, resolve_options
+from ._listener import Listener, listen_tcp, listen_unix
 from .client import connect, connect_unix
 from .connection import Connection
 from .protocol import MessageProtocol
@@ -167,7 +169,10 @@ def serve_requests(
     framing = UntilEOF(max_size=max_size)
     chosen = resolve_options("serve_requests", options or _REQUEST_OPTIONS, framing, kwargs)
 
-    return _listening("create_server", (host, port), handler, framing, timeout, chosen, kwargs)
+    def listen(factory: Callable[[], RequestProtocol]) -> Awaitable[Listener | asyncio.Server]:
+        return listen_tcp(factory, host, port, backlog=chosen.backlog, **kwargs)
+
+    return _listening(listen, handler, framing, timeout, chosen)
 
 
 def serve_requests_unix(
@@ -178,39 +183,45 @@ def serve_requests_unix(
     timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     front: Literal["streams", "protocol"] | None = None,
     options: Options | None = None,
-    **kwargs: Any,
+    mode: int = DEFAULT_UNIX_MODE,
+    **deprecated: Any,
 ) -> Server:
-    """:func:`serve_requests` on a Unix socket at ``path``."""
+    """:func:`serve_requests` on a Unix socket at ``path``.
+
+    The socket file, its permissions ``mode`` (default ``0o660``) and what happens
+    to a file already at ``path`` are as for :func:`aiomsg.serve_unix` (a live
+    server's socket is refused with ``UnixSocketInUseError``, a stale one
+    replaced, anything else refused with ``FileExistsError``); it is removed when
+    the server closes.
+    """
     _warn_front(front)
     framing = UntilEOF(max_size=max_size)
-    chosen = resolve_options("serve_requests_unix", options or _REQUEST_OPTIONS, framing, kwargs)
+    chosen = resolve_options(
+        "serve_requests_unix", options or _REQUEST_OPTIONS, framing, deprecated, strict=True
+    )
 
-    where = (os.fspath(path),)
-    return _listening("create_unix_server", where, handler, framing, timeout, chosen, kwargs)
+    async def listen(factory: Callable[[], RequestProtocol]) -> Listener:
+        return listen_unix(factory, path, backlog=chosen.backlog, mode=mode)
+
+    return _listening(listen, handler, framing, timeout, chosen)
 
 
 def _listening(
-    create: Literal["create_server", "create_unix_server"],
-    address: tuple[Any, ...],
+    listen: Callable[[Callable[[], RequestProtocol]], Awaitable[Listener | asyncio.Server]],
     handler: RequestHandler,
     framing: UntilEOF,
     timeout: float | None,
     options: Options,
-    kwargs: dict[str, Any],
 ) -> Server:
-    """A :class:`Server` that listens with the loop's ``create`` method at ``address``."""
+    """A :class:`Server` that runs a :class:`RequestProtocol` per client of ``listen``."""
 
-    async def listen(_: Server) -> asyncio.Server:
-        start = getattr(asyncio.get_running_loop(), create)
-        server: asyncio.Server = await start(
-            lambda: RequestProtocol(handler, framing=framing, timeout=timeout, options=options),
-            *address,
-            backlog=options.backlog,
-            **kwargs,
-        )
-        return server
+    def factory() -> RequestProtocol:
+        return RequestProtocol(handler, framing=framing, timeout=timeout, options=options)
 
-    return Server(listen)
+    async def start(_: Server) -> Listener | asyncio.Server:
+        return await listen(factory)
+
+    return Server(start)
 
 
 def _warn_front(front: object) -> None:
@@ -230,6 +241,12 @@ class RequestProtocol(MessageProtocol):
     the client half-closes, ``handler(request)`` runs, its response is sent, and
     the connection closes. A timer aborts the connection if the exchange is not
     over within ``timeout`` seconds.
+
+    The response is written as the client reads it: at most about
+    ``options.write_high_water`` bytes of it are queued at any time (the server
+    holds no copy of a large response per slow client, only the object the
+    handler returned), and a client that reads none of it for
+    ``options.close_timeout`` seconds is aborted (a reset) and logged at INFO.
     """
 
     def __init__(
@@ -267,14 +284,64 @@ class RequestProtocol(MessageProtocol):
 
     async def _answer(self, payload: bytes) -> None:
         try:
-            self.send(await _call(self._handler, payload))
+            response = await _call(self._handler, payload)
+            self._framing.encode_parts(response)  # over max_size: a failed handler
+            view = memoryview(response).cast("B")  # not bytes-like (a str): likewise
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("request handler failed for %r", self.remote_address)
             self.abort()
             return
-        self.close()  # flushes the response, then closes
+        try:
+            await self._send_paced(view)
+        except ConnectionClosed:
+            return  # the client left, reset, or read nothing for close_timeout
+        self.close()  # flushes the rest, then closes
+
+    async def _send_paced(self, view: memoryview) -> None:
+        """Write the response (``view``, its bytes) as the client reads it: at most
+        about ``write_high_water`` bytes are queued at a time (the response itself
+        stays the caller's object, not a copy per client), and a client that reads
+        none of it for ``close_timeout`` seconds is aborted.
+
+        Raises:
+            ConnectionClosed: the connection was lost or aborted.
+        """
+        high = self._write_high_water
+        start, end = 0, len(view)
+        while start < end:
+            transport = self._writable()
+            # One byte over the mark at most, so that a client that is behind
+            # always pauses the writing (and resume_writing wakes it).
+            room = high + 1 - transport.get_write_buffer_size()
+            if room <= 0:
+                await self._drained_or_abort(transport)
+                continue
+            transport.write(view[start : start + room])
+            start += room
+            self._sent = True
+
+    async def _drained_or_abort(self, transport: asyncio.WriteTransport) -> None:
+        """Wait for the write buffer to drain; abort a client that reads nothing of it
+        for ``close_timeout`` seconds (as a close does: see ``_watch_flush``)."""
+        left = transport.get_write_buffer_size()
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                await self.drain()
+            return
+        except TimeoutError:
+            if self._lost is not None or transport.get_write_buffer_size() < left:
+                return  # progress (or gone): the loop looks again
+        logger.info(
+            "aborting connection to %r: the client read none of the last %d bytes of its "
+            "response for %g s (close_timeout)",
+            self.remote_address,
+            left,
+            self._close_timeout,
+        )
+        self.abort()
+        raise ConnectionClosed("the client read nothing of its response for close_timeout")
 
     def peer_closed(self) -> bool:
         return True  # the request is complete; keep the connection to answer it

@@ -10,8 +10,10 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from .._connection_end import log_connection_end
+from .._unix_socket import DEFAULT_UNIX_MODE
 from ..framing import Framing
 from ..options import Options, resolve_options
+from ._listener import Listener, listen_tcp, listen_unix
 from .connection import Connection, _QueueProtocol
 
 __all__ = ["Handler", "Server", "serve", "serve_unix"]
@@ -32,12 +34,14 @@ class Server:
     """
 
     def __init__(
-        self, listen: Callable[[Server], Awaitable[asyncio.Server]], handler: Handler | None = None
+        self,
+        listen: Callable[[Server], Awaitable[Listener | asyncio.Server]],
+        handler: Handler | None = None,
     ) -> None:
-        """Internal: use :func:`serve` (``listen`` starts the asyncio server)."""
+        """Internal: use :func:`serve` (``listen`` binds and starts accepting)."""
         self._handler = handler
         self._listen = listen
-        self._server: asyncio.Server | None = None
+        self._server: Listener | asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> Server:
@@ -129,16 +133,24 @@ def serve(
     :func:`connect`, the listen queue (``backlog``) and, with ``ssl``, the time a
     client has to finish its TLS handshake (``tls_handshake_timeout``). A
     heartbeat the framing cannot carry raises ``ValueError`` here, before
-    listening. ``ssl`` and other keyword arguments (``reuse_port``...) go to
-    :meth:`asyncio.loop.create_server`. The old option keywords still work for
-    one release, with a :class:`DeprecationWarning`.
+    listening. ``ssl`` is served with :meth:`asyncio.loop.connect_accepted_socket`;
+    the other keywords of :meth:`asyncio.loop.create_server` that choose the
+    sockets (``sock``, ``reuse_port``, ``reuse_address``, ``family``, ``flags``)
+    are taken as there, anything else is a ``TypeError`` when it starts. The old
+    option keywords still work for one release, with a :class:`DeprecationWarning`.
+
+    aiomsg accepts with a loop of its own: when ``accept()`` fails because the
+    process is out of file descriptors (or the system out of memory), the server
+    logs one line (then at most one a minute, with a count), stops accepting for
+    a quarter of a second and tries again; the clients wait in the listen queue
+    and are served once descriptors are free. It never exits for it.
     """
     chosen = resolve_options("serve", options, framing, kwargs, _RENAMED)
     if ssl is not None:
         kwargs.setdefault("ssl_handshake_timeout", chosen.tls_handshake_timeout)
 
-    async def listen(server: Server) -> asyncio.Server:
-        return await asyncio.get_running_loop().create_server(
+    async def listen(server: Server) -> Listener | asyncio.Server:
+        return await listen_tcp(
             lambda: _QueueProtocol(framing, chosen, server.accept),
             host,
             port,
@@ -160,17 +172,36 @@ def serve_unix(
     *,
     framing: Framing,
     options: Options | None = None,
-    **kwargs: Any,
+    mode: int = DEFAULT_UNIX_MODE,
+    ssl: _ssl.SSLContext | None = None,
+    **deprecated: Any,
 ) -> Server:
-    """Serve framed connections on a Unix socket at ``path``; otherwise as :func:`serve`."""
-    chosen = resolve_options("serve_unix", options, framing, kwargs)
+    """Serve framed connections on a Unix socket at ``path``; otherwise as :func:`serve`.
 
-    async def listen(server: Server) -> asyncio.Server:
-        return await asyncio.get_running_loop().create_unix_server(
+    The socket file is created with permissions ``mode`` (default ``0o660``: its
+    owner and group may connect; ``0o600`` for the owner only, ``0o666`` for
+    everyone), with no moment in which it has others, and removed when the
+    server closes (if it is still the file this server made). When it starts:
+
+    Raises:
+        UnixSocketInUseError: (an :class:`OSError`, ``errno.EADDRINUSE``) a server
+            answers on the socket at ``path``; it is left alone. A stale socket
+            (its server is gone) is replaced.
+        FileExistsError: something that is not a socket is at ``path`` (the message
+            says what: a regular file, a directory...); it is left alone.
+        ValueError: ``mode`` is not permission bits (``0`` to ``0o777``).
+        OSError: the socket could not be made (no such directory, permission denied).
+    """
+    chosen = resolve_options("serve_unix", options, framing, deprecated, _RENAMED, strict=True)
+
+    async def listen(server: Server) -> Listener:
+        return listen_unix(
             lambda: _QueueProtocol(framing, chosen, server.accept),
-            os.fspath(path),
+            path,
             backlog=chosen.backlog,
-            **kwargs,
+            mode=mode,
+            ssl=ssl,
+            ssl_handshake_timeout=chosen.tls_handshake_timeout,
         )
 
     return Server(listen, handler)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import FramingError
+from ..errors import FramingError, MessageTooLarge
 from ._accelerated import speedups
 from ._contract import DEFAULT_MAX_SIZE, Buffer, Scan
 from ._header import CountedFraming
@@ -12,6 +12,8 @@ __all__ = ["Netstring"]
 _COMMA = ord(",")
 _ZERO = ord("0")
 _DIGITS = b"0123456789"
+# How many digits a too-large length's error shows at most (it names what it read).
+_SHOWN_DIGITS = 40
 
 
 class Netstring(CountedFraming):
@@ -50,7 +52,7 @@ class Netstring(CountedFraming):
             )
         size = int(digits) if digits else 0
         if size > self.max_size:  # more digits can only make it larger
-            raise self._too_large(size)
+            raise self._length_too_large(buf, pos)
         if len(digits) < len(head):
             raise FramingError(f"netstring length {head!r} is not decimal digits")
         if colon < 0:
@@ -59,6 +61,28 @@ class Netstring(CountedFraming):
         if not digits:
             raise FramingError("netstring has no length before ':'")
         return colon + 1, size
+
+    def _length_too_large(self, buf: bytes, pos: int) -> MessageTooLarge:
+        """The error for a length already over max_size, naming every digit at ``pos``.
+
+        Its digits were judged on ``len(str(max_size)) + 1`` of them at most; the
+        error reads on (up to ``_SHOWN_DIGITS``) so that it names the number the
+        peer sent, not a truncated one. With its ':' the size is exact; without it
+        (more digits may follow) the error says so, and ``size`` is a lower bound.
+        """
+        window = buf[pos : pos + _SHOWN_DIGITS + 1]
+        run = window[: len(window) - len(window.lstrip(_DIGITS))]
+        shown = run[:_SHOWN_DIGITS]
+        size = int(shown)
+        if len(run) <= _SHOWN_DIGITS and buf[pos + len(run) : pos + len(run) + 1] == b":":
+            return self._too_large(size)
+        more = "or more digits" if len(run) > _SHOWN_DIGITS else "digits so far"
+        return MessageTooLarge(
+            f"netstring length {shown.decode()} ({len(shown)} {more}, no ':' yet) is over "
+            f"max_size={self.max_size}: a message of at least {size} bytes",
+            size=size,
+            max_size=self.max_size,
+        )
 
     def _c_scanner_args(self) -> tuple[object, ...]:
         assert speedups is not None
