@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from . import limits
 from ._opening import Opening
+from ._unix_socket import UnixSocketInUseError
 from .anyio import (
     FramedStream,
     connect_framed,
@@ -108,6 +109,7 @@ __all__ = [
     "RequestProtocol",
     "Server",
     "TypePrefixed",
+    "UnixSocketInUseError",
     "UntilEOF",
     "Varint",
     "broadcast",
