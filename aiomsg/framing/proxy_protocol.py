@@ -417,27 +417,34 @@ class ProxyHeaderParser:
         buf = self._buf
         lf = buf.find(b"\n", start)
         line_end = lf if lf >= 0 else len(buf)
+        # The checks below look at positions in order (prefix, protocol, addresses), so
+        # the error named is the first byte that is wrong, whatever follows it.
         if start < len(_V1_PREFIX):
             got = bytes(buf[: min(line_end, len(_V1_PREFIX))])
-            if not _V1_PREFIX.startswith(got):
-                raise ProxyProtocolError(_not_v1(got, v1_only=self.version == "v1"))
+            wrong = _mismatch(got, _V1_PREFIX)
+            if wrong is not None:
+                raise ProxyProtocolError(_not_v1(got[: wrong + 1], v1_only=self.version == "v1"))
         if start < 14 and line_end > len(_V1_PREFIX):
             token = bytes(buf[len(_V1_PREFIX) : min(line_end, 14)])
-            if not any(p.startswith(token) for p in _V1_PROTOCOLS):
+            fits = [_mismatch(token, p) for p in _V1_PROTOCOLS]
+            if None not in fits:
+                shown = token[: max(f for f in fits if f is not None) + 1]
                 raise ProxyProtocolError(
-                    f"bad v1 protocol {token!r}: expected TCP4, TCP6 or UNKNOWN, each followed "
+                    f"bad v1 protocol {shown!r}: expected TCP4, TCP6 or UNKNOWN, each followed "
                     "by a space (UNKNOWN also by the CRLF)"
                 )
         if line_end > 11 and bytes(buf[6:10]) in (b"TCP4", b"TCP6"):
-            stray = bytes(buf[max(start, 11) : line_end]).translate(None, _V1_ADDRESS_BYTES)
+            # A CR is only the start of the CRLF: anything but LF after it is an error now.
+            cr = buf.find(b"\r", max(start - 1, 11), line_end)
+            bare_cr = 0 <= cr < line_end - 1
+            region = bytes(buf[max(start, 11) : cr if bare_cr else line_end])
+            stray = region.translate(None, _V1_ADDRESS_BYTES)
             if stray:
                 raise ProxyProtocolError(
                     f"bad v1 address text: byte {stray[:1]!r} cannot appear in a "
                     f"{buf[6:10].decode()} line"
                 )
-            # A CR is only the start of the CRLF: anything but LF after it is an error now.
-            cr = buf.find(b"\r", max(start - 1, 11), line_end)
-            if 0 <= cr < line_end - 1:
+            if bare_cr:
                 raise ProxyProtocolError(
                     f"a bare CR at byte {cr + 1} of the v1 line: it must end with CRLF"
                 )
@@ -502,6 +509,14 @@ class ProxyHeaderParser:
         self._buf = bytearray()
         self._header = header
         return header
+
+
+def _mismatch(got: bytes, expected: bytes) -> int | None:
+    """The first index where ``got`` departs from ``expected`` (compared as far as both go)."""
+    for i in range(min(len(got), len(expected))):
+        if got[i] != expected[i]:
+            return i
+    return None
 
 
 def _not_v1(got: bytes, *, v1_only: bool) -> str:
