@@ -4,7 +4,8 @@ Nothing here touches a socket or an event loop: a :class:`Framing` turns a
 message into wire bytes, and its :class:`Decoder` turns received bytes back into
 messages, keeping the leftover between calls. Every I/O front of aiomsg is a
 thin adapter around these, through the decoder's driving API (``feed``,
-``feed_eof``, ``get_buffer``/``buffer_updated``); see ``docs/framing.md``.
+``feed_eof``, ``get_buffer``/``buffer_updated``); see ``docs/framing.md``. The PROXY
+protocol's preamble, read before the framing, is here too (``proxy_protocol.py``).
 """
 
 from __future__ import annotations

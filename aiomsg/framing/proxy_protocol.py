@@ -11,8 +11,11 @@ details, a unique ID, a CRC32C checksum). The spec is HAProxy's doc/proxy-protoc
 :class:`ProxyHeader` as soon as it is complete, and hands back what followed it,
 untouched (:attr:`ProxyHeaderParser.leftover`): the client's first bytes, which AWS
 NLB sends in the same segment, belong to the connection's framing. It never reads
-past the header, never waits for a byte that cannot make the header valid, and holds
-at most 107 bytes (v1) or 16 plus ``max_v2_length`` bytes (v2).
+past the header; it refuses one at the first byte that breaks a rule it can judge
+there (v2's signature, version, command, family and announced length; v1's
+``PROXY`` word, protocol word, characters and length), and judges v1's address text
+at the CRLF, as the spec says; it holds at most 107 bytes (v1) or 16 plus
+``max_v2_length`` bytes (v2).
 :func:`encode_proxy_header` writes headers, for clients and tests.
 
 The parser trusts what it reads: whether the peer may send a header at all (a
@@ -542,8 +545,9 @@ def parse_proxy_header(
     parser = ProxyHeaderParser(version, max_v2_length=max_v2_length)
     header = parser.feed(data)
     if header is None:
-        parser.feed_eof()  # raises: the data ends inside the header
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise ProxyProtocolError(
+            f"the data ends inside a PROXY protocol header, after {parser.buffered} byte(s)"
+        )
     return header, parser.leftover
 
 
@@ -619,9 +623,12 @@ def _parse_v2(raw: bytes) -> ProxyHeader:
     transport = _TRANSPORTS[raw[13] & 0x0F]
     size = _ADDRESS_SIZE[family]
     block = 2 * size + (4 if family in ("AF_INET", "AF_INET6") else 0)
+    # LOCAL must be accepted with its block discarded, family included, and AF_UNSPEC's
+    # block has no known layout: there, bytes that are not TLVs are ignored (as Netty
+    # does); TLVs that are well formed are still read, and a CRC32C still checked.
+    lenient = command == "LOCAL" or family == "AF_UNSPEC"
     if len(raw) - V2_FIXED < block:
-        if command == "LOCAL":
-            # LOCAL: the spec says to discard the block, family included.
+        if lenient:
             return ProxyHeader(2, command, family, transport, None, None)
         raise ProxyProtocolError(
             f"the v2 address block has {len(raw) - V2_FIXED} bytes, {family} needs {block}"
@@ -630,7 +637,13 @@ def _parse_v2(raw: bytes) -> ProxyHeader:
     destination: Address | None = None
     if command == "PROXY" and family != "AF_UNSPEC" and transport != "UNSPEC":
         source, destination = _v2_addresses(raw[V2_FIXED : V2_FIXED + block], family)
-    fields = _parse_tlvs(raw, V2_FIXED + block)
+    try:
+        items = _tlv_items(raw, V2_FIXED + block, len(raw), "TLV")
+    except ProxyProtocolError:
+        if not lenient:
+            raise
+        items = []
+    fields = _parse_tlvs(raw, items)
     return ProxyHeader(2, command, family, transport, source, destination, **fields)  # type: ignore[arg-type]
 
 
@@ -685,7 +698,7 @@ def _text(value: bytes, encoding: str, what: str) -> str:
         raise ProxyProtocolError(f"the {what} TLV is not {encoding.upper()}: {value!r}") from None
 
 
-def _parse_tlvs(raw: bytes, start: int) -> dict[str, object]:
+def _parse_tlvs(raw: bytes, items: list[tuple[int, int, bytes]]) -> dict[str, object]:
     fields: dict[str, object] = {}
     unknown: list[tuple[int, bytes]] = []
 
@@ -694,7 +707,7 @@ def _parse_tlvs(raw: bytes, start: int) -> dict[str, object]:
             raise ProxyProtocolError(f"the v2 header has two {name.upper()} TLVs")
         fields[name] = value
 
-    for offset, kind, value in _tlv_items(raw, start, len(raw), "TLV"):
+    for offset, kind, value in items:
         if kind == PP2_TYPE_ALPN:
             put("alpn", value)
         elif kind == PP2_TYPE_AUTHORITY:
