@@ -808,3 +808,24 @@ def test_a_corrupted_v2_header_is_refused_or_parsed_never_anything_else(
     with contextlib.suppress(ProxyProtocolError):
         header = parser.feed(bytes(corrupt))
         assert header is None or isinstance(header, ProxyHeader)
+
+
+def test_the_parser_is_sans_io() -> None:
+    # The framing layer's rule: no socket, no event loop, nothing that does I/O.
+    import ast
+    from pathlib import Path
+
+    import aiomsg.framing.proxy_protocol as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 0
+    }
+    assert imported <= {"__future__", "collections", "dataclasses", "ipaddress", "typing"}
