@@ -97,6 +97,7 @@ LAYERS = [
         "length_field",
         "length_prefixed",
         "netstring",
+        "proxy_protocol",
         "type_prefixed",
         "until_eof",
         "varint",

@@ -4,7 +4,8 @@ Nothing here touches a socket or an event loop: a :class:`Framing` turns a
 message into wire bytes, and its :class:`Decoder` turns received bytes back into
 messages, keeping the leftover between calls. Every I/O front of aiomsg is a
 thin adapter around these, through the decoder's driving API (``feed``,
-``feed_eof``, ``get_buffer``/``buffer_updated``); see ``docs/framing.md``.
+``feed_eof``, ``get_buffer``/``buffer_updated``); see ``docs/framing.md``. The PROXY
+protocol's preamble, read before the framing, is here too (``proxy_protocol.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ from .fixed_length import FixedLength
 from .length_field import LENGTH_FIELD_SPEC_HELP, LengthField, parse_length_field_spec
 from .length_prefixed import LengthPrefixed
 from .netstring import Netstring
+from .proxy_protocol import (
+    ProxyHeader,
+    ProxyHeaderParser,
+    ProxyProtocolError,
+    ProxySSL,
+    ProxyVersion,
+    crc32c,
+    encode_proxy_header,
+    parse_proxy_header,
+)
 from .spec import SPEC_HELP, parse_framing
 from .switch import switch_decoder
 from .type_prefixed import TypePrefixed
@@ -43,12 +54,20 @@ __all__ = [
     "LengthPrefixed",
     "Lines",
     "Netstring",
+    "ProxyHeader",
+    "ProxyHeaderParser",
+    "ProxyProtocolError",
+    "ProxySSL",
+    "ProxyVersion",
     "TypePrefixed",
     "UntilEOF",
     "Varint",
+    "crc32c",
+    "encode_proxy_header",
     "encode_varint",
     "parse_framing",
     "parse_length_field_spec",
+    "parse_proxy_header",
     "recipes",
     "speedups_active",
     "switch_decoder",
