@@ -3,11 +3,13 @@
     python examples/switching.py    # needs trustme for the demo CA: pip install trustme
 
 The client opens as AMQP does, with an 8-byte protocol header that no framing marks,
-and sends its first frame in the same write: the server reads the header raw
-(``receive_exactly``), switches to length-prefixed frames (``set_framing``), and the
-frame that arrived behind the header is decoded by the new framing, not lost. Then
-the client asks for TLS; the server says yes, and both upgrade the connection in
-place (``start_tls``), as SMTP's STARTTLS and PostgreSQL's SSLRequest do.
+and sends its first frame in the same write. The server's connections begin with a
+framing that reads exactly that header (``FixedLength(8)``: a framing decodes what
+arrives at once, so it must be one that cannot misread the first bytes), then switch
+to length-prefixed frames (``set_framing``): the frame that arrived behind the header
+is decoded by the new framing, not lost. Then the client asks for TLS; the server
+answers with one raw byte, as PostgreSQL answers an SSLRequest (``send_raw``, read
+with ``receive_exactly``), and both upgrade the connection in place (``start_tls``).
 """
 
 import ssl
@@ -27,23 +29,22 @@ ca.configure_trust(client_context)
 
 
 async def handler(conn: aiomsg.Connection) -> None:
-    header = await conn.receive_exactly(8)  # raw: no framing marks it
+    header = await conn.receive()  # FixedLength(8): the raw opening
     conn.set_framing(FRAMES)  # what arrived behind the header is decoded as frames
     print("server: header", header, "then", await conn.receive())
     assert await conn.receive() == b"STARTTLS"
-    await conn.send(b"go ahead")
+    await conn.send_raw(b"S")  # yes, outside any framing
     await conn.start_tls(server_context, server_side=True)
     async for message in conn:  # over TLS now, framed as before
         await conn.send(message.upper())
 
 
 async def main() -> None:
-    # The server's connections begin with a framing too; receive_exactly() steps outside it.
-    async with aiomsg.serve(handler, "127.0.0.1", 0, framing=FRAMES) as server:
+    async with aiomsg.serve(handler, "127.0.0.1", 0, framing=aiomsg.FixedLength(8)) as server:
         async with aiomsg.connect("127.0.0.1", server.port, framing=FRAMES) as conn:
             await conn.send_raw(HEADER + FRAMES.encode(b"first frame"))  # one write
             await conn.send(b"STARTTLS")
-            assert await conn.receive() == b"go ahead"
+            assert await conn.receive_exactly(1) == b"S"  # one raw byte: yes
             await conn.start_tls(client_context, server_hostname="localhost")
             await conn.send(b"secret")
             version = conn.get_extra_info("ssl_object").version()

@@ -110,6 +110,11 @@ class ConnectionFramedStream(FramedStream):
         self._take = conn.receive_nowait
         self._closed = False
 
+    @property
+    def connection(self) -> Connection:
+        """The Streams connection this stream speaks anyio's contract for."""
+        return self._conn
+
     async def receive(self) -> bytes:
         # Served from the messages already decoded without a cancellation check:
         # see the class docstring. (anyio's check costs 2 us per message here,

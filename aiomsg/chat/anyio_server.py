@@ -54,9 +54,9 @@ async def _linger(stream: aiomsg.FramedStream, seconds: float) -> None:
     On asyncio the stream runs on aiomsg's transport, which cannot hand out raw
     bytes: there the connection's own lingering close does it."""
     if isinstance(stream, ConnectionFramedStream):
-        stream._conn.close(linger=True)  # this package's own stream: its Connection
+        stream.connection.close(linger=True)  # aiomsg's own stream: its Connection lingers
         with anyio.move_on_after(seconds + 1):
-            await stream._conn.wait_closed()
+            await stream.connection.wait_closed()
         return
     with anyio.move_on_after(seconds):
         try:
