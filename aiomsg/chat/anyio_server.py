@@ -22,15 +22,24 @@ def chat_handler(room: ChatRoom) -> Callable[[aiomsg.FramedStream], Awaitable[No
         member = QueuedMember(room.limits.queue_lines, stream.transport_stream.send, scope.cancel)
         with scope:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(member.outbox.write_out)
+                reading = anyio.CancelScope()
+
+                async def write_then_stop_reading() -> None:
+                    try:  # the writer ends after a goodbye: then nothing more is read
+                        await member.outbox.write_out()
+                    finally:
+                        reading.cancel()
+
+                tg.start_soon(write_then_stop_reading)
                 room.join(member)
                 try:
-                    while not member.closing:  # (closing at once: told goodbye as it joined)
-                        try:
-                            line = await stream.receive()
-                        except anyio.EndOfStream:
-                            break
-                        room.receive(member, line)
+                    with reading:
+                        while not member.closing:  # (closing at once: a goodbye on joining)
+                            try:
+                                line = await stream.receive()
+                            except anyio.EndOfStream:
+                                break
+                            room.receive(member, line)
                 except aiomsg.MessageTooLarge:
                     room.line_too_long(member)
                 except (aiomsg.FramingError, anyio.BrokenResourceError, OSError):

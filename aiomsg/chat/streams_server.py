@@ -21,19 +21,28 @@ def chat_handler(room: ChatRoom) -> aiomsg.asyncio.Handler:
             await conn.drain()
 
         member = QueuedMember(room.limits.queue_lines, send, conn.abort)
+
+        async def read_lines() -> None:
+            try:
+                while not member.closing:  # (closing at once: told goodbye as it joined)
+                    line = await conn.receive_or_none()
+                    if line is None:
+                        break
+                    room.receive(member, line)
+            except aiomsg.MessageTooLarge:
+                room.line_too_long(member)
+            except (aiomsg.ConnectionClosed, aiomsg.FramingError):
+                pass
+
         writer = asyncio.create_task(member.outbox.write_out())
         room.join(member)
+        reader = asyncio.create_task(read_lines())
         try:
-            while not member.closing:  # (closing at once: told goodbye as it joined)
-                line = await conn.receive_or_none()
-                if line is None:
-                    break
-                room.receive(member, line)
-        except aiomsg.MessageTooLarge:
-            room.line_too_long(member)
-        except (aiomsg.ConnectionClosed, aiomsg.FramingError):
-            pass
+            # The client leaves (the reader ends), or is told goodbye (the writer ends
+            # after the notice): then nothing more is read; the lingering close drops it.
+            await asyncio.wait([reader, writer], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            reader.cancel()
             room.leave(member)
             if not member.closing:
                 member.outbox.finish()
