@@ -82,16 +82,11 @@ async def serve_framed_unix(
     The socket file is created with permissions ``mode`` (default ``0o660``: its
     owner and group may connect), with no moment in which it has others, and is
     removed when the server stops (if it is still the file this server made), on
-    every backend alike. Before it listens:
-
-    Raises:
-        UnixSocketInUseError: (an :class:`OSError`, ``errno.EADDRINUSE``) a server
-            answers on the socket at ``path``; it is left alone. A stale socket
-            (its server is gone) is replaced.
-        FileExistsError: something that is not a socket is at ``path`` (the message
-            says what: a regular file, a directory...); it is left alone.
-        ValueError: ``mode`` is not permission bits (``0`` to ``0o777``).
-        OSError: the socket could not be made (no such directory, permission denied).
+    every backend alike. Before it listens it raises what :func:`aiomsg.serve_unix`
+    raises: :class:`~aiomsg.UnixSocketInUseError` when a server answers at ``path``
+    (a stale socket is replaced), :class:`FileExistsError` when something else is
+    there, ``ValueError`` for a ``mode`` that is not permission bits, and
+    :class:`OSError` when the socket cannot be made.
     """
     chosen = resolve_options("serve_framed_unix", options, framing, deprecated, strict=True)
     where = os.fspath(path)
