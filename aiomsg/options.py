@@ -25,6 +25,7 @@ from .limits import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_KEEPALIVE,
     DEFAULT_LINGER_TIMEOUT,
+    DEFAULT_MEMORY_BUDGET,
     DEFAULT_MESSAGE_TIMEOUT,
     DEFAULT_READ_SIZE,
     DEFAULT_TLS_HANDSHAKE_TIMEOUT,
@@ -87,6 +88,13 @@ class Options:
     write_high_water: int = DEFAULT_WRITE_HIGH_WATER
     #: Whether reading stops while unsent bytes are over ``write_high_water``.
     write_backpressure: bool = True
+    #: Bytes that all the connections of one event loop made with this budget may hold
+    #: together: unfinished messages, decoded messages not yet taken, unsent output.
+    #: When the sum is over it, the connections still growing past 64 KiB stop reading
+    #: (one at a time is let through, so large messages still complete one after
+    #: another) while their ``message_timeout`` keeps running; small messages and new
+    #: connections go on (``None``: no bound but each connection's own).
+    memory_budget: int | None = DEFAULT_MEMORY_BUDGET
     #: Seconds a message that has begun may take to complete (``None``: no limit).
     message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT
     #: Seconds without any byte from the peer before the connection is closed
@@ -121,6 +129,8 @@ class Options:
         _count("read_size", self.read_size)
         _count("write_high_water", self.write_high_water)
         _count("backlog", self.backlog)
+        if self.memory_budget is not None:
+            _count("memory_budget", self.memory_budget)
         if not isinstance(self.write_backpressure, bool):
             raise TypeError(
                 f"Options.write_backpressure must be True or False, not {self.write_backpressure!r}"

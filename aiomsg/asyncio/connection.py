@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from .._read_budget import first_read, fit_read, max_batch
+from .._read_budget import MESSAGE_COST, first_read, fit_read, max_batch
 from ..errors import BusyError, ConnectionClosed, ConnectionTimeout, FramingError, fresh
 from ..framing import Buffer, FixedLength, Framing
 from ..options import Options, resolve_options
@@ -73,8 +73,22 @@ class _QueueProtocol(MessageProtocol):
             # read ahead (several alive at once make the C allocator hand memory
             # back to the OS and fetch it again: half the speed, measured).
             self.pause_reading()
+            if self._budget is not None:
+                self._count_unread(messages)
         self.ready.extend(messages)
         self.wake()
+
+    def _count_unread(self, messages: list[bytes]) -> None:
+        """Reading paused with messages waiting: weigh them in the memory budget (a
+        message costs its payload and MESSAGE_COST)."""
+        self._held_unread += sum(map(len, messages)) + MESSAGE_COST * len(messages)
+        self._count_held()
+
+    def resume_reading(self) -> None:
+        if self._held_unread and not self.ready:  # the application took them all
+            self._held_unread = 0
+            self._count_held()
+        super().resume_reading()
 
     def _fit_reads(self, count: int) -> None:
         """Read less at a time while messages are tiny, more again when they are not
