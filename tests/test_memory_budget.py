@@ -40,11 +40,12 @@ async def serve_anyio():
     import anyio
 
     async def handle(stream):
+        echo = reading == "yes"
         async for message in stream:
-            if reading == "yes":
-                await stream.send(message)
-            else:
-                await anyio.sleep(3600)
+            echo = echo or message == b"good"
+            if not echo:
+                await anyio.sleep(3600)  # takes nothing more
+            await stream.send(message)
 
     async with anyio.create_task_group() as tg:
         port = await tg.start(
@@ -74,11 +75,12 @@ async def main():
         await server.serve_forever()
     elif front == "streams":
         async def handle(conn):
+            echo = reading == "yes"
             async for message in conn:
-                if reading == "yes":
-                    await conn.send(message)
-                else:
-                    await asyncio.sleep(3600)
+                echo = echo or message == b"good"
+                if not echo:
+                    await asyncio.sleep(3600)  # takes nothing more
+                await conn.send(message)
 
         async with aiomsg.serve(handle, "127.0.0.1", 0, framing=framing, options=options) as srv:
             ready(srv.port)
@@ -132,9 +134,12 @@ def _rss(pid: int) -> int:
 class _GoodClient:
     """A client that sends a small message and reads its echo, over and over."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, hello: bool = False) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
         self.answered = 0
+        if hello:  # the servers that take nothing answer a client that says "good"
+            self.sock.sendall(struct.pack(">I", 4) + b"good")
+            assert self.sock.recv(8) == struct.pack(">I", 4) + b"good"
 
     def round_trip(self) -> None:
         payload = b"hello %d" % self.answered
@@ -320,3 +325,58 @@ def test_a_closed_holder_frees_its_share_and_wakes_the_waiting() -> None:
     assert waiting.reading and budget.held == 2 * SMALL
     budget.release(waiting)
     assert budget.held == 0 and budget.lead is None
+
+
+def _flood_tiny(port: int, peers: int, good: _GoodClient) -> list[socket.socket]:
+    """Open ``peers`` connections that each send 1 MiB of 3-byte messages, as far as the
+    server takes them; a round trip of the good client between passes."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(peers)]
+    for sock in socks:
+        sock.setblocking(False)
+    chunk = (struct.pack(">I", 3) + b"abc") * (64 * 1024 // 7)
+    sent = [0] * peers
+    still = time.monotonic()
+    deadline = still + 60
+    while time.monotonic() < deadline and time.monotonic() - still < 1.0:
+        moved = False
+        for i, sock in enumerate(socks):
+            if sent[i] >= MiB:
+                continue
+            try:
+                sent[i] += sock.send(chunk)
+            except BlockingIOError:
+                continue
+            moved = True
+        if moved:
+            still = time.monotonic()
+        else:
+            time.sleep(0.05)
+        good.round_trip()
+    return socks
+
+
+@pytest.mark.parametrize(("front", "loop"), [("streams", "asyncio"), ("anyio", "uvloop")])
+@pytest.mark.parametrize("budget", [16 * MiB, None], ids=["budget", "control"])
+def test_messages_a_handler_never_takes_stay_within_the_budget(
+    front: str, loop: str, budget: int | None
+) -> None:
+    """400 peers flood 3-byte messages at handlers that take none: with a 16 MiB budget the
+    server grows by less than the budget plus 64 KiB a peer (without one, by far more),
+    and a good client is answered throughout."""
+    bound = 16 * MiB + 400 * SMALL
+    with _server(front, loop, budget, reading=False) as (pid, port):
+        good = _GoodClient(port, hello=True)  # its handler does answer
+        before = _rss(pid)
+        socks = _flood_tiny(port, 400, good)
+        try:
+            grown = _rss(pid) - before
+            late = _GoodClient(port, hello=True)
+            late.round_trip()
+            late.sock.close()
+        finally:
+            for sock in socks:
+                sock.close()
+    if budget is None:
+        assert grown > bound, grown / MiB
+    else:
+        assert grown < bound, grown / MiB

@@ -73,15 +73,19 @@ class _QueueProtocol(MessageProtocol):
             # read ahead (several alive at once make the C allocator hand memory
             # back to the OS and fetch it again: half the speed, measured).
             self.pause_reading()
+            self.ready.extend(messages)
             if self._budget is not None:
-                self._count_unread(messages)
-        self.ready.extend(messages)
+                self._count_unread()
+        else:
+            self.ready.extend(messages)
         self.wake()
 
-    def _count_unread(self, messages: list[bytes]) -> None:
+    def _count_unread(self) -> None:
         """Reading paused with messages waiting: weigh them in the memory budget (a
-        message costs its payload and MESSAGE_COST)."""
-        self._held_unread += sum(map(len, messages)) + MESSAGE_COST * len(messages)
+        message costs its payload and MESSAGE_COST). Once per pause, not per read: at
+        most two reads' worth of messages wait then."""
+        ready = self.ready
+        self._held_unread = sum(map(len, ready)) + MESSAGE_COST * len(ready)
         self._count_held()
 
     def resume_reading(self) -> None:
