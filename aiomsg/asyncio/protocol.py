@@ -549,6 +549,10 @@ class MessageProtocol(asyncio.BufferedProtocol):
             )
             self._arm(now + shortest)
             return
+        if self.budget_paused:
+            # The memory budget holds reading back: the peer may well be sending, so
+            # only the message clock runs (idle and heartbeat restart on resume).
+            self._last_read = now
         deadline: float | None = None
         expired: ConnectionTimeout | None = None
         if self._idle_timeout is not None:
