@@ -5,8 +5,10 @@ Every aiomsg server with ``proxy_protocol=`` set hands each accepted socket to o
 
 * A peer outside ``proxy_trusted`` is closed at once, before a byte is read (one
   WARNING per address per minute: :data:`REPORT_INTERVAL`).
-* More than ``max_pending`` connections waiting for their header: the new one is
-  closed at once (one WARNING a minute, with a count).
+* At most ``max_pending`` connections wait for their header at once: a new one
+  beyond it evicts (closes) the one that has waited longest, the likeliest to be
+  stalling, so a flood of half-sent headers cannot lock the balancer's real
+  connections out (one WARNING a minute, with a count).
 * A trusted peer then has ``timeout`` seconds to send a complete, valid header;
   one that does not (garbage, a stall, a header cut short) is closed, reported
   in at most one WARNING a minute with a count and no traceback. A peer that
@@ -28,7 +30,7 @@ import logging
 import math
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -203,34 +205,39 @@ class ProxyGate:
     def __init__(self, settings: ProxySettings, where: object) -> None:
         self.settings = settings
         self.where = where
-        self.pending = 0  # connections waiting for their header
+        # The connections waiting for their header, oldest first: key -> how to evict it.
+        self.pending: dict[object, Callable[[], object]] = {}
         self._untrusted_logged: collections.OrderedDict[str, float] = collections.OrderedDict()
         self._untrusted = _Report()  # when too many addresses to remember each
         self._crowded = _Report()
         self._failed = _Report()
 
     def admit(self, address: Any) -> bool:
-        """Whether to read a header from this new connection (else: close it at once).
+        """Whether to read a header from this new connection (else: close it at once)."""
+        if self.settings.trusts(address):
+            return True
+        self._log_untrusted(address)
+        return False
 
-        Counts it as pending when admitted: call :meth:`release` once its header
-        is read or it failed."""
-        if not self.settings.trusts(address):
-            self._log_untrusted(address)
-            return False
-        if self.pending >= self.settings.max_pending:
+    def wait(self, key: object, evict: Callable[[], object]) -> None:
+        """``key``'s connection now waits for its header; ``evict()`` closes it early
+        (it runs when ``max_pending`` others arrive meanwhile). Call :meth:`release`
+        once its header is read or it failed."""
+        pending = self.pending
+        if len(pending) >= self.settings.max_pending:
+            oldest = next(iter(pending))
+            pending.pop(oldest)()
             count = self._crowded.due()
             if count is not None:
                 logger.warning(
-                    "server on %s: %d connection(s) already wait for their PROXY header; "
-                    "closed %d new one(s) (at most one line a minute)",
-                    self.where, self.pending, count,
+                    "server on %s: %d connections wait for their PROXY header already; "
+                    "closed %d that had waited longest (at most one line a minute)",
+                    self.where, len(pending) + 1, count,
                 )  # fmt: skip
-            return False
-        self.pending += 1
-        return True
+        pending[key] = evict
 
-    def release(self) -> None:
-        self.pending -= 1
+    def release(self, key: object) -> None:
+        self.pending.pop(key, None)
 
     def _log_untrusted(self, address: Any) -> None:
         host = str(address[0]) if isinstance(address, tuple) else "a Unix-socket peer"

@@ -86,20 +86,24 @@ class GuardedListener(Listener[ByteStream]):
         handler: Callable[[ByteStream], Any], stream: ByteStream, gate: ProxyGate
     ) -> None:
         address = stream.extra(SocketAttribute.remote_address, None)
+        header = None
         try:
-            with anyio.fail_after(gate.settings.timeout):
-                header = await read_header(
-                    stream.extra(SocketAttribute.raw_socket), gate.settings.version
-                )
+            with anyio.CancelScope() as evicted:  # see ProxyGate.wait
+                gate.wait(evicted, evicted.cancel)
+                with anyio.fail_after(gate.settings.timeout):
+                    header = await read_header(
+                        stream.extra(SocketAttribute.raw_socket), gate.settings.version
+                    )
         except (ProxyProtocolError, EOFError, OSError) as exc:  # TimeoutError included
             gate.failed(address, exc)
-            await anyio.aclose_forcefully(stream)
-            return
         except BaseException:
             await anyio.aclose_forcefully(stream)
             raise
         finally:
-            gate.release()
+            gate.release(evicted)
+        if header is None:  # failed, or evicted
+            await anyio.aclose_forcefully(stream)
+            return
         await handler(ProxiedStream(stream, header))
 
     async def aclose(self) -> None:

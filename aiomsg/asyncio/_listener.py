@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -183,6 +184,9 @@ class Listener:
                 task = self._loop.create_task(self._connect(conn))
             elif self._proxy.admit(address):
                 task = self._loop.create_task(self._connect_proxied(conn, address, self._proxy))
+                # Evicted before it ran, the coroutine never gets to close the socket.
+                task.add_done_callback(functools.partial(_close_if_cancelled, conn))
+                self._proxy.wait(task, task.cancel)
             else:
                 conn.close()  # untrusted, or too many waiting: before reading a byte
                 continue
@@ -210,11 +214,11 @@ class Listener:
             gate.failed(address, exc)
             conn.close()
             return
-        except BaseException:
+        except BaseException:  # evicted (see ProxyGate.wait), or the server closes
             conn.close()
             raise
         finally:
-            gate.release()
+            gate.release(asyncio.current_task())
         await self._connect(conn, header)
 
     async def _connect(self, conn: socket.socket, header: ProxyHeader | None = None) -> None:
@@ -289,6 +293,11 @@ async def _read_header(
             await readable
         finally:
             loop.remove_reader(fd)
+
+
+def _close_if_cancelled(conn: socket.socket, task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        conn.close()
 
 
 def _wake(future: asyncio.Future[None]) -> None:

@@ -165,7 +165,7 @@ def serve(
     byte is read (a WARNING once a minute per address); a trusted peer that does
     not send a valid header within ``proxy_timeout`` seconds is closed (one
     WARNING a minute, with a count); at most ``proxy_max_pending`` connections
-    wait for their header at once (more are closed at once). A ``LOCAL`` header
+    wait for their header at once (one more closes the one that waited longest). A ``LOCAL`` header
     (a health check) or an ``UNKNOWN`` one is served with the real peer's
     address. The handler's ``conn.remote_address`` is the client's address from
     the header; ``conn.get_extra_info("proxy_header")`` the
