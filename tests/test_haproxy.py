@@ -245,3 +245,27 @@ async def test_header_details_and_tls_after_the_header(
     else:
         assert header.ssl is not None and header.ssl.client_ssl
         assert (header.ssl.version or "").startswith("TLSv1")
+
+
+def test_the_example_greets_each_client_by_its_address() -> None:
+    """examples/behind_haproxy.py behind HAProxy, as docs/howto/load-balancer.md shows it."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "behind_haproxy.py"
+    server = subprocess.Popen(
+        [sys.executable, str(example), "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()  # "echo behind a load balancer on 127.0.0.1:PORT (...)"
+        port = int(first.split("127.0.0.1:")[1].split()[0])
+        with HAProxy([("127.0.0.1", port)], send_proxy="v2") as proxy:
+            proxy.wait_all_up()
+            for source in CLIENTS[:2]:
+                with socket.create_connection(
+                    (proxy.host, proxy.port), WAIT, source_address=(source, 0)
+                ) as sock:
+                    greeting = sock.makefile("rb").readline()
+                    mine = sock.getsockname()[1]
+                    assert greeting == f"hello {source}:{mine}, via 127.0.0.1\n".encode()
+    finally:
+        server.terminate()
+        server.wait(WAIT)
