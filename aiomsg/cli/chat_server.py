@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import aiomsg
 from aiomsg._redact import redact_url
@@ -28,6 +29,7 @@ from ._args import (
 )
 from ._args import count as process_count
 from ._errors import CLIError, address
+from ._proxy_args import add_proxy_arguments, proxy_flags, proxy_keywords
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,6 +79,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="listen with SO_REUSEPORT, so that other servers may listen on the same port",
     )
     # For the parent of --workers: print the port on stdout once listening; stop at EOF on stdin.
+    add_proxy_arguments(p)
     p.add_argument("--report-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
 
@@ -89,6 +92,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) ->
         message_timeout=args.line_timeout,
         idle_timeout=args.idle_timeout,
     )
+    proxy = proxy_keywords(args, parser)
     if args.broker and importlib.util.find_spec("redis") is None:
         raise CLIError("--broker needs the redis package: pip install 'aiomsg-framing[redis]'")
     if args.workers > 1:
@@ -96,7 +100,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) ->
             parser.error("--workers needs --broker (the workers share the room through it)")
         from aiomsg.chat.workers import run_workers
 
-        workers = _worker_args(args)
+        workers = _worker_args(args) + proxy_flags(proxy)
         return run_workers(args.workers, workers, args.host, args.port, quiet=args.level < 0)
     aiomsg.run(
         chat_server(
@@ -111,6 +115,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) ->
             reuse_port=args.reuse_port,
             report_port=args.report_port,
             exit_with_stdin=args.exit_with_stdin,
+            proxy=proxy,
         )
     )
     return 0
@@ -129,6 +134,7 @@ async def chat_server(
     reuse_port: bool = False,
     report_port: bool = False,
     exit_with_stdin: bool = False,
+    proxy: dict[str, Any] | None = None,
 ) -> None:
     """Run the chat server until cancelled, SIGTERM or (``exit_with_stdin``) the end of stdin.
 
@@ -171,6 +177,7 @@ async def chat_server(
             room_name=room_name,
             heartbeat=heartbeat,
             reuse_port=reuse_port,
+            **(proxy or {}),
         )
     except asyncio.CancelledError:
         if not asked_to_stop.is_set():

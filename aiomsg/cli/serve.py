@@ -2,7 +2,8 @@
 
 ``--mode print`` writes each message on stdout as ``PEER MESSAGE``: the
 client's ``HOST:PORT`` (``[HOST]:PORT`` for IPv6; no spaces), one space, then
-the message in ``--format`` (text, hex or a JSON string), one line each.
+the message in ``--format`` (text, hex or a JSON string), one line each. With
+``--proxy-protocol`` the client is the one the load balancer's header names.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiomsg.framing import Framing
 from . import _args
 from ._args import Command, Say
 from ._errors import address, connection_error, mismatch_hint
+from ._proxy_args import add_proxy_arguments, proxy_keywords
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,10 +31,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="send each message back, or print it on stdout as 'HOST:PORT MESSAGE'",
     )
     _args.add_format(p)
+    add_proxy_arguments(p)
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) -> int:
     chosen = _args.framing(args, parser)
+    proxy = proxy_keywords(args, parser)
     aiomsg.run(
         run_framing_server(
             args.host,
@@ -42,6 +46,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) ->
             mode=args.mode,
             fmt=args.format,
             say=say,
+            proxy=proxy,
         )
     )
     return 0
@@ -55,13 +60,23 @@ def peer_name(remote: Any) -> str:
 
 
 async def run_framing_server(
-    host: str, port: int, framing: Framing, *, spec: str, mode: str, fmt: str, say: Say
+    host: str,
+    port: int,
+    framing: Framing,
+    *,
+    spec: str,
+    mode: str,
+    fmt: str,
+    say: Say,
+    proxy: dict[str, Any] | None = None,
 ) -> None:
     """Serve ``framing`` on ``host:port`` until cancelled: echo or print each message.
 
     Says ``listening on HOST:PORT`` (unless ``-q``); with ``-v`` each connection
     and its end. A client that breaks the framing gets one line on stderr, which
-    adds that it may use another framing when nothing of it had parsed.
+    adds that it may use another framing when nothing of it had parsed. ``proxy``:
+    the PROXY keywords of :func:`aiomsg.serve`; the peer printed is then the client
+    the load balancer names.
     """
     out = sys.stdout.buffer
 
@@ -86,7 +101,7 @@ async def run_framing_server(
         else:
             say.chatter(f"{peer} closed the connection after {received} messages")
 
-    async with aiomsg.serve(handler, host, port, framing=framing) as server:
+    async with aiomsg.serve(handler, host, port, framing=framing, **(proxy or {})) as server:
         say.notice(f"listening on {address(host, server.port)}")
         say.chatter(f"{mode} server, {framing!r}, event loop {aiomsg.loop_name()}")
         await server.serve_forever()
