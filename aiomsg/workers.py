@@ -1,0 +1,402 @@
+"""Run your own server as N supervised processes on one port: :func:`run_workers`.
+
+Each worker is a process of its own (started with :mod:`multiprocessing`'s
+``spawn`` method, so nothing of the parent's event loop is inherited) that runs
+``main(worker, *args)`` on :func:`aiomsg.run`. Every worker listens on the same
+``host:port`` with ``SO_REUSEPORT`` (``reuse_port=True``), and the kernel spreads
+new connections over them. The parent process only supervises:
+
+* it restarts a worker that dies, after a back-off (0.5 s, doubling up to 30 s
+  while workers keep dying early; back to 0.5 s once one has run for a minute);
+* on SIGTERM (``docker stop``, systemd, Kubernetes) or Ctrl-C it asks every
+  worker to stop (SIGTERM); each drains (see :meth:`Worker.serve`) and exits;
+  one still running after ``stop_timeout`` seconds is killed;
+* no worker outlives it: each holds one end of a pipe whose other end only the
+  parent has, so when the parent ends, however it ends (SIGKILL included), the
+  pipe reads EOF and the worker stops as if asked (on Linux the kernel also
+  sends it SIGTERM: ``PR_SET_PDEATHSIG``).
+
+Workers log with their id: each one's root logger writes ``[worker ID] LEVEL
+name: message`` on stderr (unless ``main`` configures logging itself), and
+every record carries the attribute ``worker_id`` for formats of your own.
+
+Example (the module must be importable by the workers: guard the call with
+``if __name__ == "__main__":``)::
+
+    async def main(worker: aiomsg.Worker) -> None:
+        server = aiomsg.serve(echo, worker.host, worker.port, framing=FRAMING,
+                              reuse_port=True)
+        await worker.serve(server)   # listen, tell the parent, drain on SIGTERM
+
+    if __name__ == "__main__":
+        raise SystemExit(aiomsg.run_workers(main, 4, host="0.0.0.0", port=9000))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+
+if TYPE_CHECKING:
+    from multiprocessing.context import SpawnProcess
+
+__all__ = ["Worker", "WorkerStartError", "run_workers"]
+
+logger = logging.getLogger("aiomsg.workers")
+
+#: Seconds to wait before restarting a worker that died: the first, and the most.
+RESTART_DELAY = 0.5
+MAX_RESTART_DELAY = 30.0
+#: A worker that ran this long before dying was healthy: the back-off starts over.
+HEALTHY_AFTER = 60.0
+
+#: What :func:`run_workers` runs in each worker: ``main(worker, *args)``.
+WorkerMain = Callable[..., Awaitable[None]]
+
+
+class WorkerStartError(RuntimeError):
+    """A worker exited, or did not call :meth:`Worker.ready`, within ``start_timeout``
+    when the workers first started. Every worker has been stopped when it is raised."""
+
+
+class _Drainable(Protocol):
+    async def start(self) -> Any: ...
+
+    @property
+    def port(self) -> int: ...
+
+    async def drain(self, timeout: float | None = None) -> None: ...
+
+
+@dataclass
+class Worker:
+    """What a worker knows about itself; handed to ``main`` by :func:`run_workers`.
+
+    ``id`` is the worker's number, ``0`` to ``count - 1``; a restarted worker keeps
+    its predecessor's. ``host`` and ``port`` are where to listen (with
+    ``reuse_port=True``: the other workers listen there too).
+    """
+
+    id: int
+    count: int
+    host: str
+    port: int
+    _pipe: multiprocessing.connection.Connection | None = field(default=None, repr=False)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _told: bool = field(default=False, repr=False)
+
+    def ready(self) -> None:
+        """Tell the parent this worker listens (call it once ``main`` is serving).
+
+        :func:`run_workers` waits for every worker's call before it reports the
+        workers as started; a worker that never calls it is a
+        :class:`WorkerStartError` at start-up. Later calls do nothing.
+        """
+        if self._told or self._pipe is None:
+            return
+        self._told = True
+        with contextlib.suppress(OSError):
+            self._pipe.send("ready")
+
+    @property
+    def stopping(self) -> bool:
+        """Whether this worker was asked to stop (SIGTERM, SIGINT, or the parent is gone)."""
+        return self._stop.is_set()
+
+    async def wait_stopping(self) -> None:
+        """Return once this worker is asked to stop; then finish (drain) and return from
+        ``main``, which ends the process."""
+        await self._stop.wait()
+
+    def request_stop(self) -> None:
+        """Ask this worker to stop, as SIGTERM does (``main`` sees :meth:`wait_stopping` return)."""
+        self._stop.set()
+
+    async def serve(self, server: _Drainable, *, drain_timeout: float | None = None) -> None:
+        """Start ``server`` (an :class:`aiomsg.Server`, not yet started), call
+        :meth:`ready`, wait until asked to stop, then :meth:`~aiomsg.Server.drain`
+        it (up to ``drain_timeout`` seconds; ``None``: the server's
+        ``Options.drain_timeout``) and return.
+
+        Raises:
+            OSError: the server could not listen (the worker then exits with status 1,
+                and at start-up :func:`run_workers` raises :class:`WorkerStartError`).
+        """
+        await server.start()
+        self.ready()
+        try:
+            await self.wait_stopping()
+        finally:
+            await server.drain(drain_timeout)
+
+
+# --- the parent ------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(0 if signum == signal.SIGTERM else 130)
+
+
+@dataclass
+class _Slot:
+    """One worker's place: its current process, its pipe, its restart back-off."""
+
+    id: int
+    process: SpawnProcess | None = None
+    pipe: multiprocessing.connection.Connection | None = None
+    started: float = 0.0
+    delay: float = RESTART_DELAY
+    restart_at: float | None = None
+    ready: bool = False
+
+
+def free_reusable_port(host: str) -> socket.socket:
+    """A socket bound with ``SO_REUSEPORT`` to a free port of ``host``, not listening.
+
+    Kept open while the workers start, so that no other program takes the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+def run_workers(
+    main: WorkerMain,
+    count: int,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    args: Sequence[Any] = (),
+    on_ready: Callable[[int], None] | None = None,
+    start_timeout: float = 30.0,
+    stop_timeout: float = 40.0,
+    log_level: int = logging.INFO,
+) -> int:
+    """Run ``main(worker, *args)`` in ``count`` worker processes on ``host:port``, and
+    supervise them until SIGTERM or Ctrl-C (SIGINT). Blocks the calling thread.
+
+    ``main`` and ``args`` must be picklable (a module-level function; the module is
+    imported again in each worker, so guard the call with ``if __name__ ==
+    "__main__":``). Port 0 picks a free port, the same for every worker: it is
+    ``worker.port`` and what ``on_ready(port)`` gets, called once every worker
+    has called :meth:`Worker.ready`. A worker that dies later is restarted (see
+    the module's docstring); ``log_level`` is the workers' root logging level.
+    On SIGTERM or SIGINT every worker is sent SIGTERM and given ``stop_timeout``
+    seconds to drain and exit (keep it above ``Options.drain_timeout``), then
+    killed. The signal handlers are put back as they were on return.
+
+    Returns:
+        0 after SIGTERM (a clean stop, as ``docker stop`` and systemd ask for it),
+        130 after Ctrl-C; every worker has exited either way.
+
+    Raises:
+        ValueError: ``count`` is below 1.
+        WorkerStartError: a worker exited or did not call :meth:`Worker.ready`
+            within ``start_timeout`` seconds at start-up (look at its log lines on
+            stderr: it could not listen, say); every worker is stopped first.
+        OSError: ``port`` 0 and no free port could be bound on ``host``.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a whole number of workers, at least 1, not {count!r}")
+    placeholder = free_reusable_port(host) if port == 0 else None
+    if placeholder is not None:
+        port = placeholder.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    slots = [_Slot(i) for i in range(count)]
+
+    def start(slot: _Slot) -> None:
+        mine, theirs = context.Pipe()
+        process = context.Process(
+            target=_worker_entry,
+            args=(main, tuple(args), slot.id, count, host, port, theirs, log_level, os.getpid()),
+            name=f"aiomsg-worker-{slot.id}",
+        )
+        process.start()
+        theirs.close()  # the worker's end only the worker holds: EOF there when we end
+        slot.process, slot.pipe, slot.ready = process, mine, False
+        slot.started, slot.restart_at = time.monotonic(), None
+
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for slot in slots:
+            start(slot)
+        _wait_ready(slots, start_timeout)
+        if placeholder is not None:
+            placeholder.close()
+            placeholder = None
+        if on_ready is not None:
+            on_ready(port)
+        _supervise(slots, start)  # returns only by a signal's _Stop
+    except _Stop as stop:
+        return stop.code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_all(slots, stop_timeout)
+        if placeholder is not None:
+            placeholder.close()
+
+
+def _wait_ready(slots: list[_Slot], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for slot in slots:
+        assert slot.pipe is not None and slot.process is not None
+        while not slot.ready:
+            left = deadline - time.monotonic()
+            if left <= 0 or slot.process.exitcode is not None:
+                code = slot.process.exitcode
+                why = (
+                    f"exited with code {code}" if code is not None else f"not ready in {timeout} s"
+                )
+                raise WorkerStartError(f"worker {slot.id} (pid {slot.process.pid}) {why}")
+            if slot.pipe.poll(min(left, 0.1)):
+                try:
+                    slot.ready = slot.pipe.recv() == "ready"
+                except EOFError:
+                    slot.process.join(1.0)  # it died: its exit code, next turn
+
+
+def _supervise(slots: list[_Slot], start: Callable[[_Slot], None]) -> NoReturn:
+    """Restart dead workers, with back-off, until a signal raises :class:`_Stop`."""
+    while True:
+        now = time.monotonic()
+        waits: list[Any] = []
+        for slot in slots:
+            process = slot.process
+            if slot.restart_at is not None:
+                if now >= slot.restart_at:
+                    start(slot)
+                continue
+            assert process is not None
+            if process.exitcode is None:
+                waits.append(process.sentinel)
+                continue
+            ran = now - slot.started
+            slot.delay = RESTART_DELAY if ran >= HEALTHY_AFTER else slot.delay
+            logger.warning(
+                "worker %d (pid %d) exited with code %s after %.1f s; restarting it in %g s",
+                slot.id,
+                process.pid,
+                process.exitcode,
+                ran,
+                slot.delay,
+            )
+            if slot.pipe is not None:
+                slot.pipe.close()
+            slot.restart_at = now + slot.delay
+            slot.delay = min(slot.delay * 2, MAX_RESTART_DELAY)
+        pending = [s.restart_at for s in slots if s.restart_at is not None]
+        timeout = max(0.0, min(pending) - time.monotonic()) if pending else 1.0
+        multiprocessing.connection.wait(waits, timeout=min(timeout, 1.0))
+
+
+def _stop_all(slots: list[_Slot], timeout: float) -> None:
+    running = [s.process for s in slots if s.process is not None and s.process.exitcode is None]
+    for process in running:
+        with contextlib.suppress(OSError):
+            process.terminate()  # SIGTERM: drain, then exit
+    deadline = time.monotonic() + timeout
+    for process in running:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.exitcode is None:
+            logger.warning("worker pid %d did not stop in %g s: killing it", process.pid, timeout)
+            process.kill()
+            process.join()
+    for slot in slots:
+        if slot.pipe is not None:
+            slot.pipe.close()
+
+
+# --- the worker ------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when its parent ends (a second line behind the pipe)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
+def _log_with_id(worker_id: int, level: int) -> None:
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.worker_id = worker_id
+        return record
+
+    logging.setLogRecordFactory(factory)
+    logging.basicConfig(
+        level=level, format=f"[worker {worker_id}] %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _worker_entry(
+    main: WorkerMain,
+    args: tuple[Any, ...],
+    worker_id: int,
+    count: int,
+    host: str,
+    port: int,
+    pipe: multiprocessing.connection.Connection,
+    log_level: int,
+    parent: int,
+) -> None:
+    # A session of its own: Ctrl-C on a terminal reaches the parent only, which then
+    # stops the workers in order, rather than every process at once.
+    with contextlib.suppress(OSError):
+        os.setsid()
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before that took effect
+        return
+    _log_with_id(worker_id, log_level)
+    from .loops import run
+
+    worker = Worker(worker_id, count, host, port, pipe)
+    try:
+        run(_run_worker(worker, main, args))
+    except Exception:
+        logging.getLogger("aiomsg.workers").exception("worker %d failed", worker_id)
+        sys.exit(1)
+
+
+async def _run_worker(worker: Worker, main: WorkerMain, args: tuple[Any, ...]) -> None:
+    loop = asyncio.get_running_loop()
+    worker._stop = asyncio.Event()  # made on this loop
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.request_stop)
+    pipe = worker._pipe
+    assert pipe is not None
+
+    def parent_gone() -> None:
+        try:
+            pipe.recv_bytes()
+        except (EOFError, OSError):
+            loop.remove_reader(pipe.fileno())
+            logger.warning("worker %d: the parent is gone; stopping", worker.id)
+            worker.request_stop()
+
+    loop.add_reader(pipe.fileno(), parent_gone)
+    await main(worker, *args)
