@@ -1,20 +1,20 @@
 """Run your own server as N supervised processes on one port: :func:`run_workers`.
 
-Each worker is a process of its own (started with :mod:`multiprocessing`'s
-``spawn`` method, so nothing of the parent's event loop is inherited) that runs
-``main(worker, *args)`` on :func:`aiomsg.run`. Every worker listens on the same
-``host:port`` with ``SO_REUSEPORT`` (``reuse_port=True``), and the kernel spreads
-new connections over them. The parent process only supervises:
+Each worker is a fresh Python process (nothing of the parent's event loop or
+threads is inherited) that runs ``main(worker, *args)`` on :func:`aiomsg.run`.
+Every worker listens on the same ``host:port`` with ``SO_REUSEPORT``
+(``reuse_port=True``), and the kernel spreads new connections over them. The
+parent process only supervises:
 
 * it restarts a worker that dies, after a back-off (0.5 s, doubling up to 30 s
   while workers keep dying early; back to 0.5 s once one has run for a minute);
 * on SIGTERM (``docker stop``, systemd, Kubernetes) or Ctrl-C it asks every
   worker to stop (SIGTERM); each drains (see :meth:`Worker.serve`) and exits;
   one still running after ``stop_timeout`` seconds is killed;
-* no worker outlives it: each holds one end of a pipe whose other end only the
-  parent has, so when the parent ends, however it ends (SIGKILL included), the
-  pipe reads EOF and the worker stops as if asked (on Linux the kernel also
-  sends it SIGTERM: ``PR_SET_PDEATHSIG``).
+* no worker outlives it: a worker's stdin is a pipe whose other end only the
+  parent holds, so when the parent ends, however it ends (SIGKILL included),
+  stdin reads EOF and the worker stops as if asked (on Linux the kernel also
+  sends it SIGTERM: ``PR_SET_PDEATHSIG``). So ``main`` must not read stdin.
 
 Workers log with their id: each one's root logger writes ``[worker ID] LEVEL
 name: message`` on stderr (unless ``main`` configures logging itself), and
@@ -37,21 +37,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import io
 import logging
-import multiprocessing
-import multiprocessing.connection
 import os
+import pickle
+import runpy
+import select
 import signal
 import socket
+import subprocess
 import sys
 import time
+import types
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
-
-if TYPE_CHECKING:
-    from multiprocessing.context import SpawnProcess
+from typing import Any, NoReturn, Protocol
 
 __all__ = ["Worker", "WorkerStartError", "run_workers"]
 
@@ -94,7 +95,7 @@ class Worker:
     count: int
     host: str
     port: int
-    _pipe: multiprocessing.connection.Connection | None = field(default=None, repr=False)
+    _ready_fd: int | None = field(default=None, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _told: bool = field(default=False, repr=False)
 
@@ -105,11 +106,12 @@ class Worker:
         workers as started; a worker that never calls it is a
         :class:`WorkerStartError` at start-up. Later calls do nothing.
         """
-        if self._told or self._pipe is None:
+        if self._told or self._ready_fd is None:
             return
         self._told = True
         with contextlib.suppress(OSError):
-            self._pipe.send("ready")
+            os.write(self._ready_fd, b"ready\n")
+            os.close(self._ready_fd)
 
     @property
     def stopping(self) -> bool:
@@ -157,15 +159,19 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 @dataclass
 class _Slot:
-    """One worker's place: its current process, its pipe, its restart back-off."""
+    """One worker's place: its current process, its ready pipe, its restart back-off."""
 
     id: int
-    process: SpawnProcess | None = None
-    pipe: multiprocessing.connection.Connection | None = None
+    process: subprocess.Popen[bytes] | None = None
+    ready_fd: int | None = None  # closed once the worker said it is ready
     started: float = 0.0
     delay: float = RESTART_DELAY
     restart_at: float | None = None
-    ready: bool = False
+
+    def close_ready(self) -> None:
+        if self.ready_fd is not None:
+            os.close(self.ready_fd)
+            self.ready_fd = None
 
 
 def free_reusable_port(host: str) -> socket.socket:
@@ -192,17 +198,19 @@ def run_workers(
     log_level: int = logging.INFO,
 ) -> int:
     """Run ``main(worker, *args)`` in ``count`` worker processes on ``host:port``, and
-    supervise them until SIGTERM or Ctrl-C (SIGINT). Blocks the calling thread.
+    supervise them until SIGTERM or Ctrl-C (SIGINT). Blocks the calling thread (the
+    main thread: it sets signal handlers, and puts the old ones back on return).
 
-    ``main`` and ``args`` must be picklable (a module-level function; the module is
-    imported again in each worker, so guard the call with ``if __name__ ==
-    "__main__":``). Port 0 picks a free port, the same for every worker: it is
-    ``worker.port`` and what ``on_ready(port)`` gets, called once every worker
-    has called :meth:`Worker.ready`. A worker that dies later is restarted (see
-    the module's docstring); ``log_level`` is the workers' root logging level.
+    ``main`` and ``args`` must be picklable (``main`` a module-level function; a
+    script's module is run again in each worker under the name ``__mp_main__``, so
+    guard the call with ``if __name__ == "__main__":``, as for
+    :mod:`multiprocessing`). Port 0 picks a free port, the same for every worker:
+    it is ``worker.port`` and what ``on_ready(port)`` gets, called once every
+    worker has called :meth:`Worker.ready`. A worker that dies later is restarted
+    (see the module's docstring); ``log_level`` is the workers' root logging level.
     On SIGTERM or SIGINT every worker is sent SIGTERM and given ``stop_timeout``
     seconds to drain and exit (keep it above ``Options.drain_timeout``), then
-    killed. The signal handlers are put back as they were on return.
+    killed.
 
     Returns:
         0 after SIGTERM (a clean stop, as ``docker stop`` and systemd ask for it),
@@ -210,29 +218,46 @@ def run_workers(
 
     Raises:
         ValueError: ``count`` is below 1.
+        pickle.PicklingError, TypeError, AttributeError: ``main`` or ``args`` cannot
+            be pickled; nothing was started.
         WorkerStartError: a worker exited or did not call :meth:`Worker.ready`
-            within ``start_timeout`` seconds at start-up (look at its log lines on
-            stderr: it could not listen, say); every worker is stopped first.
+            within ``start_timeout`` seconds at start-up (its log lines on stderr say
+            why: it could not listen, say); every worker is stopped first.
         OSError: ``port`` 0 and no free port could be bound on ``host``.
     """
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a whole number of workers, at least 1, not {count!r}")
+    payload = _payload(main, tuple(args))
     placeholder = free_reusable_port(host) if port == 0 else None
     if placeholder is not None:
         port = placeholder.getsockname()[1]
-    context = multiprocessing.get_context("spawn")
     slots = [_Slot(i) for i in range(count)]
 
     def start(slot: _Slot) -> None:
-        mine, theirs = context.Pipe()
-        process = context.Process(
-            target=_worker_entry,
-            args=(main, tuple(args), slot.id, count, host, port, theirs, log_level, os.getpid()),
-            name=f"aiomsg-worker-{slot.id}",
-        )
-        process.start()
-        theirs.close()  # the worker's end only the worker holds: EOF there when we end
-        slot.process, slot.pipe, slot.ready = process, mine, False
+        reader, writer = os.pipe()
+        settings = (slot.id, count, host, port, writer, log_level, os.getpid())
+        data = pickle.dumps(settings) + payload
+        # stdin: the settings, then a pipe that only closes when this process ends,
+        # however it ends: the worker stops then, so no worker outlives its parent.
+        # A new session: Ctrl-C on a terminal reaches the parent only, which stops
+        # the workers in order, rather than every process at once.
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", "from aiomsg.workers import _bootstrap; _bootstrap()"],
+                stdin=subprocess.PIPE,
+                pass_fds=(writer,),
+                start_new_session=True,
+            )
+        finally:
+            os.close(writer)
+        assert process.stdin is not None
+        try:
+            process.stdin.write(len(data).to_bytes(8, "big") + data)
+            process.stdin.flush()
+        except OSError:
+            pass  # it died at once: the supervisor sees its exit code
+        slot.close_ready()
+        slot.process, slot.ready_fd = process, reader
         slot.started, slot.restart_at = time.monotonic(), None
 
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -256,81 +281,102 @@ def run_workers(
             placeholder.close()
 
 
+def _payload(main: WorkerMain, args: tuple[Any, ...]) -> bytes:
+    """``main`` and ``args`` pickled, with what a worker needs to unpickle them."""
+    script = None
+    if getattr(main, "__module__", None) == "__main__":
+        script = getattr(sys.modules["__main__"], "__file__", None)
+    return pickle.dumps((list(sys.path), script)) + pickle.dumps((main, args))
+
+
 def _wait_ready(slots: list[_Slot], timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    for slot in slots:
-        assert slot.pipe is not None and slot.process is not None
-        while not slot.ready:
-            left = deadline - time.monotonic()
-            if left <= 0 or slot.process.exitcode is not None:
-                code = slot.process.exitcode
-                why = (
-                    f"exited with code {code}" if code is not None else f"not ready in {timeout} s"
+    waiting = {slot.ready_fd: slot for slot in slots if slot.ready_fd is not None}
+    while waiting:
+        for slot in waiting.values():
+            assert slot.process is not None
+            code = slot.process.poll()
+            if code is not None:
+                raise WorkerStartError(
+                    f"worker {slot.id} (pid {slot.process.pid}) exited with code {code} "
+                    "before it was ready"
                 )
-                raise WorkerStartError(f"worker {slot.id} (pid {slot.process.pid}) {why}")
-            if slot.pipe.poll(min(left, 0.1)):
-                try:
-                    slot.ready = slot.pipe.recv() == "ready"
-                except EOFError:
-                    slot.process.join(1.0)  # it died: its exit code, next turn
+        left = deadline - time.monotonic()
+        if left <= 0:
+            ids = ", ".join(str(slot.id) for slot in waiting.values())
+            raise WorkerStartError(f"worker(s) {ids} not ready within {timeout:g} s")
+        readable, _, _ = select.select(list(waiting), [], [], min(left, 0.1))
+        for fd in readable:
+            slot = waiting.pop(fd)
+            if os.read(fd, 16).startswith(b"ready"):
+                slot.close_ready()
+            else:  # EOF: it died before it was ready; its exit code next turn
+                waiting[fd] = slot
+                assert slot.process is not None
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    slot.process.wait(1.0)
 
 
 def _supervise(slots: list[_Slot], start: Callable[[_Slot], None]) -> NoReturn:
     """Restart dead workers, with back-off, until a signal raises :class:`_Stop`."""
     while True:
         now = time.monotonic()
-        waits: list[Any] = []
         for slot in slots:
-            process = slot.process
             if slot.restart_at is not None:
                 if now >= slot.restart_at:
                     start(slot)
+                    logger.warning("worker %d restarted (pid %d)", slot.id, _pid(slot))
                 continue
-            assert process is not None
-            if process.exitcode is None:
-                waits.append(process.sentinel)
+            assert slot.process is not None
+            code = slot.process.poll()
+            if code is None:
                 continue
+            slot.close_ready()
             ran = now - slot.started
-            slot.delay = RESTART_DELAY if ran >= HEALTHY_AFTER else slot.delay
+            if ran >= HEALTHY_AFTER:
+                slot.delay = RESTART_DELAY
             logger.warning(
                 "worker %d (pid %d) exited with code %s after %.1f s; restarting it in %g s",
                 slot.id,
-                process.pid,
-                process.exitcode,
+                slot.process.pid,
+                code,
                 ran,
                 slot.delay,
             )
-            if slot.pipe is not None:
-                slot.pipe.close()
             slot.restart_at = now + slot.delay
             slot.delay = min(slot.delay * 2, MAX_RESTART_DELAY)
-        pending = [s.restart_at for s in slots if s.restart_at is not None]
-        timeout = max(0.0, min(pending) - time.monotonic()) if pending else 1.0
-        multiprocessing.connection.wait(waits, timeout=min(timeout, 1.0))
+        time.sleep(0.1)
+
+
+def _pid(slot: _Slot) -> int:
+    return slot.process.pid if slot.process is not None else -1
 
 
 def _stop_all(slots: list[_Slot], timeout: float) -> None:
-    running = [s.process for s in slots if s.process is not None and s.process.exitcode is None]
+    running = [s.process for s in slots if s.process is not None and s.process.poll() is None]
     for process in running:
         with contextlib.suppress(OSError):
             process.terminate()  # SIGTERM: drain, then exit
     deadline = time.monotonic() + timeout
     for process in running:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.exitcode is None:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
             logger.warning("worker pid %d did not stop in %g s: killing it", process.pid, timeout)
             process.kill()
-            process.join()
+            process.wait()
     for slot in slots:
-        if slot.pipe is not None:
-            slot.pipe.close()
+        slot.close_ready()
+        if slot.process is not None and slot.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                slot.process.stdin.close()
 
 
 # --- the worker ------------------------------------------------------------------
 
 
 def _die_with_parent() -> None:
-    """Linux: SIGTERM this process when its parent ends (a second line behind the pipe)."""
+    """Linux: SIGTERM this process when its parent ends (a second line behind stdin)."""
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
@@ -353,28 +399,36 @@ def _log_with_id(worker_id: int, level: int) -> None:
     )
 
 
-def _worker_entry(
-    main: WorkerMain,
-    args: tuple[Any, ...],
-    worker_id: int,
-    count: int,
-    host: str,
-    port: int,
-    pipe: multiprocessing.connection.Connection,
-    log_level: int,
-    parent: int,
-) -> None:
-    # A session of its own: Ctrl-C on a terminal reaches the parent only, which then
-    # stops the workers in order, rather than every process at once.
-    with contextlib.suppress(OSError):
-        os.setsid()
+def _read_exactly(fd: int, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            raise EOFError("the parent left before sending the worker's settings")
+        data += chunk
+    return data
+
+
+def _bootstrap() -> None:
+    """A worker process's entry point (``python -c``): settings from stdin, then ``main``."""
     _die_with_parent()
-    if os.getppid() != parent:  # the parent died before that took effect
+    size = int.from_bytes(_read_exactly(0, 8), "big")
+    stream = memoryview(_read_exactly(0, size))
+    source = io.BytesIO(stream)
+    worker_id, count, host, port, ready_fd, log_level, parent = pickle.load(source)
+    if os.getppid() != parent:  # the parent died before PR_SET_PDEATHSIG took effect
         return
+    path, script = pickle.load(source)
+    sys.path[:] = path
+    if script is not None:  # main lives in the parent's script: run it, not as __main__
+        module = types.ModuleType("__mp_main__")
+        module.__dict__.update(runpy.run_path(script, run_name="__mp_main__"))
+        sys.modules["__main__"] = sys.modules["__mp_main__"] = module
+    main, args = pickle.load(source)
     _log_with_id(worker_id, log_level)
     from .loops import run
 
-    worker = Worker(worker_id, count, host, port, pipe)
+    worker = Worker(worker_id, count, host, port, ready_fd)
     try:
         run(_run_worker(worker, main, args))
     except Exception:
@@ -387,16 +441,12 @@ async def _run_worker(worker: Worker, main: WorkerMain, args: tuple[Any, ...]) -
     worker._stop = asyncio.Event()  # made on this loop
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)
-    pipe = worker._pipe
-    assert pipe is not None
 
     def parent_gone() -> None:
-        try:
-            pipe.recv_bytes()
-        except (EOFError, OSError):
-            loop.remove_reader(pipe.fileno())
+        if not os.read(0, 4096):
+            loop.remove_reader(0)
             logger.warning("worker %d: the parent is gone; stopping", worker.id)
             worker.request_stop()
 
-    loop.add_reader(pipe.fileno(), parent_gone)
+    loop.add_reader(0, parent_gone)
     await main(worker, *args)

@@ -75,7 +75,13 @@ def _run_workers(args: argparse.Namespace, say: Say) -> int:
 
     try:
         return run_workers(
-            _serve_worker, count, host=host, port=args.port, args=worker_args, on_ready=ready
+            _serve_worker,
+            count,
+            host=host,
+            port=args.port,
+            args=worker_args,
+            on_ready=ready,
+            log_level=_args.LOG_LEVELS[args.level],
         )
     except WorkerStartError as exc:
         say.error(f"{exc}; not serving")
