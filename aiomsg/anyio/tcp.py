@@ -29,6 +29,7 @@ from ..asyncio.server import serve
 from ..framing import Framing
 from ..options import Options, resolve_options
 from ._accepting import GuardedListener
+from ._draining import Drain
 from .framed_stream import FramedStream
 from .on_asyncio import ConnectionFramedStream
 
@@ -188,10 +189,11 @@ async def serve_framed(
     ssl_context: ssl.SSLContext | None = None,
     tls_standard_compatible: bool = True,
     reuse_port: bool = False,
+    shutdown: anyio.Event | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     **deprecated: Any,
 ) -> None:
-    """Serve framed TCP connections until cancelled; use it inside a task group.
+    """Serve framed TCP connections until cancelled (or drained); use it inside a task group.
 
     ``await tg.start(functools.partial(serve_framed, handler, "127.0.0.1", 0,
     framing=...))`` returns the bound port once the server listens. Each client
@@ -215,6 +217,15 @@ async def serve_framed(
     carry raises ``ValueError`` before listening. The old option keywords
     (``ssl_handshake_timeout=``, ``backlog=``...) still work for one release,
     with a :class:`DeprecationWarning`.
+
+    Cancelling it stops at once (the handlers are cancelled). Setting the
+    ``shutdown`` event stops gracefully, as :meth:`aiomsg.Server.drain` does on
+    every backend: accepting stops, each stream's ``receive()`` raises
+    ``anyio.EndOfStream`` at its next message boundary (after the messages
+    already received), a handler that returns has its stream half-closed and
+    closed once the client closes (at most ``options.linger_timeout`` later),
+    handlers still running after ``options.drain_timeout`` seconds are
+    cancelled, and ``serve_framed`` returns.
     """
     chosen = resolve_options("serve_framed", options, framing, deprecated, _RENAMED, strict=True)
     if _on_asyncio():
@@ -226,6 +237,7 @@ async def serve_framed(
             options=chosen,
             ssl_context=ssl_context,
             reuse_port=reuse_port,
+            shutdown=shutdown,
             task_status=task_status,
         )
         return
@@ -242,15 +254,24 @@ async def serve_framed(
             handshake_timeout=chosen.tls_handshake_timeout,
         )
 
+    drain = Drain(chosen) if shutdown is not None else None
+
     async def run(stream: ByteStream) -> None:
         peer = stream.extra(SocketAttribute.remote_address, None)
         if chosen.keepalive is not None:
             enable_keepalive(stream.extra(SocketAttribute.raw_socket), chosen.keepalive)
-        await _serve_one(handler, FramedStream(stream, framing, options=chosen), peer)
+        if drain is None:
+            await _serve_one(handler, FramedStream(stream, framing, options=chosen), peer)
+            return
+        async with drain.serving(stream, lambda s: FramedStream(s, framing, options=chosen)) as f:
+            await _serve_one(handler, f, peer)
 
     async with listener:
         task_status.started(port)
-        await listener.serve(run)
+        if shutdown is None or drain is None:
+            await listener.serve(run)
+        else:
+            await drain.serve(listener, run, shutdown)
 
 
 def _guarded(listener: Any, name: str) -> Any:
@@ -276,6 +297,7 @@ async def _serve_framed_asyncio(
     options: Options,
     ssl_context: ssl.SSLContext | None,
     reuse_port: bool,
+    shutdown: anyio.Event | None,
     task_status: TaskStatus[int],
 ) -> None:
     async def run(conn: Connection) -> None:
@@ -304,4 +326,8 @@ async def _serve_framed_asyncio(
         where.update(ssl=ssl_context)
     async with serve(run, framing=framing, options=options, **where) as server:
         task_status.started(server.port)
-        await anyio.sleep_forever()
+        if shutdown is None:
+            await anyio.sleep_forever()
+        else:
+            await shutdown.wait()
+            await server.drain()
