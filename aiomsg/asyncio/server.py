@@ -78,6 +78,7 @@ class Server:
         # Connections served without a handler (serve_requests): drained too.
         self._protocols: weakref.WeakSet[MessageProtocol] = weakref.WeakSet()
         self._draining = False
+        self._lingering = False  # handlers that end close with a lingering close
 
     async def start(self) -> Server:
         """Start listening (done for you by ``await`` and ``async with``)."""
@@ -148,7 +149,7 @@ class Server:
         client's behaviour.
         """
         limit = self._options.drain_timeout if timeout is None else timeout
-        self._draining = True
+        self._draining = self._lingering = True
         if self._server is not None:
             self._server.close()
         for protocol in list(self._protocols):
@@ -161,6 +162,7 @@ class Server:
             await asyncio.wait(waits, timeout=limit)
             for waiter in closing:
                 waiter.cancel()
+        self._lingering = False  # past the deadline: what is left closes as by close()
         for protocol in list(self._protocols):
             if not protocol.is_closing():
                 protocol.abort()
@@ -209,7 +211,7 @@ class Server:
         finally:
             # Draining: EOF after the answers, then wait for the client's close (a
             # plain close with unread input would reset, destroying the answers).
-            conn.close(linger=self._draining)
+            conn.close(linger=self._lingering)
             await conn.wait_closed()
 
 
