@@ -14,6 +14,7 @@ from ._opening import Opening
 from ._unix_socket import UnixSocketInUseError
 from .anyio import (
     FramedStream,
+    ProxyAttribute,
     connect_framed,
     connect_framed_unix,
     serve_framed,
@@ -31,6 +32,8 @@ from .asyncio import (
     request,
     request_unix,
     serve,
+    serve_protocol,
+    serve_protocol_unix,
     serve_requests,
     serve_requests_unix,
     serve_unix,
@@ -112,6 +115,7 @@ __all__ = [
     "Netstring",
     "Opening",
     "Options",
+    "ProxyAttribute",
     "ProxyHeader",
     "ProxyHeaderParser",
     "ProxyProtocolError",
@@ -143,6 +147,8 @@ __all__ = [
     "serve",
     "serve_framed",
     "serve_framed_unix",
+    "serve_protocol",
+    "serve_protocol_unix",
     "serve_requests",
     "serve_requests_unix",
     "serve_unix",

@@ -18,15 +18,24 @@ from typing import Any, cast
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener, TaskStatus
 from anyio.streams.stapled import MultiListener
-from anyio.streams.tls import TLSListener
+from anyio.streams.tls import TLSListener, TLSStream
 
 from .._connection_end import log_connection_end
 from .._opening import Opening
+from .._proxy_accept import (
+    DEFAULT_PROXY_MAX_PENDING,
+    DEFAULT_PROXY_TIMEOUT,
+    ProxySettings,
+    ProxyTrusted,
+    proxy_settings,
+)
+from .._proxy_connect import proxy_wire
 from .._socket_options import enable_keepalive, reset_on_close
 from ..asyncio.client import connect
 from ..asyncio.connection import Connection
 from ..asyncio.server import serve
 from ..framing import Framing
+from ..framing.proxy_protocol import ProxyHeader, ProxyVersion
 from ..options import Options, resolve_options
 from ._accepting import GuardedListener
 from ._draining import Drain
@@ -64,6 +73,7 @@ def connect_framed(
     ssl_context: ssl.SSLContext | None = None,
     tls_standard_compatible: bool = True,
     tls_hostname: str | None = None,
+    proxy_header: ProxyHeader | bytes | None = None,
     **kwargs: Any,
 ) -> Opening[FramedStream]:
     """Connect over TCP (TLS with ``tls`` or ``ssl_context``) and frame the stream:
@@ -81,6 +91,9 @@ def connect_framed(
     one is (see :class:`FramedStream`). The old option keywords still work for
     one release, with a :class:`DeprecationWarning`.
 
+    ``proxy_header`` is written first, before TLS, as for :func:`aiomsg.connect`
+    (on trio, ``local_host`` still applies).
+
     Raises:
         OSError: the connection failed (``ssl.SSLError`` for a failed TLS handshake).
         TimeoutError: no connection (handshake included) within ``connect_timeout``.
@@ -88,6 +101,8 @@ def connect_framed(
             before connecting.
     """
     chosen = resolve_options("connect_framed", options, framing, kwargs, _CONNECT_RENAMED)
+    if proxy_header is not None:
+        kwargs["proxy_header"] = proxy_wire(proxy_header)  # encoded (and refused) now
     if tls and ssl_context is None:
         ssl_context = ssl.create_default_context()
     return Opening(
@@ -130,9 +145,24 @@ async def _connect_framed(
         )
         return ConnectionFramedStream(conn)
     stream: ByteStream
+    wire = kwargs.pop("proxy_header", None)
     # anyio's connect_tcp has no timeout of its own, and none for the TLS handshake.
     with anyio.fail_after(options.connect_timeout):
-        if ssl_context is not None:
+        if wire is not None:
+            stream = await anyio.connect_tcp(remote_host, remote_port, **kwargs)
+            try:
+                await stream.send(wire)  # before TLS, as a load balancer writes it
+                if ssl_context is not None:
+                    stream = await TLSStream.wrap(
+                        stream,
+                        hostname=tls_hostname or remote_host,
+                        ssl_context=ssl_context,
+                        standard_compatible=tls_standard_compatible,
+                    )
+            except BaseException:
+                await anyio.aclose_forcefully(stream)
+                raise
+        elif ssl_context is not None:
             stream = await anyio.connect_tcp(
                 remote_host,
                 remote_port,
@@ -189,6 +219,10 @@ async def serve_framed(
     ssl_context: ssl.SSLContext | None = None,
     tls_standard_compatible: bool = True,
     reuse_port: bool = False,
+    proxy_protocol: ProxyVersion | None = None,
+    proxy_trusted: ProxyTrusted | None = None,
+    proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
+    proxy_max_pending: int = DEFAULT_PROXY_MAX_PENDING,
     shutdown: anyio.Event | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     **deprecated: Any,
@@ -218,6 +252,13 @@ async def serve_framed(
     (``ssl_handshake_timeout=``, ``backlog=``...) still work for one release,
     with a :class:`DeprecationWarning`.
 
+    The PROXY keywords (``proxy_protocol``, ``proxy_trusted``, ``proxy_timeout``,
+    ``proxy_max_pending``) are those of :func:`aiomsg.serve`, on every backend: the
+    header is read before TLS; ``stream.extra(SocketAttribute.remote_address)`` is
+    then the client's, ``stream.extra(aiomsg.ProxyAttribute.header)`` the header
+    and ``ProxyAttribute.proxy_address`` the load balancer's address. A wrong one
+    raises ``ValueError`` before listening.
+
     Cancelling it stops at once (the handlers are cancelled). Setting the
     ``shutdown`` event stops gracefully, as :meth:`aiomsg.Server.drain` does on
     every backend: accepting stops, each stream's ``receive()`` raises
@@ -227,6 +268,7 @@ async def serve_framed(
     handlers still running after ``options.drain_timeout`` seconds are
     cancelled, and ``serve_framed`` returns.
     """
+    proxy = proxy_settings(proxy_protocol, proxy_trusted, proxy_timeout, proxy_max_pending)
     chosen = resolve_options("serve_framed", options, framing, deprecated, _RENAMED, strict=True)
     if _on_asyncio():
         await _serve_framed_asyncio(
@@ -237,6 +279,7 @@ async def serve_framed(
             options=chosen,
             ssl_context=ssl_context,
             reuse_port=reuse_port,
+            proxy=proxy,
             shutdown=shutdown,
             task_status=task_status,
         )
@@ -245,7 +288,7 @@ async def serve_framed(
         local_host=local_host, local_port=local_port, backlog=chosen.backlog, reuse_port=reuse_port
     )
     port = listener.extra(SocketAttribute.local_port)
-    listener = _guarded(listener, f"{local_host or '*'}:{port}")
+    listener = _guarded(listener, f"{local_host or '*'}:{port}", proxy)
     if ssl_context is not None:
         listener = _QuietTLSListener(
             listener,
@@ -274,14 +317,17 @@ async def serve_framed(
             await drain.serve(listener, run, shutdown)
 
 
-def _guarded(listener: Any, name: str) -> Any:
+def _guarded(listener: Any, name: str, proxy: ProxySettings | None = None) -> Any:
     """``listener`` (one socket, or anyio's MultiListener of several) that outlives
-    failed accepts (see :class:`GuardedListener`)."""
+    failed accepts and reads PROXY headers with ``proxy`` (see :class:`GuardedListener`)."""
     if isinstance(listener, MultiListener):
         return MultiListener(
-            [GuardedListener(cast(SocketListener, one), name) for one in listener.listeners]
+            [
+                GuardedListener(cast(SocketListener, one), name, proxy=proxy)
+                for one in listener.listeners
+            ]
         )
-    return GuardedListener(listener, name)
+    return GuardedListener(listener, name, proxy=proxy)
 
 
 # serve_framed's deprecated keyword for what is now Options.tls_handshake_timeout.
@@ -297,6 +343,7 @@ async def _serve_framed_asyncio(
     options: Options,
     ssl_context: ssl.SSLContext | None,
     reuse_port: bool,
+    proxy: ProxySettings | None,
     shutdown: anyio.Event | None,
     task_status: TaskStatus[int],
 ) -> None:
@@ -324,6 +371,13 @@ async def _serve_framed_asyncio(
         where.update(reuse_port=True)
     if ssl_context is not None:
         where.update(ssl=ssl_context)
+    if proxy is not None:
+        where.update(
+            proxy_protocol=proxy.version,
+            proxy_trusted=list(proxy.networks),
+            proxy_timeout=proxy.timeout,
+            proxy_max_pending=proxy.max_pending,
+        )
     async with serve(run, framing=framing, options=options, **where) as server:
         task_status.started(server.port)
         if shutdown is None:

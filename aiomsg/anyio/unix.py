@@ -12,14 +12,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream, SocketListener, TaskStatus
+from anyio.abc import ByteStream, SocketAttribute, SocketListener, TaskStatus
 
 from .._opening import Opening
+from .._proxy_accept import (
+    DEFAULT_PROXY_MAX_PENDING,
+    DEFAULT_PROXY_TIMEOUT,
+    ProxyTrusted,
+    proxy_settings,
+)
 from .._unix_socket import DEFAULT_UNIX_MODE, bind_unix
 from ..asyncio.client import connect_unix
 from ..asyncio.connection import Connection
 from ..asyncio.server import serve_unix
 from ..framing import Framing
+from ..framing.proxy_protocol import ProxyVersion
 from ..options import Options, resolve_options
 from ._accepting import GuardedListener
 from .framed_stream import FramedStream
@@ -66,6 +73,10 @@ async def serve_framed_unix(
     framing: Framing,
     options: Options | None = None,
     mode: int = DEFAULT_UNIX_MODE,
+    proxy_protocol: ProxyVersion | None = None,
+    proxy_trusted: ProxyTrusted | None = None,
+    proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
+    proxy_max_pending: int = DEFAULT_PROXY_MAX_PENDING,
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
     **deprecated: Any,
 ) -> None:
@@ -87,21 +98,36 @@ async def serve_framed_unix(
     (a stale socket is replaced), :class:`FileExistsError` when something else is
     there, ``ValueError`` for a ``mode`` that is not permission bits, and
     :class:`OSError` when the socket cannot be made.
+
+    The PROXY keywords are those of :func:`aiomsg.serve_unix`
+    (``proxy_trusted=["unix"]``: every peer of the socket may send a header).
     """
+    proxy = proxy_settings(
+        proxy_protocol, proxy_trusted, proxy_timeout, proxy_max_pending, unix=True
+    )
     chosen = resolve_options("serve_framed_unix", options, framing, deprecated, strict=True)
     where = os.fspath(path)
     if _on_asyncio():
 
         async def run(conn: Connection) -> None:
-            await _serve_one(handler, ConnectionFramedStream(conn), where)
+            await _serve_one(handler, ConnectionFramedStream(conn), conn.remote_address or where)
 
-        async with serve_unix(run, where, framing=framing, options=chosen, mode=mode):
+        proxied: dict[str, Any] = {}
+        if proxy is not None:
+            proxied = {
+                "proxy_protocol": proxy.version,
+                "proxy_trusted": ["unix"],
+                "proxy_timeout": proxy.timeout,
+                "proxy_max_pending": proxy.max_pending,
+            }
+        async with serve_unix(run, where, framing=framing, options=chosen, mode=mode, **proxied):
             task_status.started(where)
             await anyio.sleep_forever()
         return
 
     async def run_stream(stream: ByteStream) -> None:
-        await _serve_one(handler, FramedStream(stream, framing, options=chosen), where)
+        peer = stream.extra(SocketAttribute.remote_address, None) if proxy else None
+        await _serve_one(handler, FramedStream(stream, framing, options=chosen), peer or where)
 
     sock, created = bind_unix(where, mode=mode, backlog=chosen.backlog)
     try:
@@ -110,6 +136,6 @@ async def serve_framed_unix(
         created.remove()
         sock.close()
         raise
-    async with GuardedListener(raw, created.path, on_close=created.remove) as listener:
+    async with GuardedListener(raw, created.path, on_close=created.remove, proxy=proxy) as listener:
         task_status.started(where)
         await listener.serve(run_stream)

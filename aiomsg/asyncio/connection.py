@@ -520,11 +520,22 @@ class Connection:
 
     @property
     def remote_address(self) -> Any:
-        """The peer's address (``(host, port)`` for TCP; often ``""`` for Unix sockets)."""
-        return self.get_extra_info("peername")
+        """The peer's address (``(host, port)`` for TCP; often ``""`` for Unix sockets).
+
+        On a server with ``proxy_protocol=``: the client's address from the PROXY
+        header (``get_extra_info("proxy_header")``), or the real peer's for a
+        ``LOCAL`` or ``UNKNOWN`` header; ``get_extra_info("peername")`` stays the
+        load balancer's.
+        """
+        return self._protocol.remote_address
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """Return transport information, as :meth:`asyncio.BaseTransport.get_extra_info`."""
+        """Return transport information, as :meth:`asyncio.BaseTransport.get_extra_info`,
+        and ``"proxy_header"``: the :class:`~aiomsg.ProxyHeader` the load balancer sent
+        (``default`` when there was none)."""
+        if name == "proxy_header":
+            header = self._protocol.proxy_header
+            return default if header is None else header
         transport = self._protocol.transport
         return transport.get_extra_info(name, default) if transport else default
 

@@ -33,6 +33,7 @@ from ..errors import (
     not_bytes,
 )
 from ..framing import Buffer, Framing
+from ..framing.proxy_protocol import ProxyHeader
 from ..framing.switch import check_tls_boundary, chosen_framings, switch_decoder
 from ..limits import (
     COPY_LIMIT,
@@ -966,7 +967,21 @@ class MessageProtocol(asyncio.BufferedProtocol):
             return ConnectionClosed(f"cannot {action}: not connected yet", reason="local")
         return ConnectionClosed(f"cannot {action}: connection is closed ({reason})", reason=reason)
 
+    #: The PROXY protocol header the load balancer sent ahead of this connection
+    #: (on a server with ``proxy_protocol=``; set before :meth:`connection_made`),
+    #: or ``None``.
+    proxy_header: ProxyHeader | None = None
+
     @property
     def remote_address(self) -> Any:
-        """The peer's address, or ``None`` before the connection is made."""
+        """The peer's address, or ``None`` before the connection is made.
+
+        Behind a PROXY protocol load balancer it is the client's, from
+        :attr:`proxy_header` (``(host, port)``, or a path); a ``LOCAL`` header (a
+        health check) or an ``UNKNOWN`` one keeps the real peer's. The balancer's
+        own address stays ``transport.get_extra_info("peername")``.
+        """
+        header = self.proxy_header
+        if header is not None and header.source is not None:
+            return header.source
         return self.transport.get_extra_info("peername") if self.transport else None

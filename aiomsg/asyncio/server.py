@@ -11,8 +11,15 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from .._connection_end import log_connection_end
+from .._proxy_accept import (
+    DEFAULT_PROXY_MAX_PENDING,
+    DEFAULT_PROXY_TIMEOUT,
+    ProxyTrusted,
+    proxy_settings,
+)
 from .._unix_socket import DEFAULT_UNIX_MODE
 from ..framing import Framing
+from ..framing.proxy_protocol import ProxyVersion
 from ..options import DEFAULT_OPTIONS, Options, resolve_options
 from ._listener import Listener, listen_tcp, listen_unix
 from .connection import Connection, _QueueProtocol
@@ -233,6 +240,10 @@ def serve(
     framing: Framing,
     options: Options | None = None,
     ssl: _ssl.SSLContext | None = None,
+    proxy_protocol: ProxyVersion | None = None,
+    proxy_trusted: ProxyTrusted | None = None,
+    proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
+    proxy_max_pending: int = DEFAULT_PROXY_MAX_PENDING,
     **kwargs: Any,
 ) -> Server:
     """Serve framed TCP connections: ``async with serve(handler, host, port, framing=...)``.
@@ -255,7 +266,28 @@ def serve(
     logs one line (then at most one a minute, with a count), stops accepting for
     a quarter of a second and tries again; the clients wait in the listen queue
     and are served once descriptors are free. It never exits for it.
+
+    Behind a load balancer that speaks the PROXY protocol (HAProxy's
+    ``send-proxy``/``send-proxy-v2``, nginx ``proxy_protocol on``, AWS NLB):
+    ``proxy_protocol`` (``"v1"``, ``"v2"`` or ``"any"``) makes every connection
+    start with a PROXY header, read before TLS and before the framing, and
+    ``proxy_trusted`` (required with it) lists the networks of the balancers
+    (``["10.0.0.0/8", "127.0.0.1/32"]``). A peer outside them is closed before a
+    byte is read (a WARNING once a minute per address); a trusted peer that does
+    not send a valid header within ``proxy_timeout`` seconds is closed (one
+    WARNING a minute, with a count); at most ``proxy_max_pending`` connections
+    wait for their header at once (one more closes the one that waited longest). A ``LOCAL`` header
+    (a health check) or an ``UNKNOWN`` one is served with the real peer's
+    address. The handler's ``conn.remote_address`` is the client's address from
+    the header; ``conn.get_extra_info("proxy_header")`` the
+    :class:`~aiomsg.ProxyHeader` (TLVs included); ``get_extra_info("peername")``
+    the balancer's. See docs/howto/load-balancer.md.
+
+    Raises:
+        ValueError: a PROXY keyword is wrong (``proxy_protocol`` without
+            ``proxy_trusted``, a bad network...), at once, before listening.
     """
+    proxy = proxy_settings(proxy_protocol, proxy_trusted, proxy_timeout, proxy_max_pending)
     chosen = resolve_options("serve", options, framing, kwargs, _RENAMED)
     if ssl is not None:
         kwargs.setdefault("ssl_handshake_timeout", chosen.tls_handshake_timeout)
@@ -267,6 +299,7 @@ def serve(
             port,
             ssl=ssl,
             backlog=chosen.backlog,
+            proxy=proxy,
             **kwargs,
         )
 
@@ -285,6 +318,10 @@ def serve_unix(
     options: Options | None = None,
     mode: int = DEFAULT_UNIX_MODE,
     ssl: _ssl.SSLContext | None = None,
+    proxy_protocol: ProxyVersion | None = None,
+    proxy_trusted: ProxyTrusted | None = None,
+    proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
+    proxy_max_pending: int = DEFAULT_PROXY_MAX_PENDING,
     **deprecated: Any,
 ) -> Server:
     """Serve framed connections on a Unix socket at ``path``; otherwise as :func:`serve`.
@@ -302,7 +339,15 @@ def serve_unix(
             says what: a regular file, a directory...); it is left alone.
         ValueError: ``mode`` is not permission bits (``0`` to ``0o777``).
         OSError: the socket could not be made (no such directory, permission denied).
+
+    The PROXY keywords are those of :func:`serve` (a ``ValueError`` at once when
+    wrong), except that a Unix socket's peers have no network address: with
+    ``proxy_trusted=["unix"]`` every peer of the socket may send a header (the
+    socket file's ``mode`` decides who can connect), and it is required.
     """
+    proxy = proxy_settings(
+        proxy_protocol, proxy_trusted, proxy_timeout, proxy_max_pending, unix=True
+    )
     chosen = resolve_options("serve_unix", options, framing, deprecated, _RENAMED, strict=True)
 
     async def listen(server: Server) -> Listener:
@@ -313,6 +358,7 @@ def serve_unix(
             mode=mode,
             ssl=ssl,
             ssl_handshake_timeout=chosen.tls_handshake_timeout,
+            proxy=proxy,
         )
 
     return Server(listen, handler, chosen)

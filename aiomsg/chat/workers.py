@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from typing import Any
 
 from ..workers import Worker, WorkerStartError, run_workers
 from .room import ChatLimits
@@ -32,12 +33,14 @@ def run_chat_workers(
     heartbeat: float,
     quiet: bool = False,
     log_level: int = logging.WARNING,
+    proxy: dict[str, Any] | None = None,
 ) -> int:
     """Run ``count`` chat workers on ``host:port`` sharing the room ``room_name`` of ``broker``.
 
     Prints one line when all listen (not when ``quiet``); returns 0 after SIGTERM (a clean
     stop, as ``docker stop`` and systemd ask for it), 130 after Ctrl-C (every worker
-    stopped either way), or 1 if a worker could not start (said on stderr).
+    stopped either way), or 1 if a worker could not start (said on stderr). ``proxy``: the
+    PROXY protocol keywords of :func:`~aiomsg.chat.servers.run_chat_server`.
     """
 
     def ready(bound: int) -> None:
@@ -54,7 +57,7 @@ def run_chat_workers(
             count,
             host=host,
             port=port,
-            args=(impl, limits, broker, room_name, heartbeat),
+            args=(impl, limits, broker, room_name, heartbeat, proxy or {}),
             on_ready=ready,
             log_level=log_level,
         )
@@ -64,7 +67,13 @@ def run_chat_workers(
 
 
 async def chat_worker(
-    worker: Worker, impl: str, limits: ChatLimits, broker: str, room_name: str, heartbeat: float
+    worker: Worker,
+    impl: str,
+    limits: ChatLimits,
+    broker: str,
+    room_name: str,
+    heartbeat: float,
+    proxy: dict[str, Any],
 ) -> None:
     """One worker: a chat server on the shared port until asked to stop, then goodbyes."""
     loop = asyncio.get_running_loop()
@@ -86,6 +95,7 @@ async def chat_worker(
             room_name=room_name,
             heartbeat=heartbeat,
             reuse_port=True,
+            **proxy,
         )
     )
     stopping = loop.create_task(worker.wait_stopping())

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import importlib.util
 import signal
+from typing import Any
 
 import aiomsg
 from aiomsg._redact import redact_url
@@ -26,6 +27,7 @@ from ._args import (
 )
 from ._args import count as process_count
 from ._errors import CLIError, address
+from ._proxy_args import add_proxy_arguments, proxy_keywords
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,6 +77,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="listen with SO_REUSEPORT, so that other servers may listen on the same port",
     )
     # For tests: print the port on stdout once listening.
+    add_proxy_arguments(p)
     p.add_argument("--report-port", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -86,6 +89,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) ->
         message_timeout=args.line_timeout,
         idle_timeout=args.idle_timeout,
     )
+    proxy = proxy_keywords(args, parser)
     if args.broker and importlib.util.find_spec("redis") is None:
         raise CLIError("--broker needs the redis package: pip install 'aiomsg-framing[redis]'")
     if args.workers > 1:
@@ -104,6 +108,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) ->
             heartbeat=args.broker_heartbeat,
             quiet=args.level < 0,
             log_level=LOG_LEVELS[args.level],
+            proxy=proxy,
         )
     aiomsg.run(
         chat_server(
@@ -117,6 +122,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) ->
             heartbeat=args.broker_heartbeat,
             reuse_port=args.reuse_port,
             report_port=args.report_port,
+            proxy=proxy,
         )
     )
     return 0
@@ -134,6 +140,7 @@ async def chat_server(
     heartbeat: float = 1.0,
     reuse_port: bool = False,
     report_port: bool = False,
+    proxy: dict[str, Any] | None = None,
 ) -> None:
     """Run the chat server until cancelled or SIGTERM.
 
@@ -174,6 +181,7 @@ async def chat_server(
             room_name=room_name,
             heartbeat=heartbeat,
             reuse_port=reuse_port,
+            **(proxy or {}),
         )
     except asyncio.CancelledError:
         if not asked_to_stop.is_set():

@@ -2,7 +2,8 @@
 
 ``--mode print`` writes each message on stdout as ``PEER MESSAGE``: the
 client's ``HOST:PORT`` (``[HOST]:PORT`` for IPv6; no spaces), one space, then
-the message in ``--format`` (text, hex or a JSON string), one line each.
+the message in ``--format`` (text, hex or a JSON string), one line each. With
+``--proxy-protocol`` the client is the one the load balancer's header names.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiomsg.workers import Worker, WorkerStartError, run_workers
 from . import _args
 from ._args import Command, Say
 from ._errors import address, connection_error, mismatch_hint
+from ._proxy_args import add_proxy_arguments, proxy_keywords
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,6 +36,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         help="send each message back, or print it on stdout as 'HOST:PORT MESSAGE'",
     )
     _args.add_format(p)
+    add_proxy_arguments(p)
     _add_worker_arguments(p)
 
 
@@ -49,8 +52,9 @@ def _add_worker_arguments(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) -> int:
     chosen = _args.framing(args, parser)
+    proxy = proxy_keywords(args, parser)
     if args.workers > 1:
-        return _run_workers(args, say)
+        return _run_workers(args, say, proxy)
     aiomsg.run(
         run_framing_server(
             args.host,
@@ -60,15 +64,16 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) ->
             mode=args.mode,
             fmt=args.format,
             say=say,
+            proxy=proxy,
         )
     )
     return 0
 
 
-def _run_workers(args: argparse.Namespace, say: Say) -> int:
+def _run_workers(args: argparse.Namespace, say: Say, proxy: dict[str, Any]) -> int:
     """``--workers N``: N processes, each a server as without it; this one supervises."""
     host, count = args.host, args.workers
-    worker_args = (args.framing, args.max_size, args.mode, args.format, args.level)
+    worker_args = (args.framing, args.max_size, args.mode, args.format, args.level, proxy)
 
     def ready(port: int) -> None:
         say.notice(f"listening on {address(host, port)} ({count} workers, SO_REUSEPORT)")
@@ -89,13 +94,27 @@ def _run_workers(args: argparse.Namespace, say: Say) -> int:
 
 
 async def _serve_worker(
-    worker: Worker, spec: str, max_size: int, mode: str, fmt: str, level: int
+    worker: Worker,
+    spec: str,
+    max_size: int,
+    mode: str,
+    fmt: str,
+    level: int,
+    proxy: dict[str, Any],
 ) -> None:
     """One worker of ``--workers``: the server, on the shared port, until asked to stop."""
     framing = parse_framing(spec, max_size=max_size)
     say = Say(f"serve: worker {worker.id}", level)
     await run_framing_server(
-        worker.host, worker.port, framing, spec=spec, mode=mode, fmt=fmt, say=say, worker=worker
+        worker.host,
+        worker.port,
+        framing,
+        spec=spec,
+        mode=mode,
+        fmt=fmt,
+        say=say,
+        worker=worker,
+        proxy=proxy,
     )
 
 
@@ -116,6 +135,7 @@ async def run_framing_server(
     fmt: str,
     say: Say,
     worker: Worker | None = None,
+    proxy: dict[str, Any] | None = None,
 ) -> None:
     """Serve ``framing`` on ``host:port`` until cancelled or SIGTERM: echo or print each
     message. SIGTERM (or, as a ``worker``, being asked to stop) drains the server
@@ -124,7 +144,9 @@ async def run_framing_server(
     Says ``listening on HOST:PORT`` (unless ``-q``; a worker only with ``-v``); with
     ``-v`` each connection and its end. A client that breaks the framing gets one
     line on stderr, which adds that it may use another framing when nothing of it
-    had parsed.
+    had parsed. ``proxy``:
+    the PROXY keywords of :func:`aiomsg.serve`; the peer printed is then the client
+    the load balancer names.
     """
     out = sys.stdout.buffer
 
@@ -149,7 +171,10 @@ async def run_framing_server(
         else:
             say.chatter(f"{peer} closed the connection after {received} messages")
 
-    server = aiomsg.serve(handler, host, port, framing=framing, reuse_port=worker is not None)
+    reuse_port = worker is not None
+    server = aiomsg.serve(
+        handler, host, port, framing=framing, reuse_port=reuse_port, **(proxy or {})
+    )
     async with server:
         listening = f"listening on {address(host, server.port)}"
         if worker is None:
