@@ -4,6 +4,7 @@ finished and answered, then EOF; the drain timeout bounds it. Real clients on lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -183,3 +184,70 @@ async def test_aiomsg_serve_drains_on_sigterm_and_exits_cleanly() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+class Upper(aiomsg.MessageProtocol):
+    """Answers each message at once (in ``message_received``)."""
+
+    framing = FRAMING
+
+    def message_received(self, message: bytes) -> None:
+        self.send(message.upper())
+
+
+class LaterUpper(aiomsg.MessageProtocol):
+    """Answers each message later, in a task; at the end of input it finishes, then closes."""
+
+    framing = FRAMING
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: set[asyncio.Task[None]] = set()
+        self.ended = False
+
+    def message_received(self, message: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self.answer(message))
+        self.pending.add(task)
+        task.add_done_callback(self.done)
+
+    async def answer(self, message: bytes) -> None:
+        await asyncio.sleep(0.05)
+        self.send(message.upper())
+
+    def done(self, task: asyncio.Task[None]) -> None:
+        self.pending.discard(task)
+        if self.ended and not self.pending:
+            self.close()
+
+    def peer_closed(self) -> bool:
+        self.ended = True
+        if not self.pending:
+            self.close()
+        return True  # kept open until the answers are out
+
+
+@pytest.mark.parametrize("protocol", [Upper, LaterUpper])
+async def test_a_message_protocol_server_answers_what_it_received_then_eof(
+    protocol: type[aiomsg.MessageProtocol],
+) -> None:
+    server = await aiomsg.serve_protocol(protocol, "127.0.0.1", 0)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        wire = FRAMING.encode(b"in flight")
+        await loop.sock_sendall(sock, FRAMING.encode(b"first") + wire[:6])
+        await asyncio.sleep(0.05)  # the server holds half a message
+        async with asyncio.timeout(WAIT):
+            drained = asyncio.create_task(server.drain())
+            await asyncio.sleep(0.05)
+            await loop.sock_sendall(sock, wire[6:])  # its end: the input ends there
+            await asyncio.sleep(0.1)
+            with contextlib.suppress(ConnectionError):  # the server may have closed
+                await loop.sock_sendall(sock, FRAMING.encode(b"never read"))
+            received = b""
+            while chunk := await loop.sock_recv(sock, 65536):
+                received += chunk
+        sock.close()
+        async with asyncio.timeout(WAIT):
+            await drained
+    assert received == FRAMING.encode(b"FIRST") + FRAMING.encode(b"IN FLIGHT")

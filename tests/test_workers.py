@@ -133,7 +133,7 @@ async def test_sigterm_drains_every_worker_then_all_exit_cleanly() -> None:
     try:
         pids = await app.pids(2)
         framing = aiomsg.Lines()
-        conns = []
+        conns: list[tuple[int, aiomsg.Connection]] = []
         for _ in range(200):  # a connection to each worker, each with a request in flight
             conn = await aiomsg.connect("127.0.0.1", app.port, framing=framing)
             await conn.send(b"which")

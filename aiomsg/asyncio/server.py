@@ -8,7 +8,7 @@ import socket
 import ssl as _ssl
 import weakref
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any
+from typing import Any, TypeVar
 
 from .._connection_end import log_connection_end
 from .._proxy_accept import (
@@ -26,6 +26,8 @@ from .connection import Connection, _QueueProtocol
 from .protocol import MessageProtocol
 
 __all__ = ["Handler", "Server", "serve", "serve_unix"]
+
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 #: What :func:`serve` runs for each client.
 Handler = Callable[[Connection], Awaitable[None]]
@@ -82,7 +84,7 @@ class Server:
         self._server: Listener | asyncio.Server | None = None
         # Each handler's task and its connection.
         self._handlers: dict[asyncio.Task[None], Connection] = {}
-        # Connections served without a handler (serve_requests): drained too.
+        # Connections served without a handler (serve_requests, serve_protocol): drained too.
         self._protocols: weakref.WeakSet[MessageProtocol] = weakref.WeakSet()
         self._draining = False
         self._lingering = False  # handlers that end close with a lingering close
@@ -202,9 +204,13 @@ class Server:
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._handlers.pop(task, None)
 
-    def adopt(self, protocol: MessageProtocol) -> MessageProtocol:
-        """Internal: a connection served without a handler, drained by :meth:`drain`."""
-        self._protocols.add(protocol)
+    def adopt(self, protocol: _P) -> _P:
+        """Internal: a connection served without a handler, drained by :meth:`drain`
+        (a :class:`MessageProtocol`; any other protocol is the application's to stop)."""
+        if isinstance(protocol, MessageProtocol):
+            self._protocols.add(protocol)
+            if self._draining:
+                asyncio.get_running_loop().call_soon(_begin_drain, protocol)
         return protocol
 
     async def _run_handler(self, conn: Connection) -> None:
@@ -222,14 +228,33 @@ class Server:
             await conn.wait_closed()
 
 
-def _begin_drain(protocol: MessageProtocol) -> None:
+def _begin_drain(protocol: asyncio.BaseProtocol) -> None:
     """Tell one connection that its server drains (see :meth:`Server.drain`)."""
-    if isinstance(protocol, _ServedProtocol):
-        protocol.begin_drain()
-        return
     begin = getattr(protocol, "begin_drain", None)
-    if begin is not None:
+    if begin is not None:  # _ServedProtocol, RequestProtocol, or the application's own
         begin()
+    elif isinstance(protocol, MessageProtocol):
+        _end_at_boundary(protocol)
+
+
+#: Seconds between looks at a MessageProtocol whose message in flight has not ended yet.
+_BOUNDARY_POLL = 0.02
+
+
+def _end_at_boundary(protocol: MessageProtocol) -> None:
+    """A :class:`MessageProtocol` of :func:`~aiomsg.serve_protocol`: once no message is
+    half-received, reading stops and it is told the input ended, as at the peer's EOF:
+    :meth:`~MessageProtocol.peer_closed` returns ``True`` to keep the connection open
+    (to finish answering, then close), otherwise it closes (lingering: EOF first)."""
+    transport = protocol.transport
+    if transport is None or protocol.is_closing() or getattr(protocol, "_peer_eof", False):
+        return
+    if protocol._decoder.buffered:  # a message in flight: look again once it may be over
+        asyncio.get_running_loop().call_later(_BOUNDARY_POLL, _end_at_boundary, protocol)
+        return
+    protocol.pause_reading()
+    if not protocol.peer_closed():
+        protocol.close(linger=True)
 
 
 def serve(
