@@ -50,9 +50,11 @@ import sys
 import time
 import types
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
+
+from .asyncio.server import Server
 
 __all__ = ["Worker", "WorkerStartError", "run_workers"]
 
@@ -73,16 +75,6 @@ class WorkerStartError(RuntimeError):
     when the workers first started. Every worker has been stopped when it is raised."""
 
 
-class _Drainable(Protocol):
-    async def start(self) -> Any: ...
-
-    @property
-    def port(self) -> int: ...
-
-    async def drain(self, timeout: float | None = None) -> None: ...
-
-
-@dataclass
 class Worker:
     """What a worker knows about itself; handed to ``main`` by :func:`run_workers`.
 
@@ -91,13 +83,20 @@ class Worker:
     ``reuse_port=True``: the other workers listen there too).
     """
 
-    id: int
-    count: int
-    host: str
-    port: int
-    _ready_fd: int | None = field(default=None, repr=False)
-    _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-    _told: bool = field(default=False, repr=False)
+    def __init__(
+        self, id: int, count: int, host: str, port: int, ready_fd: int | None = None
+    ) -> None:
+        """Internal: :func:`run_workers` makes it (``ready_fd``: the pipe to the parent)."""
+        self.id = id
+        self.count = count
+        self.host = host
+        self.port = port
+        self._ready_fd = ready_fd
+        self._stop = asyncio.Event()
+        self._told = False
+
+    def __repr__(self) -> str:
+        return f"Worker(id={self.id}, count={self.count}, host={self.host!r}, port={self.port})"
 
     def ready(self) -> None:
         """Tell the parent this worker listens (call it once ``main`` is serving).
@@ -127,7 +126,7 @@ class Worker:
         """Ask this worker to stop, as SIGTERM does (``main`` sees :meth:`wait_stopping` return)."""
         self._stop.set()
 
-    async def serve(self, server: _Drainable, *, drain_timeout: float | None = None) -> None:
+    async def serve(self, server: Server, *, drain_timeout: float | None = None) -> None:
         """Start ``server`` (an :class:`aiomsg.Server`, not yet started), call
         :meth:`ready`, wait until asked to stop, then :meth:`~aiomsg.Server.drain`
         it (up to ``drain_timeout`` seconds; ``None``: the server's

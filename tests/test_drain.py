@@ -66,7 +66,8 @@ async def test_a_message_half_received_when_the_drain_begins_is_finished_and_ans
         async with asyncio.timeout(WAIT):
             while chunk := await loop.sock_recv(sock, 65536):
                 received += chunk
-            await drained
+    async with asyncio.timeout(WAIT):
+        await drained  # the client closed: the server's lingering close is over
     # The message in flight is answered; the one sent after its end was never read.
     assert received == FRAMING.encode(b"re: in flight")
 
@@ -138,18 +139,23 @@ async def test_requests_in_flight_are_answered_and_idle_connections_closed() -> 
         return request.upper()
 
     server = await aiomsg.serve_requests(slow, "127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
     idle = socket.create_connection(("127.0.0.1", server.port))
-    try:
-        async with asyncio.timeout(WAIT):
-            asking = asyncio.create_task(aiomsg.request("127.0.0.1", server.port, b"hello"))
-            await arrived.wait()
-            await asyncio.sleep(0.02)  # the idle client has been accepted as well
-            await server.drain()
-            assert await asking == b"HELLO"  # answered although the server stopped
-        idle.settimeout(WAIT)
-        assert idle.recv(100) == b""  # nothing of a request: EOF, no answer
-    finally:
-        idle.close()
+    idle.setblocking(False)
+
+    async def idle_client() -> bytes:
+        try:  # what a client does: read until EOF, then close
+            return await loop.sock_recv(idle, 100)
+        finally:
+            idle.close()
+
+    async with asyncio.timeout(WAIT):
+        asking = asyncio.create_task(aiomsg.request("127.0.0.1", server.port, b"hello"))
+        await arrived.wait()
+        idling = asyncio.create_task(idle_client())
+        await server.drain()
+        assert await asking == b"HELLO"  # answered although the server stopped
+        assert await idling == b""  # nothing of a request: EOF, no answer
 
 
 async def test_aiomsg_serve_drains_on_sigterm_and_exits_cleanly() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 
 import anyio
 import pytest
@@ -87,3 +89,22 @@ async def test_the_drain_timeout_cancels_a_handler_that_never_finishes() -> None
             shutdown.set()
         assert cancelled.is_set()
         await client.aclose()
+
+
+async def test_a_unix_socket_server_drains_too(tmp_path: Path) -> None:
+    path = str(tmp_path / "drain.sock")
+    shutdown = anyio.Event()
+    serve = functools.partial(
+        aiomsg.serve_framed_unix, slow_echo, path, framing=FRAMING, shutdown=shutdown
+    )
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            await tg.start(serve)
+            client = await anyio.connect_unix(path)
+            await client.send(FRAMING.encode(b"hello"))
+            await anyio.sleep(0.02)
+            shutdown.set()
+            answers = await read_all(client)
+            await client.aclose()
+    assert answers == FRAMING.encode(b"re: hello")
+    assert not os.path.exists(path)

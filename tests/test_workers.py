@@ -246,3 +246,27 @@ async def test_aiomsg_serve_with_two_workers_echoes_on_both_and_stops_on_sigterm
         if parent.returncode is None:
             parent.kill()
             await parent.wait()
+
+
+async def test_the_workers_example_echoes_and_stops_cleanly_on_sigterm() -> None:
+    example = ROOT / "examples" / "workers_echo.py"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(example), "--port", "0", "--workers", "2",
+        stdout=asyncio.subprocess.PIPE, env=_env(),
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(WAIT):
+            first = (await process.stdout.readline()).decode()
+            assert " on 127.0.0.1:" in first, first
+            port = int(first.split("127.0.0.1:")[1].split()[0])
+            framing = aiomsg.LengthPrefixed(4)
+            async with aiomsg.connect("127.0.0.1", port, framing=framing) as conn:
+                await conn.send(b"hello")
+                assert await conn.receive() == b"hello"
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
