@@ -437,7 +437,6 @@ def _bootstrap() -> None:
 
 async def _run_worker(worker: Worker, main: WorkerMain, args: tuple[Any, ...]) -> None:
     loop = asyncio.get_running_loop()
-    worker._stop = asyncio.Event()  # made on this loop
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)
 

@@ -2,8 +2,8 @@
 
 A ``Lines`` echo server with the PROXY protocol (v2, from 127.0.0.1); each request line is
 written to stdout (``PID LINE``) as it is handled, 5 ms before its answer (the work), so
-that a test can count what every backend handled. SIGTERM drains (:meth:`aiomsg.Server.drain`) and exits
-0. Prints ``ready`` on stdout once it listens.
+that a test can count what every backend handled. SIGTERM drains
+(:meth:`aiomsg.Server.drain`) and exits 0. Prints ``ready`` on stdout once it listens.
 """
 
 from __future__ import annotations

@@ -190,6 +190,8 @@ async def test_aiomsg_serve_drains_on_sigterm_and_exits_cleanly() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+        async with asyncio.timeout(WAIT):
+            await process.stderr.read()  # to its end: the transport closes with the loop
 
 
 class Upper(aiomsg.MessageProtocol):

@@ -93,9 +93,10 @@ class App:
         """SIGKILL what is left; the whole stderr."""
         if self.process.returncode is None:
             self.process.kill()
-        assert self.process.stderr is not None
+        assert self.process.stderr is not None and self.process.stdout is not None
         async with asyncio.timeout(WAIT):
             err = await self.process.stderr.read()
+            await self.process.stdout.read()  # to its end: the transport closes with the loop
             await self.process.wait()
         return err.decode()
 
@@ -246,6 +247,8 @@ async def test_aiomsg_serve_with_two_workers_echoes_on_both_and_stops_on_sigterm
         if parent.returncode is None:
             parent.kill()
             await parent.wait()
+        async with asyncio.timeout(WAIT):
+            await stderr.read()  # to its end: the transport closes with the loop
 
 
 async def test_the_workers_example_echoes_and_stops_cleanly_on_sigterm() -> None:
@@ -270,3 +273,5 @@ async def test_the_workers_example_echoes_and_stops_cleanly_on_sigterm() -> None
         if process.returncode is None:
             process.kill()
             await process.wait()
+        async with asyncio.timeout(WAIT):
+            await process.stdout.read()  # to its end: the transport closes with the loop

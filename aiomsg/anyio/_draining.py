@@ -40,7 +40,7 @@ class _DrainableStream(ByteStream):
 
     def _at_boundary(self) -> bool:
         framed = self.framed
-        return framed is None or not framed._decoder.buffered
+        return framed is None or not framed.mid_message
 
     def begin_drain(self) -> None:
         self._draining = True

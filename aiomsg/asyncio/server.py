@@ -50,7 +50,7 @@ class _ServedProtocol(_QueueProtocol):
             self._end_at_boundary()
 
     def _end_at_boundary(self) -> None:
-        if self.at_eof or self.error is not None or self._decoder.buffered:
+        if self.at_eof or self.error is not None or self.mid_message:
             return  # ended already, or a message is in flight: its end decides
         self.pause_reading()  # what the peer sends now stays unread (the close drops it)
         self.at_eof = True
@@ -82,8 +82,8 @@ class Server:
         self._listen = listen
         self._options = options or DEFAULT_OPTIONS
         self._server: Listener | asyncio.Server | None = None
-        # Each handler's task and its connection.
-        self._handlers: dict[asyncio.Task[None], Connection] = {}
+        # Each handler's task and its connection's protocol.
+        self._handlers: dict[asyncio.Task[None], _QueueProtocol] = {}
         # Connections served without a handler (serve_requests, serve_protocol): drained too.
         self._protocols: weakref.WeakSet[MessageProtocol] = weakref.WeakSet()
         self._draining = False
@@ -163,8 +163,8 @@ class Server:
             self._server.close()
         for protocol in list(self._protocols):
             _begin_drain(protocol)
-        for conn in list(self._handlers.values()):
-            _begin_drain(conn._protocol)
+        for protocol in list(self._handlers.values()):
+            _begin_drain(protocol)
         closing = [asyncio.ensure_future(p.wait_closed()) for p in self._protocols]
         waits = [*self._handlers, *closing]
         if waits:
@@ -196,7 +196,7 @@ class Server:
         """Internal: run the handler for a new connection (called by its protocol)."""
         conn = Connection(protocol)
         task = asyncio.get_running_loop().create_task(self._run_handler(conn))
-        self._handlers[task] = conn
+        self._handlers[task] = protocol
         task.add_done_callback(self._forget)
         if self._draining:  # accepted as the listener closed: no message taken
             _begin_drain(protocol)
@@ -247,9 +247,10 @@ def _end_at_boundary(protocol: MessageProtocol) -> None:
     :meth:`~MessageProtocol.peer_closed` returns ``True`` to keep the connection open
     (to finish answering, then close), otherwise it closes (lingering: EOF first)."""
     transport = protocol.transport
+    # The peer already sent EOF: peer_closed() was called then (no public flag says it).
     if transport is None or protocol.is_closing() or getattr(protocol, "_peer_eof", False):
         return
-    if protocol._decoder.buffered:  # a message in flight: look again once it may be over
+    if protocol.mid_message:  # a message in flight: look again once it may be over
         asyncio.get_running_loop().call_later(_BOUNDARY_POLL, _end_at_boundary, protocol)
         return
     protocol.pause_reading()
