@@ -57,16 +57,16 @@ REPORT_INTERVAL = 60.0
 # Untrusted addresses remembered for rate-limiting their log lines.
 _MAX_REMEMBERED = 4096
 
+_Entry: TypeAlias = (
+    str | ipaddress.IPv4Network | ipaddress.IPv6Network | ipaddress.IPv4Address
+    | ipaddress.IPv6Address
+)  # fmt: skip
 #: What ``proxy_trusted=`` takes: networks (``"10.0.0.0/8"``), addresses (a /32 or
 #: /128), as text or :mod:`ipaddress` objects, and ``"unix"`` (every peer of a Unix
 #: socket; the socket file's permissions decide who can connect).
-ProxyTrusted: TypeAlias = (
-    "str | ipaddress.IPv4Network | ipaddress.IPv6Network | ipaddress.IPv4Address"
-    " | ipaddress.IPv6Address | Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network"
-    " | ipaddress.IPv4Address | ipaddress.IPv6Address]"
-)
+ProxyTrusted: TypeAlias = _Entry | Iterable[_Entry]
 
-_Network: TypeAlias = "ipaddress.IPv4Network | ipaddress.IPv6Network"
+_Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 _ONE_ENTRY = (
     str,
     ipaddress.IPv4Network,

@@ -8,8 +8,9 @@ API (everything blocking, for use from sync tests or through ``asyncio.to_thread
     with HAProxy([("127.0.0.1", p1), ("127.0.0.1", p2)], send_proxy="v2") as proxy:
         proxy.port                      # the frontend's port on proxy.host (127.0.0.1)
         proxy.wait_status("s0", "UP")   # health checks passed (servers are s0, s1, ...)
-        proxy.disable_server("s1")      # admin socket: `disable server be/s1` (drain first)
+        proxy.disable_server("s1")      # admin socket: `disable server be/s1` (maintenance)
         proxy.enable_server("s1")
+        proxy.set_state("s1", "drain")  # `set server be/s1 state drain|ready|maint`
         proxy.server_status()           # {"s0": "UP", "s1": "MAINT", ...}
         proxy.command("show stat")      # any admin-socket command, its answer as text
         proxy.log_text()                # what haproxy wrote (its traffic log included)
@@ -21,8 +22,9 @@ a certificate for 127.0.0.1 from a throwaway CA (:attr:`HAProxy.ca_path`, for cl
 ``tls_backend``: HAProxy speaks TLS to the backends (no verification): the PROXY header
 goes first in clear, then the ClientHello. ``check``: health checks every
 ``check_interval_ms`` with ``check-send-proxy`` (the header on each check, as the real
-traffic has it). The process is stopped (SIGTERM, then SIGKILL) and its temp dir removed
-on exit, even after a failure.
+traffic has it). ``server_options`` is appended to every ``server`` line (e.g.
+``"on-marked-down shutdown-sessions"``). The process is stopped (SIGTERM, then SIGKILL)
+and its temp dir removed on exit, even after a failure.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class HAProxy:
         check_interval_ms: int = 300,
         balance: str = "roundrobin",
         host: str = "127.0.0.1",
+        server_options: str = "",
     ) -> None:
         self.executable = find_program("haproxy", "haproxy")
         self.backends = list(backends)
@@ -73,6 +76,7 @@ class HAProxy:
         self.check_interval_ms = check_interval_ms
         self.balance = balance
         self.host = host
+        self.server_options = server_options
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="aiomsg-haproxy-"))
         self.admin_socket = self.dir / "admin.sock"
@@ -97,6 +101,8 @@ class HAProxy:
                 server_options += " check-send-proxy"
         if self.tls_backend:
             server_options += " ssl verify none"
+        if self.server_options:
+            server_options += " " + self.server_options
         servers = "\n".join(
             f"    server {name} {host}:{port}{server_options}"
             for name, (host, port) in zip(self.names, self.backends, strict=True)
@@ -251,6 +257,11 @@ class HAProxy:
 
     def enable_server(self, name: str) -> None:
         self.command(f"enable server be/{name}")
+
+    def set_state(self, name: str, state: str) -> None:
+        """``set server be/NAME state STATE``: "ready", "drain" (no new connections, the
+        open ones stay) or "maint"."""
+        self.command(f"set server be/{name} state {state}")
 
     def log_text(self) -> str:
         try:
