@@ -259,3 +259,20 @@ async def test_a_message_protocol_server_answers_what_it_received_then_eof(
         async with asyncio.timeout(WAIT):
             await drained
     assert received == FRAMING.encode(b"FIRST") + FRAMING.encode(b"IN FLIGHT")
+
+
+async def test_serve_forever_lets_a_drain_from_another_task_finish() -> None:
+    server = aiomsg.serve(slow_echo, "127.0.0.1", 0, framing=FRAMING)
+    serving = asyncio.create_task(server.serve_forever())
+    async with asyncio.timeout(WAIT):
+        while not server.sockets:
+            await asyncio.sleep(0.01)
+        conn = await aiomsg.connect("127.0.0.1", server.port, framing=FRAMING)
+        await conn.send(b"owed")
+        await asyncio.sleep(0.02)
+        drained = asyncio.create_task(server.drain())
+        assert await conn.receive() == b"re: owed"  # not cancelled by serve_forever's exit
+        assert await conn.receive_or_none() is None
+        await conn.aclose()
+        await drained
+        await serving  # returns once the drain is over

@@ -88,6 +88,7 @@ class Server:
         self._protocols: weakref.WeakSet[MessageProtocol] = weakref.WeakSet()
         self._draining = False
         self._lingering = False  # handlers that end close with a lingering close
+        self._drained = asyncio.Event()
 
     async def start(self) -> Server:
         """Start listening (done for you by ``await`` and ``async with``)."""
@@ -116,11 +117,14 @@ class Server:
         return int(self.sockets[0].getsockname()[1])
 
     async def serve_forever(self) -> None:
-        """Serve until cancelled; closes the server (and its connections) on the way out."""
+        """Serve until cancelled, or until a :meth:`drain` (from another task) is over;
+        closes the server (and its connections) on the way out."""
         await self.start()
         assert self._server is not None
         try:
             await self._server.serve_forever()
+            if self._draining:  # the drain closed the listener: let it finish its work
+                await self._drained.wait()
         finally:
             self.close()
             await self.wait_closed()
@@ -177,6 +181,7 @@ class Server:
                 protocol.abort()
         self.close()
         await self.wait_closed()
+        self._drained.set()
 
     def close(self) -> None:
         """Stop listening and cancel every handler (their connections are then closed)."""
