@@ -76,6 +76,7 @@ from .framing import (
 )
 from .loops import loop_factory, loop_name, new_event_loop, run
 from .options import Options
+from .workers import Worker, WorkerStartError, run_workers
 
 # Which distribution this ``aiomsg`` is: PyPI's "aiomsg" is another project with the same
 # import name, and the ``aiomsg`` command checks this mark before it runs (_aiomsg_framing.py).
@@ -124,6 +125,8 @@ __all__ = [
     "UnixSocketInUseError",
     "UntilEOF",
     "Varint",
+    "Worker",
+    "WorkerStartError",
     "broadcast",
     "connect",
     "connect_forever",
@@ -140,6 +143,7 @@ __all__ = [
     "request",
     "request_unix",
     "run",
+    "run_workers",
     "serve",
     "serve_framed",
     "serve_framed_unix",

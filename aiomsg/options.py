@@ -124,6 +124,8 @@ class Options:
     #: The servers' listen queue: a burst of clients is queued by the kernel instead of
     #: being made to retry.
     backlog: int = DEFAULT_BACKLOG
+    #: Seconds a draining server (``Server.drain``, SIGTERM) gives its connections to finish.
+    drain_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         _count("read_size", self.read_size)
@@ -137,7 +139,7 @@ class Options:
             )
         for name in ("message_timeout", "idle_timeout", "keepalive", "connect_timeout"):
             _seconds(name, getattr(self, name), optional=True)
-        for name in ("linger_timeout", "close_timeout", "tls_handshake_timeout"):
+        for name in ("linger_timeout", "close_timeout", "tls_handshake_timeout", "drain_timeout"):
             _seconds(name, getattr(self, name), optional=False)
         _seconds("heartbeat", self.heartbeat, optional=True)
         _seconds("heartbeat_timeout", self.heartbeat_timeout, optional=True)

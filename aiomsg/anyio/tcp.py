@@ -38,6 +38,7 @@ from ..framing import Framing
 from ..framing.proxy_protocol import ProxyHeader, ProxyVersion
 from ..options import Options, resolve_options
 from ._accepting import GuardedListener
+from ._draining import Drain
 from .framed_stream import FramedStream
 from .on_asyncio import ConnectionFramedStream
 
@@ -222,10 +223,11 @@ async def serve_framed(
     proxy_trusted: ProxyTrusted | None = None,
     proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
     proxy_max_pending: int = DEFAULT_PROXY_MAX_PENDING,
+    shutdown: anyio.Event | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     **deprecated: Any,
 ) -> None:
-    """Serve framed TCP connections until cancelled; use it inside a task group.
+    """Serve framed TCP connections until cancelled (or drained); use it inside a task group.
 
     ``await tg.start(functools.partial(serve_framed, handler, "127.0.0.1", 0,
     framing=...))`` returns the bound port once the server listens. Each client
@@ -256,6 +258,15 @@ async def serve_framed(
     then the client's, ``stream.extra(aiomsg.ProxyAttribute.header)`` the header
     and ``ProxyAttribute.proxy_address`` the load balancer's address. A wrong one
     raises ``ValueError`` before listening.
+
+    Cancelling it stops at once (the handlers are cancelled). Setting the
+    ``shutdown`` event stops gracefully, as :meth:`aiomsg.Server.drain` does on
+    every backend: accepting stops, each stream's ``receive()`` raises
+    ``anyio.EndOfStream`` at its next message boundary (after the messages
+    already received), a handler that returns has its stream half-closed and
+    closed once the client closes (at most ``options.linger_timeout`` later),
+    handlers still running after ``options.drain_timeout`` seconds are
+    cancelled, and ``serve_framed`` returns.
     """
     proxy = proxy_settings(proxy_protocol, proxy_trusted, proxy_timeout, proxy_max_pending)
     chosen = resolve_options("serve_framed", options, framing, deprecated, _RENAMED, strict=True)
@@ -269,6 +280,7 @@ async def serve_framed(
             ssl_context=ssl_context,
             reuse_port=reuse_port,
             proxy=proxy,
+            shutdown=shutdown,
             task_status=task_status,
         )
         return
@@ -285,15 +297,24 @@ async def serve_framed(
             handshake_timeout=chosen.tls_handshake_timeout,
         )
 
+    drain = Drain(chosen) if shutdown is not None else None
+
     async def run(stream: ByteStream) -> None:
         peer = stream.extra(SocketAttribute.remote_address, None)
         if chosen.keepalive is not None:
             enable_keepalive(stream.extra(SocketAttribute.raw_socket), chosen.keepalive)
-        await _serve_one(handler, FramedStream(stream, framing, options=chosen), peer)
+        if drain is None:
+            await _serve_one(handler, FramedStream(stream, framing, options=chosen), peer)
+            return
+        async with drain.serving(stream, lambda s: FramedStream(s, framing, options=chosen)) as f:
+            await _serve_one(handler, f, peer)
 
     async with listener:
         task_status.started(port)
-        await listener.serve(run)
+        if shutdown is None or drain is None:
+            await listener.serve(run)
+        else:
+            await drain.serve(listener, run, shutdown)
 
 
 def _guarded(listener: Any, name: str, proxy: ProxySettings | None = None) -> Any:
@@ -323,6 +344,7 @@ async def _serve_framed_asyncio(
     ssl_context: ssl.SSLContext | None,
     reuse_port: bool,
     proxy: ProxySettings | None,
+    shutdown: anyio.Event | None,
     task_status: TaskStatus[int],
 ) -> None:
     async def run(conn: Connection) -> None:
@@ -358,4 +380,8 @@ async def _serve_framed_asyncio(
         )
     async with serve(run, framing=framing, options=options, **where) as server:
         task_status.started(server.port)
-        await anyio.sleep_forever()
+        if shutdown is None:
+            await anyio.sleep_forever()
+        else:
+            await shutdown.wait()
+            await server.drain()

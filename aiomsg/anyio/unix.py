@@ -29,6 +29,7 @@ from ..framing import Framing
 from ..framing.proxy_protocol import ProxyVersion
 from ..options import Options, resolve_options
 from ._accepting import GuardedListener
+from ._draining import Drain
 from .framed_stream import FramedStream
 from .on_asyncio import ConnectionFramedStream
 from .tcp import _on_asyncio, _serve_one
@@ -77,6 +78,7 @@ async def serve_framed_unix(
     proxy_trusted: ProxyTrusted | None = None,
     proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
     proxy_max_pending: int = DEFAULT_PROXY_MAX_PENDING,
+    shutdown: anyio.Event | None = None,
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
     **deprecated: Any,
 ) -> None:
@@ -88,7 +90,7 @@ async def serve_framed_unix(
     :func:`serve_framed`: whatever one client does is logged once and ends
     that connection only, and running out of file descriptors pauses accepting
     (see :func:`~aiomsg.serve_framed`). ``options`` are those of
-    :func:`~aiomsg.serve_framed`.
+    :func:`~aiomsg.serve_framed`; setting ``shutdown`` drains the server as there.
 
     The socket file is created with permissions ``mode`` (default ``0o660``: its
     owner and group may connect), with no moment in which it has others, and is
@@ -120,14 +122,26 @@ async def serve_framed_unix(
                 "proxy_timeout": proxy.timeout,
                 "proxy_max_pending": proxy.max_pending,
             }
-        async with serve_unix(run, where, framing=framing, options=chosen, mode=mode, **proxied):
+        async with serve_unix(
+            run, where, framing=framing, options=chosen, mode=mode, **proxied
+        ) as server:
             task_status.started(where)
-            await anyio.sleep_forever()
+            if shutdown is None:
+                await anyio.sleep_forever()
+            else:
+                await shutdown.wait()
+                await server.drain()
         return
+
+    drain = Drain(chosen) if shutdown is not None else None
 
     async def run_stream(stream: ByteStream) -> None:
         peer = stream.extra(SocketAttribute.remote_address, None) if proxy else None
-        await _serve_one(handler, FramedStream(stream, framing, options=chosen), peer or where)
+        if drain is None:
+            await _serve_one(handler, FramedStream(stream, framing, options=chosen), peer or where)
+            return
+        async with drain.serving(stream, lambda s: FramedStream(s, framing, options=chosen)) as f:
+            await _serve_one(handler, f, peer or where)
 
     sock, created = bind_unix(where, mode=mode, backlog=chosen.backlog)
     try:
@@ -136,8 +150,9 @@ async def serve_framed_unix(
         created.remove()
         sock.close()
         raise
-    async with GuardedListener(
-        raw, created.path, on_close=created.remove, proxy=proxy
-    ) as listener:
+    async with GuardedListener(raw, created.path, on_close=created.remove, proxy=proxy) as listener:
         task_status.started(where)
-        await listener.serve(run_stream)
+        if shutdown is None or drain is None:
+            await listener.serve(run_stream)
+        else:
+            await drain.serve(listener, run_stream, shutdown)

@@ -994,6 +994,11 @@ class MessageProtocol(asyncio.BufferedProtocol):
             self.transport.abort()
 
     @property
+    def mid_message(self) -> bool:
+        """Whether part of a message has arrived and not its end (a drain waits for it)."""
+        return bool(self._decoder.buffered)
+
+    @property
     def needs_drain(self) -> bool:
         """Whether :meth:`drain` would wait or raise now (the write buffer is over its
         high-water mark, or the connection is lost); when ``False`` it returns at once,

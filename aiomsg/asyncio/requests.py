@@ -237,13 +237,15 @@ def _listening(
 ) -> Server:
     """A :class:`Server` that runs a :class:`RequestProtocol` per client of ``listen``."""
 
-    def factory() -> RequestProtocol:
-        return RequestProtocol(handler, framing=framing, timeout=timeout, options=options)
+    def factory(server: Server) -> RequestProtocol:
+        protocol = RequestProtocol(handler, framing=framing, timeout=timeout, options=options)
+        server.adopt(protocol)  # so that Server.drain answers what is in flight
+        return protocol
 
-    async def start(_: Server) -> Listener | asyncio.Server:
-        return await listen(factory)
+    async def start(server: Server) -> Listener | asyncio.Server:
+        return await listen(lambda: factory(server))
 
-    return Server(start)
+    return Server(start, options=options)
 
 
 def _warn_front(front: object) -> None:
@@ -367,6 +369,13 @@ class RequestProtocol(MessageProtocol):
 
     def peer_closed(self) -> bool:
         return True  # the request is complete; keep the connection to answer it
+
+    def begin_drain(self) -> None:
+        """Its server drains (:meth:`Server.drain`): an exchange that has begun is
+        answered as usual; a connection with no byte of a request yet is closed
+        (the client reads EOF, no response, and may ask elsewhere)."""
+        if self._task is None and not self._decoder.buffered and not self._peer_eof:
+            self.close(linger=True)
 
     def framing_error(self, exc: FramingError) -> bool:
         # Refuse with a reset, not the lingering close: a clean close would read

@@ -60,9 +60,9 @@ def serve_protocol(
     proxy = proxy_settings(proxy_protocol, proxy_trusted, proxy_timeout, proxy_max_pending)
     chosen = options or DEFAULT_OPTIONS
 
-    async def listen(_: Server) -> Listener | asyncio.Server:
+    async def listen(server: Server) -> Listener | asyncio.Server:
         return await listen_tcp(
-            protocol_factory,
+            lambda: server.adopt(protocol_factory()),  # so that Server.drain reaches it
             host,
             port,
             backlog=chosen.backlog,
@@ -72,7 +72,7 @@ def serve_protocol(
             **kwargs,
         )
 
-    return Server(listen)
+    return Server(listen, options=chosen)
 
 
 def serve_protocol_unix(
@@ -95,9 +95,9 @@ def serve_protocol_unix(
     )
     chosen = options or DEFAULT_OPTIONS
 
-    async def listen(_: Server) -> Listener:
+    async def listen(server: Server) -> Listener:
         return listen_unix(
-            protocol_factory,
+            lambda: server.adopt(protocol_factory()),  # so that Server.drain reaches it
             path,
             backlog=chosen.backlog,
             mode=mode,
@@ -106,4 +106,4 @@ def serve_protocol_unix(
             proxy=proxy,
         )
 
-    return Server(listen)
+    return Server(listen, options=chosen)
