@@ -252,8 +252,8 @@ def _end_at_boundary(protocol: MessageProtocol) -> None:
     :meth:`~MessageProtocol.peer_closed` returns ``True`` to keep the connection open
     (to finish answering, then close), otherwise it closes (lingering: EOF first)."""
     transport = protocol.transport
-    # The peer already sent EOF: peer_closed() was called then (no public flag says it).
-    if transport is None or protocol.is_closing() or getattr(protocol, "_peer_eof", False):
+    # The peer already sent EOF: peer_closed() was called then.
+    if transport is None or protocol.is_closing() or protocol._peer_eof:
         return
     if protocol.mid_message:  # a message in flight: look again once it may be over
         asyncio.get_running_loop().call_later(_BOUNDARY_POLL, _end_at_boundary, protocol)

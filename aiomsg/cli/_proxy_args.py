@@ -44,13 +44,3 @@ def proxy_keywords(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         message = str(exc).replace("proxy_trusted", "--proxy-trusted")
         parser.error(message.replace("proxy_protocol", "--proxy-protocol"))
     return {"proxy_protocol": args.proxy_protocol, "proxy_trusted": trusted}
-
-
-def proxy_flags(keywords: dict[str, Any]) -> list[str]:
-    """The flags again, for a worker process's command line."""
-    if keywords.get("proxy_protocol") is None:
-        return []
-    return [
-        "--proxy-protocol", keywords["proxy_protocol"],
-        "--proxy-trusted", ",".join(keywords["proxy_trusted"]),
-    ]  # fmt: skip
