@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
+from .._memory_budget import SMALL
 from .._read_budget import MESSAGE_COST, first_read, fit_read, max_batch
 from ..errors import BusyError, ConnectionClosed, ConnectionTimeout, FramingError, fresh
 from ..framing import Buffer, FixedLength, Framing
@@ -78,6 +79,13 @@ class _QueueProtocol(MessageProtocol):
                 self._count_unread()
         else:
             self.ready.extend(messages)
+            if self._budget is not None:
+                # Weighed before the application has had a chance to take them (it
+                # may never): by the read's size, not per message, on this hot path.
+                held = self._read_bytes + MESSAGE_COST * count
+                if held >= SMALL:
+                    self._held_unread = held
+                    self._count_held()
         self.wake()
 
     def _count_unread(self) -> None:

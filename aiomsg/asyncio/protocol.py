@@ -199,6 +199,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._held_partial = 0  # the unfinished message, counted when over SMALL
         self._held_unread = 0  # decoded messages the application has not taken
         self._held_unsent = 0  # output, counted when the write buffer fills
+        self._read_bytes = 0  # the last read's size
         self._lost: ConnectionClosed | None = None
         self._closed = False
         self._closed_waiter: asyncio.Future[None] | None = None
@@ -277,6 +278,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
             return
         if self._discarding or self._closed:  # after a framing error or close(): dropped
             return
+        self._read_bytes = nbytes  # what the budget weighs a batch by (see _QueueProtocol)
         try:
             messages = self._decoder.feed(self._buffer[:nbytes])
         except FramingError as exc:
@@ -1014,6 +1016,12 @@ class MessageProtocol(asyncio.BufferedProtocol):
         e.__cause__``.
         """
         return self._lost
+
+    @property
+    def peer_eof(self) -> bool:
+        """Whether the peer has half-closed its side (sent EOF): nothing more will
+        arrive, though this side may still send."""
+        return self._peer_eof
 
     def is_closing(self) -> bool:
         """Whether the connection is closed or on its way out (closing, lingering

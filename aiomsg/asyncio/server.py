@@ -253,7 +253,7 @@ def _end_at_boundary(protocol: MessageProtocol) -> None:
     (to finish answering, then close), otherwise it closes (lingering: EOF first)."""
     transport = protocol.transport
     # The peer already sent EOF: peer_closed() was called then.
-    if transport is None or protocol.is_closing() or protocol._peer_eof:
+    if transport is None or protocol.is_closing() or protocol.peer_eof:
         return
     if protocol.mid_message:  # a message in flight: look again once it may be over
         asyncio.get_running_loop().call_later(_BOUNDARY_POLL, _end_at_boundary, protocol)
