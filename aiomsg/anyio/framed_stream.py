@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import anyio
@@ -38,6 +38,23 @@ __all__ = ["FramedStream"]
 
 # What a receive() waits for besides data: a limit that expires, or the next heartbeat to send.
 _Deadline = Literal["message", "idle", "heartbeat", "beat"]
+
+
+def _cancel_check() -> Callable[[], Awaitable[None]] | None:
+    """What a receive() served from decoded messages awaits to be a cancellation point on
+    the running backend, or ``None`` (see "Checkpoints" in FramedStream's docstring).
+
+    On trio, trio's own ``checkpoint_if_cancelled`` (anyio's adds a look-up of the
+    backend per call). On asyncio, nothing: cancellation arrives at the next read
+    (anyio's check walks every enclosing cancel scope: 1 us per message, 4x the rest).
+    """
+    import sniffio
+
+    if sniffio.current_async_library() != "trio":
+        return None
+    import trio
+
+    return trio.lowlevel.checkpoint_if_cancelled
 
 
 class FramedStream(ObjectStream[bytes]):
@@ -82,24 +99,25 @@ class FramedStream(ObjectStream[bytes]):
     The framing must carry empty messages (``ValueError`` otherwise).
 
     Checkpoints: a ``receive()`` that reads from the connection is a full
-    checkpoint (the inner ``receive()`` is). A ``receive()`` served from messages
-    already decoded checks for cancellation (``checkpoint_if_cancelled``) but
-    does not yield to the event loop: a full checkpoint per buffered message
-    would cost most of the throughput (measured with ``benchmarks/fronts.py``:
-    about 2.5x fewer messages per second on asyncio). Other tasks still run at
-    least once per read, so a busy receiver delays them by at most one read's
-    worth of messages. Cancelling a ``receive()`` never loses or duplicates a
-    message: the next call gets it.
+    checkpoint (the inner ``receive()`` is): other tasks run, and a cancelled
+    scope or an expired deadline (``anyio.fail_after``/``move_on_after``)
+    raises there. A ``receive()`` served from messages already decoded does not
+    yield to the event loop: a schedule point per buffered message would cost
+    most of the throughput. So other tasks run, and deadlines are noticed, at
+    least once per read; a busy receiver delays them by at most one read's worth
+    of messages (``read_size``). Cancelling a ``receive()`` never loses or
+    duplicates a message: the next call gets it.
 
-    The streams :func:`connect_framed` and :func:`serve_framed` make on asyncio
-    (on aiomsg's transport) skip that check too, like the Streams front: a
-    buffered message is returned without looking at cancel scopes, and
-    cancellation arrives at the next ``receive()`` that waits, at most one
-    read's worth of messages later. This changes only one case: a task that
-    cancels its own scope and then receives gets a buffered message instead of
-    the cancellation (a scope cancelled by another task, or by its deadline,
-    is delivered when the receiver last waited). The check cost 2 µs per
-    message, four times everything else.
+    Whether a ``receive()`` served from decoded messages is also a cancellation
+    point depends on the backend. On trio it is: every ``receive()`` raises
+    ``Cancelled`` in a cancelled scope, even one its own task cancelled an
+    instant before. On asyncio it is not: a buffered message is returned
+    without looking at cancel scopes, and the cancellation arrives at the next
+    ``receive()`` that reads. This changes only one case, a task that cancels
+    its own scope and then receives (a scope cancelled by another task, or by
+    its deadline, is noticed at the next read either way); anyio's check costs
+    1 us per message there, four times everything else. The streams
+    :func:`connect_framed` and :func:`serve_framed` make follow the same rule.
     """
 
     def __init__(
@@ -148,15 +166,41 @@ class FramedStream(ObjectStream[bytes]):
         self._error: BaseException | None = None
         self._closed = False
         self._receiving = False
+        # The cancellation check of a receive() served from decoded messages (None: none),
+        # for the backend the first read runs on; anyio's until then.
+        self._check: Callable[[], Awaitable[None]] | None = checkpoint_if_cancelled
+        self._checked = False
         # fast_acquire: an uncontended send does not pay an extra event-loop round trip.
         self._send_lock = anyio.Lock(fast_acquire=True)
 
     async def receive(self) -> bytes:
         """Return the next message. Raises as the class docstring says."""
         if self._ready and not self._receiving and not self._closed:
-            await checkpoint_if_cancelled()  # cancelled: the message stays queued
+            check = self._check
+            if check is not None:
+                await check()  # cancelled: the message stays queued
             return self._ready.popleft()
         return await self._receive_slow()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+        # An async generator: resuming it costs less than the two coroutines per
+        # message of ObjectReceiveStream.__anext__ and receive().
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        ready = self._ready
+        while True:
+            if ready and not self._receiving and not self._closed:
+                check = self._check
+                if check is not None:
+                    await check()
+                message = ready.popleft()
+            else:
+                try:
+                    message = await self._receive_slow()
+                except anyio.EndOfStream:
+                    return
+            yield message
 
     async def _receive_slow(self) -> bytes:
         # A plain flag rather than anyio.ResourceGuard: this runs per message.
@@ -168,6 +212,8 @@ class FramedStream(ObjectStream[bytes]):
                 raise anyio.ClosedResourceError
             if self._ready:
                 await checkpoint_if_cancelled()
+            elif not self._checked:
+                self._check, self._checked = _cancel_check(), True
             since = anyio.current_time()  # the clocks count only while receiving
             while not self._ready:
                 error = self._error
@@ -237,10 +283,10 @@ class FramedStream(ObjectStream[bytes]):
             while True:
                 limit = self._time_left(since)
                 if limit is None:
-                    chunk = await self.transport_stream.receive(self._read_size)
+                    messages = await self._pull()
                     break
                 with anyio.move_on_after(max(limit[0], 0)) as scope:
-                    chunk = await self.transport_stream.receive(self._read_size)
+                    messages = await self._pull()
                 if not scope.cancelled_caught:
                     break
                 if limit[1] == "beat":  # time to show we are alive; then wait on
@@ -258,8 +304,6 @@ class FramedStream(ObjectStream[bytes]):
                 return
             self._error = anyio.EndOfStream()
             return
-        try:
-            messages = self._decoder.feed(chunk)
         except FramingError as exc:
             self._ready.extend(self._keep(exc.messages))
             self._error = detached(exc)
@@ -273,6 +317,15 @@ class FramedStream(ObjectStream[bytes]):
         if len(messages) > self._max_batch or self._read_size < self._read_full:
             self._read_size = fit_read(self._read_size, self._read_full, len(messages))
         self._ready.extend(self._keep(messages) if self._heartbeat is not None else messages)
+
+    async def _pull(self) -> list[bytes]:
+        """Read once (at most ``_read_size`` bytes) and decode: the messages completed.
+
+        Raises ``anyio.EndOfStream`` at the end, ``FramingError`` from the decoder,
+        and what the inner stream raises. A subclass reading another way (the trio
+        socket in :mod:`.on_trio`) overrides this alone; the clocks stay here.
+        """
+        return self._decoder.feed(await self.transport_stream.receive(self._read_size))
 
     def _keep(self, messages: list[bytes]) -> list[bytes]:
         """The messages for the application: with the heartbeat on, not the empty ones."""

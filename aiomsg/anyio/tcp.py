@@ -145,7 +145,9 @@ async def _connect_framed(
             stream = await anyio.connect_tcp(remote_host, remote_port, **kwargs)
     if options.keepalive is not None:
         enable_keepalive(stream.extra(SocketAttribute.raw_socket), options.keepalive)
-    return FramedStream(stream, framing, options=options)
+    from .on_trio import framed_on_trio  # imports trio: only here, on trio
+
+    return framed_on_trio(stream, framing, options)
 
 
 class _QuietTLSListener(TLSListener):
@@ -229,6 +231,8 @@ async def serve_framed(
             task_status=task_status,
         )
         return
+    from .on_trio import framed_on_trio  # imports trio: only here, on trio
+
     listener: Any = await anyio.create_tcp_listener(
         local_host=local_host, local_port=local_port, backlog=chosen.backlog, reuse_port=reuse_port
     )
@@ -246,7 +250,7 @@ async def serve_framed(
         peer = stream.extra(SocketAttribute.remote_address, None)
         if chosen.keepalive is not None:
             enable_keepalive(stream.extra(SocketAttribute.raw_socket), chosen.keepalive)
-        await _serve_one(handler, FramedStream(stream, framing, options=chosen), peer)
+        await _serve_one(handler, framed_on_trio(stream, framing, chosen), peer)
 
     async with listener:
         task_status.started(port)

@@ -56,7 +56,9 @@ async def _connect_framed_unix(path: str, framing: Framing, options: Options) ->
         return ConnectionFramedStream(await connect_unix(path, framing=framing, options=options))
     with anyio.fail_after(options.connect_timeout):
         stream = await anyio.connect_unix(path)
-    return FramedStream(stream, framing, options=options)
+    from .on_trio import framed_on_trio  # imports trio: only here, on trio
+
+    return framed_on_trio(stream, framing, options)
 
 
 async def serve_framed_unix(
@@ -100,8 +102,10 @@ async def serve_framed_unix(
             await anyio.sleep_forever()
         return
 
+    from .on_trio import framed_on_trio  # imports trio: only here, on trio
+
     async def run_stream(stream: ByteStream) -> None:
-        await _serve_one(handler, FramedStream(stream, framing, options=chosen), where)
+        await _serve_one(handler, framed_on_trio(stream, framing, chosen), where)
 
     sock, created = bind_unix(where, mode=mode, backlog=chosen.backlog)
     try:
