@@ -40,21 +40,27 @@ __all__ = ["FramedStream"]
 _Deadline = Literal["message", "idle", "heartbeat", "beat"]
 
 
-def _cancel_check() -> Callable[[], Awaitable[None]] | None:
-    """What a receive() served from decoded messages awaits to be a cancellation point on
-    the running backend, or ``None`` (see "Checkpoints" in FramedStream's docstring).
+def _backend_hooks() -> tuple[Callable[[], Awaitable[None]] | None, Callable[[], float]]:
+    """For the running backend: what a receive() served from decoded messages awaits to be
+    a cancellation point (``None``: nothing; see "Checkpoints" in FramedStream's
+    docstring), and the clock anyio's ``current_time()`` reads, without its look-up of
+    the backend on every call.
 
-    On trio, trio's own ``checkpoint_if_cancelled`` (anyio's adds a look-up of the
-    backend per call). On asyncio, nothing: cancellation arrives at the next read
-    (anyio's check walks every enclosing cancel scope: 1 us per message, 4x the rest).
+    On trio, trio's own ``checkpoint_if_cancelled``. On asyncio, nothing: cancellation
+    arrives at the next read (anyio's check walks every enclosing cancel scope: 1 us per
+    message, 4x the rest).
     """
     import sniffio
 
-    if sniffio.current_async_library() != "trio":
-        return None
-    import trio
+    if sniffio.current_async_library() == "trio":
+        import trio
 
-    return trio.lowlevel.checkpoint_if_cancelled
+        return trio.lowlevel.checkpoint_if_cancelled, trio.current_time
+    if sniffio.current_async_library() == "asyncio":
+        import asyncio
+
+        return None, asyncio.get_running_loop().time  # anyio's current_time() on asyncio
+    return checkpoint_if_cancelled, anyio.current_time
 
 
 class FramedStream(ObjectStream[bytes]):
@@ -169,6 +175,7 @@ class FramedStream(ObjectStream[bytes]):
         # The cancellation check of a receive() served from decoded messages (None: none),
         # for the backend the first read runs on; anyio's until then.
         self._check: Callable[[], Awaitable[None]] | None = checkpoint_if_cancelled
+        self._now: Callable[[], float] = anyio.current_time  # the backend's own, once known
         self._checked = False
         # fast_acquire: an uncontended send does not pay an extra event-loop round trip.
         self._send_lock = anyio.Lock(fast_acquire=True)
@@ -189,17 +196,19 @@ class FramedStream(ObjectStream[bytes]):
 
     async def _iterate(self) -> AsyncIterator[bytes]:
         ready = self._ready
+        take = ready.popleft
+        check = self._check
         while True:
             if ready and not self._receiving and not self._closed:
-                check = self._check
                 if check is not None:
-                    await check()
-                message = ready.popleft()
-            else:
-                try:
-                    message = await self._receive_slow()
-                except anyio.EndOfStream:
-                    return
+                    await check()  # cancelled: the message stays queued
+                yield take()
+                continue
+            try:
+                message = await self._receive_slow()
+            except anyio.EndOfStream:
+                return
+            check = self._check  # the first read sets it
             yield message
 
     async def _receive_slow(self) -> bytes:
@@ -213,8 +222,8 @@ class FramedStream(ObjectStream[bytes]):
             if self._ready:
                 await checkpoint_if_cancelled()
             elif not self._checked:
-                self._check, self._checked = _cancel_check(), True
-            since = anyio.current_time()  # the clocks count only while receiving
+                (self._check, self._now), self._checked = _backend_hooks(), True
+            since = self._now()  # the clocks count only while receiving
             while not self._ready:
                 error = self._error
                 if error is not None:
@@ -230,7 +239,7 @@ class FramedStream(ObjectStream[bytes]):
         Read on every read: the error itself is made only if the deadline passes.
         """
         nearest: tuple[float, _Deadline] | None = None
-        now = anyio.current_time()
+        now = self._now()
         if self._idle_timeout is not None:
             nearest = (max(self._last_read, since) + self._idle_timeout - now, "idle")
         if self._message_timeout is not None and self._message_started is not None:
@@ -273,7 +282,7 @@ class FramedStream(ObjectStream[bytes]):
     async def _beat(self) -> None:
         """Send a heartbeat, unless another task is sending (then bytes are moving already)."""
         assert self._heartbeat is not None
-        self._last_send = anyio.current_time()
+        self._last_send = self._now()
         if not self._send_lock.locked():
             async with self._send_lock:
                 await self.transport_stream.send(self._heartbeat.wire)
@@ -332,7 +341,7 @@ class FramedStream(ObjectStream[bytes]):
         return [m for m in messages if m] if self._heartbeat is not None else messages
 
     def _track_message(self, completed: bool) -> None:
-        now = anyio.current_time()
+        now = self._now()
         self._last_read = now
         if not self._decoder.buffered:
             self._message_started = None
@@ -358,13 +367,25 @@ class FramedStream(ObjectStream[bytes]):
         except (TypeError, ValueError) as exc:  # a try costs nothing until it catches
             raise not_bytes(item, "send_text()") or exc from None
         if self._heartbeat is not None:
-            self._last_send = anyio.current_time()
-        async with self._send_lock:
+            self._last_send = self._now()
+        await self._send_bytes(data, parts)
+
+    async def _send_bytes(self, data: bytes | None, parts: Iterable[Buffer]) -> None:
+        """Write one encoded message whole (``data``, or if ``None``, ``parts`` in turn)
+        behind the other senders. A subclass writing another way overrides this alone."""
+        lock = self._send_lock
+        if lock.locked():
+            await lock.acquire()
+        else:  # no other sender: anyio's acquire() would add a cancellation check
+            lock.acquire_nowait()  # to the one the inner send() makes (1 us on asyncio)
+        try:
             if data is not None:
                 await self.transport_stream.send(data)
             else:  # large: do not copy the body into a new object
                 for part in parts:
                     await self.transport_stream.send(part)  # type: ignore[arg-type]
+        finally:
+            lock.release()
 
     async def send_many(self, items: Iterable[Buffer]) -> None:
         """Send several messages with one write to the inner stream, in order.
@@ -380,9 +401,8 @@ class FramedStream(ObjectStream[bytes]):
         except (TypeError, ValueError) as exc:
             raise first_not_bytes(items, "send_text()") or exc from None
         if self._heartbeat is not None:
-            self._last_send = anyio.current_time()
-        async with self._send_lock:
-            await self.transport_stream.send(data)
+            self._last_send = self._now()
+        await self._send_bytes(data, ())
 
     # --- changing shape part-way: another framing, raw bytes, TLS ----------------
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
 import trio
 from anyio.abc import SocketAttribute, SocketStream
 
-from ..framing import Framing
+from ..framing import Buffer, Framing
 from ..options import Options
 from .framed_stream import FramedStream
 
@@ -97,9 +98,7 @@ class TrioFramedStream(FramedStream):
                 continue
             except OSError as exc:
                 del window
-                if self._closed:
-                    raise anyio.ClosedResourceError from None
-                raise anyio.BrokenResourceError from exc
+                raise self._broken(exc) from exc
             break
         if window is not None:
             del window
@@ -111,6 +110,52 @@ class TrioFramedStream(FramedStream):
         if not waited:  # a schedule point per read, now that its messages are safe
             await trio.lowlevel.cancel_shielded_checkpoint()
         return messages
+
+    async def _send_bytes(self, data: bytes | None, parts: Iterable[Buffer]) -> None:
+        # Straight to the socket when no other sender is at it: a send the kernel takes
+        # whole cannot interleave with another, so only the rest of a partial one holds
+        # the lock. A checkpoint, as trio's send is: cancelled before, nothing is sent.
+        if (
+            data is None
+            or self._send_lock.locked()
+            or self.transport_stream is not self._socket_stream
+        ):
+            await super()._send_bytes(data, parts)
+            return
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise self._broken(exc) from exc
+        if sent == len(data):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        # The rest may wait: later senders queue behind. Free (checked above, nothing
+        # awaited since), so taken without a cancellation check between the two parts.
+        self._send_lock.acquire_nowait()
+        try:
+            rest = memoryview(data)[sent:]
+            while rest:
+                try:
+                    await trio.lowlevel.wait_writable(self._sock)
+                except trio.ClosedResourceError as exc:
+                    raise anyio.ClosedResourceError from exc
+                try:
+                    rest = rest[self._sock.send(rest) :]
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise self._broken(exc) from exc
+        finally:
+            self._send_lock.release()
+
+    def _broken(self, exc: OSError) -> anyio.ClosedResourceError | anyio.BrokenResourceError:
+        """What anyio raises for a failed socket call: closed by us, or broken underneath."""
+        if self._closed:
+            return anyio.ClosedResourceError()
+        return anyio.BrokenResourceError(str(exc))
 
     async def _wait_readable(self) -> None:
         try:
