@@ -4,7 +4,8 @@ On asyncio they run on aiomsg's own transport protocol (the Streams front)
 instead of anyio's socket streams: its reading stops while the application is
 behind, so memory stays bounded whatever the peer does (anyio 4's asyncio
 sockets read on into a queue without bound), and a read costs fewer Python
-calls. On trio they use anyio's streams, which read only when asked.
+calls. On trio they read the trio socket under anyio's streams themselves (``on_trio``),
+only when asked; over TLS, through anyio's ``TLSStream``.
 """
 
 from __future__ import annotations
