@@ -8,6 +8,9 @@ process. Workloads, all ``LengthPrefixed(4)`` (a 4-byte big-endian length):
 * ``large``: 2,000 pipelined 1 MiB messages; the server counts them.
 * ``echo``: round trips of one 100-byte message, one in flight at a time.
 
+The trio rows (aiomsg's ``serve_framed`` and a hand-written ``receive_some`` loop) run on
+trio whatever ``--loops`` says, once per repeat, and are saved with the loop ``"trio"``.
+
 The server measures from its first received byte to its last message. Every
 figure is the best of ``--repeats`` runs, taken in turns with the other
 candidates; ratios compare implementations within this one run. Prints a
