@@ -6,6 +6,7 @@ import os
 import socket
 import ssl
 import stat
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -364,3 +365,54 @@ async def test_message_timeout_over_a_unix_socket() -> None:
                 while True:
                     await raw.receive()
     assert len(outcome) == 1 and outcome[0].timeout == 0.2
+
+
+@SWAP
+async def test_small_sends_into_a_full_socket_stay_whole_and_in_order(swap: bool) -> None:
+    # Two senders of many 4 KB messages while nobody reads: the socket buffers fill, sends
+    # go out in parts and wait (on trio's path, the rest of a partial send holds the lock).
+    framing = aiomsg.LengthPrefixed(4)
+    per_sender = 1500  # 6 MB each: more than loopback's socket buffers hold
+    async with pair(framing, swap) as (client, server):
+
+        async def sender(tag: int) -> None:
+            for i in range(per_sender):
+                await client.send(b"%d:%06d:" % (tag, i) + bytes(4000))
+
+        got: dict[int, list[int]] = {0: [], 1: []}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sender, 0)
+            tg.start_soon(sender, 1)
+            await anyio.wait_all_tasks_blocked()  # both wait on a full socket now
+            for _ in range(2 * per_sender):
+                message = await server.receive()
+                tag, number, rest = message.split(b":", 2)
+                assert rest == bytes(4000)
+                got[int(tag)].append(int(number))
+        assert got == {0: list(range(per_sender)), 1: list(range(per_sender))}
+
+
+@SWAP
+async def test_closing_a_stream_ends_the_receive_another_task_is_waiting_in(swap: bool) -> None:
+    async with pair(aiomsg.Lines(), swap) as (_client, server):
+
+        async def close_soon() -> None:
+            await anyio.wait_all_tasks_blocked()  # the receiver waits for bytes now
+            await server.aclose()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(close_soon)
+            with pytest.raises(anyio.ClosedResourceError):
+                await server.receive()
+
+
+@SWAP
+async def test_sending_to_a_peer_that_reset_raises_broken_resource(swap: bool) -> None:
+    async with pair(aiomsg.Lines(), swap) as (client, server):
+        raw = server.extra(SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await server.aclose()  # a reset (RST), not a clean close
+        with pytest.raises(anyio.BrokenResourceError):
+            for _ in range(200):  # the first sends may still be accepted by the kernel
+                await client.send(b"into the void")
+                await anyio.sleep(0.005)
