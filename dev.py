@@ -126,6 +126,8 @@ TEST_PROGRAMS = {
     "mariadbd": "mariadb-server",
     "mariadb": "mariadb-client",
     "mosquitto": "mosquitto",
+    # tests/haproxy.py: the load balancer in front of aiomsg servers (PROXY protocol).
+    "haproxy": "haproxy",
 }
 
 

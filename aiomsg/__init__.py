@@ -14,6 +14,7 @@ from ._opening import Opening
 from ._unix_socket import UnixSocketInUseError
 from .anyio import (
     FramedStream,
+    ProxyAttribute,
     connect_framed,
     connect_framed_unix,
     serve_framed,
@@ -31,6 +32,8 @@ from .asyncio import (
     request,
     request_unix,
     serve,
+    serve_protocol,
+    serve_protocol_unix,
     serve_requests,
     serve_requests_unix,
     serve_unix,
@@ -73,6 +76,7 @@ from .framing import (
 )
 from .loops import loop_factory, loop_name, new_event_loop, run
 from .options import Options
+from .workers import Worker, WorkerStartError, run_workers
 
 # Which distribution this ``aiomsg`` is: PyPI's "aiomsg" is another project with the same
 # import name, and the ``aiomsg`` command checks this mark before it runs (_aiomsg_framing.py).
@@ -111,6 +115,7 @@ __all__ = [
     "Netstring",
     "Opening",
     "Options",
+    "ProxyAttribute",
     "ProxyHeader",
     "ProxyHeaderParser",
     "ProxyProtocolError",
@@ -120,6 +125,8 @@ __all__ = [
     "UnixSocketInUseError",
     "UntilEOF",
     "Varint",
+    "Worker",
+    "WorkerStartError",
     "broadcast",
     "connect",
     "connect_forever",
@@ -136,9 +143,12 @@ __all__ = [
     "request",
     "request_unix",
     "run",
+    "run_workers",
     "serve",
     "serve_framed",
     "serve_framed_unix",
+    "serve_protocol",
+    "serve_protocol_unix",
     "serve_requests",
     "serve_requests_unix",
     "serve_unix",

@@ -24,6 +24,7 @@ ACCEPT_BACKOFF = 0.25
 #: Seconds between two log lines about the same exhaustion (each gives a count).
 REPORT_INTERVAL = 60.0
 
+
 class AcceptGuard:
     """Rate-limited reporting of failed accepts for one listening server.
 

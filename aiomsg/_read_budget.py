@@ -9,13 +9,15 @@ while messages are tiny, back up (doubling) while they are not.
 
 from __future__ import annotations
 
-__all__ = ["MESSAGE_COST", "MIN_READ", "first_read", "fit_read", "max_batch"]
+__all__ = ["MESSAGE_COST", "MIN_READ", "SPENT_READ", "first_read", "fit_read", "max_batch"]
 
 #: What one decoded message costs besides its payload: a bytes object's header (33
 #: bytes), the allocator's rounding, its slot in the queue.
 MESSAGE_COST = 64
 #: The smallest read while messages are tiny.
 MIN_READ = 4096
+#: The read while the server-wide memory budget is spent (see ``_memory_budget``).
+SPENT_READ = 1024
 
 
 def max_batch(read_size: int) -> int:

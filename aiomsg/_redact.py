@@ -27,5 +27,5 @@ def redact_url(url: str) -> str:
     match = _USERINFO.match(url)
     if match is not None and ":" in match["userinfo"]:
         user = match["userinfo"].partition(":")[0]
-        url = f"{match['head']}{user}:***@{url[match.end():]}"
+        url = f"{match['head']}{user}:***@{url[match.end() :]}"
     return _QUERY_PASSWORD.sub(r"\g<key>***", url)

@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_HEARTBEAT_TIMEOUT_FACTOR",
     "DEFAULT_KEEPALIVE",
     "DEFAULT_LINGER_TIMEOUT",
+    "DEFAULT_MEMORY_BUDGET",
     "DEFAULT_MESSAGE_TIMEOUT",
     "DEFAULT_READ_SIZE",
     "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
@@ -30,6 +31,11 @@ DEFAULT_READ_SIZE = 256 * 1024
 #: Unsent bytes above which ``drain()`` (and the Streams ``send()``) wait for the
 #: peer, and above which the Protocol front stops reading from it.
 DEFAULT_WRITE_HIGH_WATER = 256 * 1024
+
+#: Bytes that all the connections of one event loop may hold together in unfinished
+#: messages, decoded messages not yet taken and unsent output, before the ones holding
+#: the most stop reading (``docs/limits.md``, "Memory of a whole server").
+DEFAULT_MEMORY_BUDGET = 512 * 1024 * 1024
 
 #: Seconds a message that has begun may take to complete.
 DEFAULT_MESSAGE_TIMEOUT = 60.0

@@ -25,6 +25,7 @@ from .limits import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_KEEPALIVE,
     DEFAULT_LINGER_TIMEOUT,
+    DEFAULT_MEMORY_BUDGET,
     DEFAULT_MESSAGE_TIMEOUT,
     DEFAULT_READ_SIZE,
     DEFAULT_TLS_HANDSHAKE_TIMEOUT,
@@ -87,6 +88,13 @@ class Options:
     write_high_water: int = DEFAULT_WRITE_HIGH_WATER
     #: Whether reading stops while unsent bytes are over ``write_high_water``.
     write_backpressure: bool = True
+    #: Bytes that all the connections of one event loop made with this budget may hold
+    #: together: unfinished messages, decoded messages not yet taken, unsent output.
+    #: When the sum is over it, the connections still growing past 64 KiB stop reading
+    #: (one at a time is let through, so large messages still complete one after
+    #: another) while their ``message_timeout`` keeps running; small messages and new
+    #: connections go on (``None``: no bound but each connection's own).
+    memory_budget: int | None = DEFAULT_MEMORY_BUDGET
     #: Seconds a message that has begun may take to complete (``None``: no limit).
     message_timeout: float | None = DEFAULT_MESSAGE_TIMEOUT
     #: Seconds without any byte from the peer before the connection is closed
@@ -116,18 +124,22 @@ class Options:
     #: The servers' listen queue: a burst of clients is queued by the kernel instead of
     #: being made to retry.
     backlog: int = DEFAULT_BACKLOG
+    #: Seconds a draining server (``Server.drain``, SIGTERM) gives its connections to finish.
+    drain_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         _count("read_size", self.read_size)
         _count("write_high_water", self.write_high_water)
         _count("backlog", self.backlog)
+        if self.memory_budget is not None:
+            _count("memory_budget", self.memory_budget)
         if not isinstance(self.write_backpressure, bool):
             raise TypeError(
                 f"Options.write_backpressure must be True or False, not {self.write_backpressure!r}"
             )
         for name in ("message_timeout", "idle_timeout", "keepalive", "connect_timeout"):
             _seconds(name, getattr(self, name), optional=True)
-        for name in ("linger_timeout", "close_timeout", "tls_handshake_timeout"):
+        for name in ("linger_timeout", "close_timeout", "tls_handshake_timeout", "drain_timeout"):
             _seconds(name, getattr(self, name), optional=False)
         _seconds("heartbeat", self.heartbeat, optional=True)
         _seconds("heartbeat_timeout", self.heartbeat_timeout, optional=True)

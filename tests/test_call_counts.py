@@ -50,11 +50,12 @@ PACKAGE = str(Path(aiomsg.__file__).parent) + "/"
 # each was set, plus about half a call.
 CEILINGS: dict[str, tuple[float, float]] = {
     "streams-pipelined": (1.5, 1.5),  # measured 1.04 (pure Python 1.05)
-    "streams-echo": (24.5, 28.5),  # 24.0 (28.0)
+    # 25.0 (29.0): 24.0 (28.0) before the memory budget's resume_reading() override.
+    "streams-echo": (25.5, 29.5),
     "protocol-pipelined": (0.5, 0.5),  # 0.01 (0.01): message_received is the test's
     "protocol-echo": (13.5, 17.5),  # 13.0 (17.0)
     "framed-transport-pipelined": (2.5, 2.5),  # 2.04 (2.05)
-    "framed-transport-echo": (30.5, 34.5),  # 30.0 (34.0)
+    "framed-transport-echo": (31.5, 35.5),  # 31.0 (35.0); 30.0 (34.0) before, as above
     "framed-anyio-pipelined": (1.5, 1.5),  # 1.03 (1.04)
     "framed-anyio-echo": (23.5, 25.5),  # 23.0 (25.0)
     "framed-trio-pipelined": (1.5, 1.5),  # 1.03 (1.04)

@@ -562,5 +562,10 @@ class FramedStream(ObjectStream[bytes]):
         await self.transport_stream.aclose()
 
     @property
+    def mid_message(self) -> bool:
+        """Whether part of a message has arrived and not its end (a drain waits for it)."""
+        return bool(self._decoder.buffered)
+
+    @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return self.transport_stream.extra_attributes

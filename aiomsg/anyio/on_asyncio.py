@@ -18,6 +18,7 @@ from ..asyncio.connection import Connection
 from ..errors import BusyError, ConnectionClosed, ConnectionTimeout
 from ..framing import Buffer
 from .framed_stream import FramedStream
+from .proxied import ProxyAttribute
 
 __all__ = ["ConnectionFramedStream"]
 
@@ -68,6 +69,14 @@ class _ConnectionBytes(ByteStream):
                 attributes[SocketAttribute.local_port] = lambda: conn.local_address[1]
                 attributes[SocketAttribute.remote_port] = lambda: conn.remote_address[1]
             attributes[SocketAttribute.remote_address] = lambda: _address(conn.remote_address)
+        header = conn.get_extra_info("proxy_header")
+        if header is not None:  # remote_address is already the client's: add the rest
+            peer = _address(conn.get_extra_info("peername"))
+            attributes.update(
+                {ProxyAttribute.header: lambda: header, ProxyAttribute.proxy_address: lambda: peer}
+            )
+            if isinstance(header.source, str):  # an AF_UNIX client has no port
+                attributes.pop(SocketAttribute.remote_port, None)
         ssl_object = conn.get_extra_info("ssl_object")
         if ssl_object is not None:
             attributes.update(

@@ -19,17 +19,27 @@ from typing import Any, cast
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener, TaskStatus
 from anyio.streams.stapled import MultiListener
-from anyio.streams.tls import TLSListener
+from anyio.streams.tls import TLSListener, TLSStream
 
 from .._connection_end import log_connection_end
 from .._opening import Opening
+from .._proxy_accept import (
+    DEFAULT_PROXY_MAX_PENDING,
+    DEFAULT_PROXY_TIMEOUT,
+    ProxySettings,
+    ProxyTrusted,
+    proxy_settings,
+)
+from .._proxy_connect import proxy_wire
 from .._socket_options import enable_keepalive, reset_on_close
 from ..asyncio.client import connect
 from ..asyncio.connection import Connection
 from ..asyncio.server import serve
 from ..framing import Framing
+from ..framing.proxy_protocol import ProxyHeader, ProxyVersion
 from ..options import Options, resolve_options
 from ._accepting import GuardedListener
+from ._draining import Drain
 from .framed_stream import FramedStream
 from .on_asyncio import ConnectionFramedStream
 
@@ -64,6 +74,7 @@ def connect_framed(
     ssl_context: ssl.SSLContext | None = None,
     tls_standard_compatible: bool = True,
     tls_hostname: str | None = None,
+    proxy_header: ProxyHeader | bytes | None = None,
     **kwargs: Any,
 ) -> Opening[FramedStream]:
     """Connect over TCP (TLS with ``tls`` or ``ssl_context``) and frame the stream:
@@ -81,6 +92,9 @@ def connect_framed(
     one is (see :class:`FramedStream`). The old option keywords still work for
     one release, with a :class:`DeprecationWarning`.
 
+    ``proxy_header`` is written first, before TLS, as for :func:`aiomsg.connect`
+    (on trio, ``local_host`` still applies).
+
     Raises:
         OSError: the connection failed (``ssl.SSLError`` for a failed TLS handshake).
         TimeoutError: no connection (handshake included) within ``connect_timeout``.
@@ -88,6 +102,8 @@ def connect_framed(
             before connecting.
     """
     chosen = resolve_options("connect_framed", options, framing, kwargs, _CONNECT_RENAMED)
+    if proxy_header is not None:
+        kwargs["proxy_header"] = proxy_wire(proxy_header)  # encoded (and refused) now
     if tls and ssl_context is None:
         ssl_context = ssl.create_default_context()
     return Opening(
@@ -130,9 +146,24 @@ async def _connect_framed(
         )
         return ConnectionFramedStream(conn)
     stream: ByteStream
+    wire = kwargs.pop("proxy_header", None)
     # anyio's connect_tcp has no timeout of its own, and none for the TLS handshake.
     with anyio.fail_after(options.connect_timeout):
-        if ssl_context is not None:
+        if wire is not None:
+            stream = await anyio.connect_tcp(remote_host, remote_port, **kwargs)
+            try:
+                await stream.send(wire)  # before TLS, as a load balancer writes it
+                if ssl_context is not None:
+                    stream = await TLSStream.wrap(
+                        stream,
+                        hostname=tls_hostname or remote_host,
+                        ssl_context=ssl_context,
+                        standard_compatible=tls_standard_compatible,
+                    )
+            except BaseException:
+                await anyio.aclose_forcefully(stream)
+                raise
+        elif ssl_context is not None:
             stream = await anyio.connect_tcp(
                 remote_host,
                 remote_port,
@@ -191,10 +222,15 @@ async def serve_framed(
     ssl_context: ssl.SSLContext | None = None,
     tls_standard_compatible: bool = True,
     reuse_port: bool = False,
+    proxy_protocol: ProxyVersion | None = None,
+    proxy_trusted: ProxyTrusted | None = None,
+    proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
+    proxy_max_pending: int = DEFAULT_PROXY_MAX_PENDING,
+    shutdown: anyio.Event | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     **deprecated: Any,
 ) -> None:
-    """Serve framed TCP connections until cancelled; use it inside a task group.
+    """Serve framed TCP connections until cancelled (or drained); use it inside a task group.
 
     ``await tg.start(functools.partial(serve_framed, handler, "127.0.0.1", 0,
     framing=...))`` returns the bound port once the server listens. Each client
@@ -218,7 +254,24 @@ async def serve_framed(
     carry raises ``ValueError`` before listening. The old option keywords
     (``ssl_handshake_timeout=``, ``backlog=``...) still work for one release,
     with a :class:`DeprecationWarning`.
+
+    The PROXY keywords (``proxy_protocol``, ``proxy_trusted``, ``proxy_timeout``,
+    ``proxy_max_pending``) are those of :func:`aiomsg.serve`, on every backend: the
+    header is read before TLS; ``stream.extra(SocketAttribute.remote_address)`` is
+    then the client's, ``stream.extra(aiomsg.ProxyAttribute.header)`` the header
+    and ``ProxyAttribute.proxy_address`` the load balancer's address. A wrong one
+    raises ``ValueError`` before listening.
+
+    Cancelling it stops at once (the handlers are cancelled). Setting the
+    ``shutdown`` event stops gracefully, as :meth:`aiomsg.Server.drain` does on
+    every backend: accepting stops, each stream's ``receive()`` raises
+    ``anyio.EndOfStream`` at its next message boundary (after the messages
+    already received), a handler that returns has its stream half-closed and
+    closed once the client closes (at most ``options.linger_timeout`` later),
+    handlers still running after ``options.drain_timeout`` seconds are
+    cancelled, and ``serve_framed`` returns.
     """
+    proxy = proxy_settings(proxy_protocol, proxy_trusted, proxy_timeout, proxy_max_pending)
     chosen = resolve_options("serve_framed", options, framing, deprecated, _RENAMED, strict=True)
     if _on_asyncio():
         await _serve_framed_asyncio(
@@ -229,6 +282,8 @@ async def serve_framed(
             options=chosen,
             ssl_context=ssl_context,
             reuse_port=reuse_port,
+            proxy=proxy,
+            shutdown=shutdown,
             task_status=task_status,
         )
         return
@@ -238,7 +293,7 @@ async def serve_framed(
         local_host=local_host, local_port=local_port, backlog=chosen.backlog, reuse_port=reuse_port
     )
     port = listener.extra(SocketAttribute.local_port)
-    listener = _guarded(listener, f"{local_host or '*'}:{port}")
+    listener = _guarded(listener, f"{local_host or '*'}:{port}", proxy)
     if ssl_context is not None:
         listener = _QuietTLSListener(
             listener,
@@ -247,25 +302,37 @@ async def serve_framed(
             handshake_timeout=chosen.tls_handshake_timeout,
         )
 
+    drain = Drain(chosen) if shutdown is not None else None
+
     async def run(stream: ByteStream) -> None:
         peer = stream.extra(SocketAttribute.remote_address, None)
         if chosen.keepalive is not None:
             enable_keepalive(stream.extra(SocketAttribute.raw_socket), chosen.keepalive)
-        await _serve_one(handler, framed_on_trio(stream, framing, chosen), peer)
+        if drain is None:
+            await _serve_one(handler, framed_on_trio(stream, framing, chosen), peer)
+            return
+        async with drain.serving(stream, lambda s: framed_on_trio(s, framing, chosen)) as f:
+            await _serve_one(handler, f, peer)
 
     async with listener:
         task_status.started(port)
-        await listener.serve(run)
+        if shutdown is None or drain is None:
+            await listener.serve(run)
+        else:
+            await drain.serve(listener, run, shutdown)
 
 
-def _guarded(listener: Any, name: str) -> Any:
+def _guarded(listener: Any, name: str, proxy: ProxySettings | None = None) -> Any:
     """``listener`` (one socket, or anyio's MultiListener of several) that outlives
-    failed accepts (see :class:`GuardedListener`)."""
+    failed accepts and reads PROXY headers with ``proxy`` (see :class:`GuardedListener`)."""
     if isinstance(listener, MultiListener):
         return MultiListener(
-            [GuardedListener(cast(SocketListener, one), name) for one in listener.listeners]
+            [
+                GuardedListener(cast(SocketListener, one), name, proxy=proxy)
+                for one in listener.listeners
+            ]
         )
-    return GuardedListener(listener, name)
+    return GuardedListener(listener, name, proxy=proxy)
 
 
 # serve_framed's deprecated keyword for what is now Options.tls_handshake_timeout.
@@ -281,6 +348,8 @@ async def _serve_framed_asyncio(
     options: Options,
     ssl_context: ssl.SSLContext | None,
     reuse_port: bool,
+    proxy: ProxySettings | None,
+    shutdown: anyio.Event | None,
     task_status: TaskStatus[int],
 ) -> None:
     async def run(conn: Connection) -> None:
@@ -307,6 +376,17 @@ async def _serve_framed_asyncio(
         where.update(reuse_port=True)
     if ssl_context is not None:
         where.update(ssl=ssl_context)
+    if proxy is not None:
+        where.update(
+            proxy_protocol=proxy.version,
+            proxy_trusted=list(proxy.networks),
+            proxy_timeout=proxy.timeout,
+            proxy_max_pending=proxy.max_pending,
+        )
     async with serve(run, framing=framing, options=options, **where) as server:
         task_status.started(server.port)
-        await anyio.sleep_forever()
+        if shutdown is None:
+            await anyio.sleep_forever()
+        else:
+            await shutdown.wait()
+            await server.drain()

@@ -12,16 +12,24 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream, SocketListener, TaskStatus
+from anyio.abc import ByteStream, SocketAttribute, SocketListener, TaskStatus
 
 from .._opening import Opening
+from .._proxy_accept import (
+    DEFAULT_PROXY_MAX_PENDING,
+    DEFAULT_PROXY_TIMEOUT,
+    ProxyTrusted,
+    proxy_settings,
+)
 from .._unix_socket import DEFAULT_UNIX_MODE, bind_unix
 from ..asyncio.client import connect_unix
 from ..asyncio.connection import Connection
 from ..asyncio.server import serve_unix
 from ..framing import Framing
+from ..framing.proxy_protocol import ProxyVersion
 from ..options import Options, resolve_options
 from ._accepting import GuardedListener
+from ._draining import Drain
 from .framed_stream import FramedStream
 from .on_asyncio import ConnectionFramedStream
 from .tcp import _on_asyncio, _serve_one
@@ -68,6 +76,11 @@ async def serve_framed_unix(
     framing: Framing,
     options: Options | None = None,
     mode: int = DEFAULT_UNIX_MODE,
+    proxy_protocol: ProxyVersion | None = None,
+    proxy_trusted: ProxyTrusted | None = None,
+    proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
+    proxy_max_pending: int = DEFAULT_PROXY_MAX_PENDING,
+    shutdown: anyio.Event | None = None,
     task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
     **deprecated: Any,
 ) -> None:
@@ -79,7 +92,7 @@ async def serve_framed_unix(
     :func:`serve_framed`: whatever one client does is logged once and ends
     that connection only, and running out of file descriptors pauses accepting
     (see :func:`~aiomsg.serve_framed`). ``options`` are those of
-    :func:`~aiomsg.serve_framed`.
+    :func:`~aiomsg.serve_framed`; setting ``shutdown`` drains the server as there.
 
     The socket file is created with permissions ``mode`` (default ``0o660``: its
     owner and group may connect), with no moment in which it has others, and is
@@ -89,23 +102,50 @@ async def serve_framed_unix(
     (a stale socket is replaced), :class:`FileExistsError` when something else is
     there, ``ValueError`` for a ``mode`` that is not permission bits, and
     :class:`OSError` when the socket cannot be made.
+
+    The PROXY keywords are those of :func:`aiomsg.serve_unix`
+    (``proxy_trusted=["unix"]``: every peer of the socket may send a header).
     """
+    proxy = proxy_settings(
+        proxy_protocol, proxy_trusted, proxy_timeout, proxy_max_pending, unix=True
+    )
     chosen = resolve_options("serve_framed_unix", options, framing, deprecated, strict=True)
     where = os.fspath(path)
     if _on_asyncio():
 
         async def run(conn: Connection) -> None:
-            await _serve_one(handler, ConnectionFramedStream(conn), where)
+            await _serve_one(handler, ConnectionFramedStream(conn), conn.remote_address or where)
 
-        async with serve_unix(run, where, framing=framing, options=chosen, mode=mode):
+        proxied: dict[str, Any] = {}
+        if proxy is not None:
+            proxied = {
+                "proxy_protocol": proxy.version,
+                "proxy_trusted": ["unix"],
+                "proxy_timeout": proxy.timeout,
+                "proxy_max_pending": proxy.max_pending,
+            }
+        async with serve_unix(
+            run, where, framing=framing, options=chosen, mode=mode, **proxied
+        ) as server:
             task_status.started(where)
-            await anyio.sleep_forever()
+            if shutdown is None:
+                await anyio.sleep_forever()
+            else:
+                await shutdown.wait()
+                await server.drain()
         return
 
     from .on_trio import framed_on_trio  # imports trio: only here, on trio
 
+    drain = Drain(chosen) if shutdown is not None else None
+
     async def run_stream(stream: ByteStream) -> None:
-        await _serve_one(handler, framed_on_trio(stream, framing, chosen), where)
+        peer = stream.extra(SocketAttribute.remote_address, None) if proxy else None
+        if drain is None:
+            await _serve_one(handler, framed_on_trio(stream, framing, chosen), peer or where)
+            return
+        async with drain.serving(stream, lambda s: framed_on_trio(s, framing, chosen)) as f:
+            await _serve_one(handler, f, peer or where)
 
     sock, created = bind_unix(where, mode=mode, backlog=chosen.backlog)
     try:
@@ -114,6 +154,9 @@ async def serve_framed_unix(
         created.remove()
         sock.close()
         raise
-    async with GuardedListener(raw, created.path, on_close=created.remove) as listener:
+    async with GuardedListener(raw, created.path, on_close=created.remove, proxy=proxy) as listener:
         task_status.started(where)
-        await listener.serve(run_stream)
+        if shutdown is None or drain is None:
+            await listener.serve(run_stream)
+        else:
+            await drain.serve(listener, run_stream, shutdown)

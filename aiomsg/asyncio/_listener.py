@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -26,7 +28,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._accept_guard import AcceptGuard
+from .._proxy_accept import ProxyGate, ProxySettings, read_available
 from .._unix_socket import bind_unix
+from ..framing.proxy_protocol import ProxyHeader, ProxyHeaderParser, ProxyProtocolError
 
 __all__ = ["Listener", "bind_tcp", "listen_tcp", "listen_unix"]
 
@@ -108,6 +112,12 @@ class Listener:
     removed there); ``name`` is how log lines name it. :meth:`close` stops
     accepting and closes the sockets; the connections already made are their
     protocols' to close.
+
+    With ``proxy`` (see :mod:`aiomsg._proxy_accept`), each accepted socket first
+    goes through a :class:`~aiomsg._proxy_accept.ProxyGate` and, in a task of its
+    own, has its PROXY header read off the raw socket (before TLS, before the
+    transport exists); the protocol gets it as its ``proxy_header`` attribute
+    before ``connection_made``. Without it, accepting does nothing more.
     """
 
     def __init__(
@@ -120,6 +130,7 @@ class Listener:
         ssl_handshake_timeout: float | None = None,
         on_close: Callable[[], None] | None = None,
         name: str | None = None,
+        proxy: ProxySettings | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._sockets = sockets
@@ -140,6 +151,7 @@ class Listener:
             raise
         self._name = name or ", ".join(_name(sock) for sock in sockets)
         self._guard = AcceptGuard(self._name)
+        self._proxy = ProxyGate(proxy, self._name) if proxy is not None else None
         for sock in sockets:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
 
@@ -155,7 +167,7 @@ class Listener:
     def _accept(self, sock: socket.socket) -> None:
         for _ in range(_ACCEPTS_PER_WAKEUP):
             try:
-                conn, _address = sock.accept()
+                conn, address = sock.accept()
             except (BlockingIOError, InterruptedError):
                 return  # the queue is empty
             except ConnectionAbortedError:
@@ -168,7 +180,16 @@ class Listener:
                 return
             self._guard.accepted()
             conn.setblocking(False)
-            task = self._loop.create_task(self._connect(conn))
+            if self._proxy is None:
+                task = self._loop.create_task(self._connect(conn))
+            elif self._proxy.admit(address):
+                task = self._loop.create_task(self._connect_proxied(conn, address, self._proxy))
+                # Evicted before it ran, the coroutine never gets to close the socket.
+                task.add_done_callback(functools.partial(_close_if_cancelled, conn))
+                self._proxy.wait(task, task.cancel)
+            else:
+                conn.close()  # untrusted, or too many waiting: before reading a byte
+                continue
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
 
@@ -185,10 +206,35 @@ class Listener:
             self._loop.add_reader(sock.fileno(), self._accept, sock)
             self._accept(sock)
 
-    async def _connect(self, conn: socket.socket) -> None:
+    async def _connect_proxied(self, conn: socket.socket, address: Any, gate: ProxyGate) -> None:
+        try:
+            async with asyncio.timeout(gate.settings.timeout):
+                header = await _read_header(self._loop, conn, gate.settings.version)
+        except (ProxyProtocolError, EOFError, OSError) as exc:  # TimeoutError included
+            gate.failed(address, exc)
+            conn.close()
+            return
+        except BaseException:  # evicted (see ProxyGate.wait), or the server closes
+            conn.close()
+            raise
+        finally:
+            gate.release(asyncio.current_task())
+        await self._connect(conn, header)
+
+    async def _connect(self, conn: socket.socket, header: ProxyHeader | None = None) -> None:
+        factory = self._factory
+        if header is not None:
+
+            def factory() -> asyncio.BaseProtocol:
+                protocol = self._factory()
+                # Before connection_made: the server's handler sees the client's address.
+                with contextlib.suppress(AttributeError):  # a protocol with __slots__
+                    protocol.proxy_header = header  # type: ignore[attr-defined]
+                return protocol
+
         try:
             await self._loop.connect_accepted_socket(
-                self._factory,
+                factory,
                 conn,
                 ssl=self._ssl,
                 ssl_handshake_timeout=self._ssl_handshake_timeout,
@@ -231,6 +277,34 @@ class Listener:
             self.close()
 
 
+async def _read_header(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, version: Any
+) -> ProxyHeader:
+    """The PROXY header off ``sock``, read with the loop's readiness callbacks, no byte more."""
+    parser = ProxyHeaderParser(version)
+    fd = sock.fileno()
+    while True:
+        header = read_available(sock, parser)
+        if header is not None:
+            return header
+        readable: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, _wake, readable)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(fd)
+
+
+def _close_if_cancelled(conn: socket.socket, task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        conn.close()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _name(sock: socket.socket) -> str:
     try:
         address: Any = sock.getsockname()
@@ -254,15 +328,18 @@ async def listen_tcp(
     ssl: _ssl.SSLContext | None = None,
     ssl_handshake_timeout: float | None = None,
     sock: socket.socket | None = None,
+    proxy: ProxySettings | None = None,
     **kwargs: Any,
 ) -> Listener | asyncio.Server:
     """A :class:`Listener` on ``host``/``port`` (or an already bound ``sock``); on
     Windows' proactor loop, which cannot watch a socket, the loop's own server.
 
     ``kwargs`` are those of :meth:`asyncio.loop.create_server` that choose the
-    sockets: ``family``, ``flags``, ``reuse_address``, ``reuse_port``.
+    sockets: ``family``, ``flags``, ``reuse_address``, ``reuse_port``. ``proxy``:
+    read a PROXY header first (see :class:`Listener`).
 
     Raises:
+        NotImplementedError: ``proxy`` on Windows' proactor loop.
         TypeError: another keyword.
         ValueError: both ``sock`` and ``host``/``port``, or neither.
         OSError: binding failed.
@@ -270,6 +347,8 @@ async def listen_tcp(
     loop = asyncio.get_running_loop()
     if isinstance(loop, getattr(asyncio, "ProactorEventLoop", ())):
         # Windows' proactor loop has no add_reader: its own accept loop it is.
+        if proxy is not None:
+            raise NotImplementedError("the PROXY protocol needs a selector loop or uvloop")
         create: Any = loop.create_server  # typeshed's overloads split host and sock
         server: asyncio.Server = await create(
             factory,
@@ -299,7 +378,12 @@ async def listen_tcp(
     else:
         sockets = await bind_tcp(host, port, **kwargs)
     return Listener(
-        sockets, factory, backlog=backlog, ssl=ssl, ssl_handshake_timeout=ssl_handshake_timeout
+        sockets,
+        factory,
+        backlog=backlog,
+        ssl=ssl,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+        proxy=proxy,
     )
 
 
@@ -311,6 +395,7 @@ def listen_unix(
     mode: int,
     ssl: _ssl.SSLContext | None = None,
     ssl_handshake_timeout: float | None = None,
+    proxy: ProxySettings | None = None,
 ) -> Listener:
     """A :class:`Listener` on a Unix socket at ``path`` (see :func:`aiomsg._unix_socket.bind_unix`
     for what happens to a file already there, and what it raises); the socket file
@@ -324,4 +409,5 @@ def listen_unix(
         ssl_handshake_timeout=ssl_handshake_timeout,
         on_close=created.remove,
         name=created.path,
+        proxy=proxy,
     )

@@ -11,7 +11,9 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from .._opening import Opening
+from .._proxy_connect import open_proxied_socket, proxy_wire
 from ..framing import Framing
+from ..framing.proxy_protocol import ProxyHeader
 from ..options import Options, resolve_options
 from .connection import Connection, _QueueProtocol
 
@@ -27,6 +29,7 @@ def connect(
     framing: Framing,
     options: Options | None = None,
     ssl: _ssl.SSLContext | bool | None = None,
+    proxy_header: ProxyHeader | bytes | None = None,
     **kwargs: Any,
 ) -> Opening[Connection]:
     """Open a TCP connection framed with ``framing``: ``async with connect(...) as conn``,
@@ -57,6 +60,12 @@ def connect(
     The old option keywords (``message_timeout=``..., ``timeout=``) still work for
     one release, with a :class:`DeprecationWarning`.
 
+    ``proxy_header`` (a :class:`~aiomsg.ProxyHeader`, or the bytes of
+    :func:`~aiomsg.encode_proxy_header`) is written first, before TLS and any
+    message, as a load balancer does: for tests, and for relaying a client to a
+    server with ``proxy_protocol=``. Of the socket keywords, ``local_addr`` and
+    ``family`` then still apply.
+
     Raises:
         ValueError: a heartbeat that ``framing`` cannot carry (``FixedLength``,
             ``TypePrefixed``, ``UntilEOF``); raised by this call, before connecting.
@@ -64,8 +73,11 @@ def connect(
             host: :class:`socket.gaierror`).
         TimeoutError: no connection within ``connect_timeout`` seconds.
         ssl.SSLError: the TLS handshake failed.
+        TypeError: ``proxy_header`` is neither a ProxyHeader nor bytes.
     """
     chosen = resolve_options("connect", options, framing, kwargs, _RENAMED)
+    if proxy_header is not None:
+        kwargs["proxy_header"] = proxy_wire(proxy_header)  # encoded (and refused) now
     return Opening(_connect(host, port, framing, chosen, ssl, kwargs))
 
 
@@ -83,9 +95,22 @@ async def _connect(
 ) -> Connection:
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(options.connect_timeout):
-        _, protocol = await loop.create_connection(
-            lambda: _QueueProtocol(framing, options), host, port, ssl=ssl, **kwargs
-        )
+        wire = kwargs.pop("proxy_header", None)
+        if wire is not None:
+            sock = await open_proxied_socket(host, port, wire, kwargs)
+            if ssl and kwargs.get("server_hostname") is None:
+                kwargs["server_hostname"] = host
+            try:
+                _, protocol = await loop.create_connection(
+                    lambda: _QueueProtocol(framing, options), sock=sock, ssl=ssl, **kwargs
+                )
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            _, protocol = await loop.create_connection(
+                lambda: _QueueProtocol(framing, options), host, port, ssl=ssl, **kwargs
+            )
     return Connection(protocol)
 
 

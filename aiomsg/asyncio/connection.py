@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from .._read_budget import first_read, fit_read, max_batch
+from .._read_budget import MESSAGE_COST, first_read, fit_read, max_batch
 from ..errors import BusyError, ConnectionClosed, ConnectionTimeout, FramingError, fresh
 from ..framing import Buffer, FixedLength, Framing
 from ..options import Options, resolve_options
@@ -73,8 +73,26 @@ class _QueueProtocol(MessageProtocol):
             # read ahead (several alive at once make the C allocator hand memory
             # back to the OS and fetch it again: half the speed, measured).
             self.pause_reading()
-        self.ready.extend(messages)
+            self.ready.extend(messages)
+            if self._budget is not None:
+                self._count_unread()
+        else:
+            self.ready.extend(messages)
         self.wake()
+
+    def _count_unread(self) -> None:
+        """Reading paused with messages waiting: weigh them in the memory budget (a
+        message costs its payload and MESSAGE_COST). Once per pause, not per read: at
+        most two reads' worth of messages wait then."""
+        ready = self.ready
+        self._held_unread = sum(map(len, ready)) + MESSAGE_COST * len(ready)
+        self._count_held()
+
+    def resume_reading(self) -> None:
+        if self._held_unread and not self.ready:  # the application took them all
+            self._held_unread = 0
+            self._count_held()
+        super().resume_reading()
 
     def _fit_reads(self, count: int) -> None:
         """Read less at a time while messages are tiny, more again when they are not
@@ -520,11 +538,22 @@ class Connection:
 
     @property
     def remote_address(self) -> Any:
-        """The peer's address (``(host, port)`` for TCP; often ``""`` for Unix sockets)."""
-        return self.get_extra_info("peername")
+        """The peer's address (``(host, port)`` for TCP; often ``""`` for Unix sockets).
+
+        On a server with ``proxy_protocol=``: the client's address from the PROXY
+        header (``get_extra_info("proxy_header")``), or the real peer's for a
+        ``LOCAL`` or ``UNKNOWN`` header; ``get_extra_info("peername")`` stays the
+        load balancer's.
+        """
+        return self._protocol.remote_address
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """Return transport information, as :meth:`asyncio.BaseTransport.get_extra_info`."""
+        """Return transport information, as :meth:`asyncio.BaseTransport.get_extra_info`,
+        and ``"proxy_header"``: the :class:`~aiomsg.ProxyHeader` the load balancer sent
+        (``default`` when there was none)."""
+        if name == "proxy_header":
+            header = self._protocol.proxy_header
+            return default if header is None else header
         transport = self._protocol.transport
         return transport.get_extra_info(name, default) if transport else default
 

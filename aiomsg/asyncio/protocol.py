@@ -18,6 +18,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, cast
 
+from .._memory_budget import SMALL, MemoryBudget, budget_for
+from .._read_budget import SPENT_READ
 from .._socket_options import enable_keepalive, reset_on_close
 from ..errors import (
     CloseReason,
@@ -33,6 +35,7 @@ from ..errors import (
     not_bytes,
 )
 from ..framing import Buffer, Framing
+from ..framing.proxy_protocol import ProxyHeader
 from ..framing.switch import check_tls_boundary, chosen_framings, switch_decoder
 from ..limits import (
     COPY_LIMIT,
@@ -170,6 +173,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._decoder = chosen.decoder()
         self._buffer = _shared_read_buffer(opts.read_size)
         self._reads = self._buffer  # what a read may fill: all of it, unless a subclass limits it
+        self._spent_reads = self._buffer[:SPENT_READ]  # while the memory budget is spent
         self._write_high_water = opts.write_high_water
         self._write_backpressure = opts.write_backpressure
         self._message_timeout = opts.message_timeout
@@ -184,7 +188,17 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._app_paused = False  # pause_reading() was called
-        self._reading_paused = False  # the transport is not reading (either reason)
+        self._held_back = False  # not reading by our choice: the clocks stop meanwhile
+        self._reading_paused = False  # the transport is not reading (any reason)
+        # The server-wide memory budget (see _memory_budget): what this connection
+        # holds in it, in parts, and whether the budget paused its reading.
+        self._budget: MemoryBudget | None = None
+        self._budget_limit = opts.memory_budget
+        self.budget_held = 0
+        self.budget_paused = False
+        self._held_partial = 0  # the unfinished message, counted when over SMALL
+        self._held_unread = 0  # decoded messages the application has not taken
+        self._held_unsent = 0  # output, counted when the write buffer fills
         self._lost: ConnectionClosed | None = None
         self._closed = False
         self._closed_waiter: asyncio.Future[None] | None = None
@@ -226,6 +240,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         # Kept: asking asyncio for the running loop costs a system call
         # (getpid) on Python 3.11, too much for every read.
         self._loop = asyncio.get_running_loop()
+        self._budget = budget_for(self._loop, self._budget_limit)
         if self._timing:
             self._last_read = self._loop.time()
             if self._idle_timeout is not None:
@@ -236,6 +251,12 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         """``asyncio.BufferedProtocol``'s hook: the buffer the event loop reads into next."""
+        budget = self._budget
+        if budget is not None and budget.held > budget.limit and budget.lead is not self:
+            # The memory budget is spent: take little at a time, so that no
+            # connection grows by more than a sip before the budget weighs it.
+            self._reading_into_body = False
+            return self._spent_reads
         # Inside a body longer than a read, the loop reads straight into the
         # message being built (with the C speedups): a copy saved per byte.
         window = self._decoder.get_buffer(len(self._buffer))
@@ -249,6 +270,8 @@ class MessageProtocol(asyncio.BufferedProtocol):
             messages = self._decoder.buffer_updated(nbytes)
             if self._timing:
                 self._last_read = self._loop.time()
+            if self._budget is not None:
+                self._count_partial(self._decoder.buffered)
             if messages:  # none today (a window never covers a body's last byte)
                 self._deliver(messages)
             return
@@ -261,7 +284,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
             self._fail(detached(exc))
             return
         if self._timing:
-            self._track_message(bool(messages))
+            self._track_message(bool(messages))  # counts the partial message too
+        elif self._budget is not None:
+            self._count_partial(self._decoder.buffered)
         self._deliver(messages)
 
     def eof_received(self) -> bool:
@@ -350,12 +375,18 @@ class MessageProtocol(asyncio.BufferedProtocol):
         Call ``super()`` if you override it.
         """
         self._write_paused = True
+        if self._budget is not None and self.transport is not None:
+            self._held_unsent = self.transport.get_write_buffer_size()
+            self._count_held()
         if self._write_backpressure:
             self._update_reading()
 
     def resume_writing(self) -> None:
         """The peer caught up: wake :meth:`drain` and read again. Call ``super()`` if overridden."""
         self._write_paused = False
+        if self._held_unsent:
+            self._held_unsent = 0
+            self._count_held()
         self._wake_drainers()
         if self._write_backpressure:
             self._update_reading()
@@ -384,6 +415,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
         # Kept without traceback: its frames would tie this protocol in a cycle.
         lost.__cause__ = detached(exc) if exc is not None else None
         self._lost = lost
+        if self._budget is not None:
+            self._budget.release(self)  # what it held goes with it
+            self._budget = None
         self._wake_drainers()
         if self._closed_waiter is not None and not self._closed_waiter.done():
             self._closed_waiter.set_result(None)
@@ -432,13 +466,38 @@ class MessageProtocol(asyncio.BufferedProtocol):
         """After a read: note the time, and when the unfinished message (if any) began."""
         now = self._loop.time()
         self._last_read = now
-        if not self._decoder.buffered:
+        buffered = self._decoder.buffered
+        if buffered >= SMALL or self._held_partial:
+            self._count_partial(buffered)
+        if not buffered:
             self._message_started = None
         elif completed or self._message_started is None:
             # A new message began in this read (one that ended in it was another).
             self._message_started = now
             if self._message_timeout is not None:
                 self._arm(now + self._message_timeout)
+
+    # --- the server-wide memory budget -----------------------------------------------
+
+    def _count_partial(self, buffered: int) -> None:
+        """After a read: weigh the unfinished message, once it is no longer small."""
+        held = buffered if buffered >= SMALL else 0
+        if held != self._held_partial and self._budget is not None:
+            self._held_partial = held
+            self._budget.update(self, held + self._held_unread + self._held_unsent)
+
+    def _count_held(self) -> None:
+        """Tell the budget what this connection holds now (unread or unsent changed)."""
+        if self._budget is not None:
+            self._budget.update(self, self._held_partial + self._held_unread + self._held_unsent)
+
+    def budget_pause(self) -> None:
+        """The memory budget is spent: stop reading (the message clock keeps running)."""
+        self._update_reading()
+
+    def budget_resume(self) -> None:
+        """The memory budget has room again: read again."""
+        self._update_reading()
 
     def _arm(self, when: float) -> None:
         """Make sure the timer fires at ``when`` or before (one timer per connection)."""
@@ -480,7 +539,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         if self._closed or self._peer_eof:
             return
         now = self._loop.time()
-        if self._reading_paused:
+        if self._held_back:
             # Not reading is our choice, not the peer's fault: the clocks restart
             # on resume; look again after the shortest timeout.
             heartbeat_timeout = self._heartbeat.timeout if self._heartbeat is not None else None
@@ -491,6 +550,10 @@ class MessageProtocol(asyncio.BufferedProtocol):
             )
             self._arm(now + shortest)
             return
+        if self.budget_paused:
+            # The memory budget holds reading back: the peer may well be sending, so
+            # only the message clock runs (idle and heartbeat restart on resume).
+            self._last_read = now
         deadline: float | None = None
         expired: ConnectionTimeout | None = None
         if self._idle_timeout is not None:
@@ -850,7 +913,14 @@ class MessageProtocol(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None or self._closed:
             return
-        paused = self._app_paused or (self._write_paused and self._write_backpressure)
+        held_back = self._app_paused or (self._write_paused and self._write_backpressure)
+        if held_back != self._held_back:
+            self._held_back = held_back
+            if not held_back and self._timing:
+                self._restart_clocks()  # the silence was ours, not the peer's
+        # The budget's pause does not stop the clocks: a peer that cannot finish
+        # its message while it waits is ended by message_timeout.
+        paused = held_back or self.budget_paused
         if paused == self._reading_paused:
             return
         self._reading_paused = paused
@@ -858,8 +928,6 @@ class MessageProtocol(asyncio.BufferedProtocol):
             transport.pause_reading()
         else:
             transport.resume_reading()
-            if self._timing:
-                self._restart_clocks()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed (``connection_lost`` has run)."""
@@ -926,6 +994,11 @@ class MessageProtocol(asyncio.BufferedProtocol):
             self.transport.abort()
 
     @property
+    def mid_message(self) -> bool:
+        """Whether part of a message has arrived and not its end (a drain waits for it)."""
+        return bool(self._decoder.buffered)
+
+    @property
     def needs_drain(self) -> bool:
         """Whether :meth:`drain` would wait or raise now (the write buffer is over its
         high-water mark, or the connection is lost); when ``False`` it returns at once,
@@ -966,7 +1039,21 @@ class MessageProtocol(asyncio.BufferedProtocol):
             return ConnectionClosed(f"cannot {action}: not connected yet", reason="local")
         return ConnectionClosed(f"cannot {action}: connection is closed ({reason})", reason=reason)
 
+    #: The PROXY protocol header the load balancer sent ahead of this connection
+    #: (on a server with ``proxy_protocol=``; set before :meth:`connection_made`),
+    #: or ``None``.
+    proxy_header: ProxyHeader | None = None
+
     @property
     def remote_address(self) -> Any:
-        """The peer's address, or ``None`` before the connection is made."""
+        """The peer's address, or ``None`` before the connection is made.
+
+        Behind a PROXY protocol load balancer it is the client's, from
+        :attr:`proxy_header` (``(host, port)``, or a path); a ``LOCAL`` header (a
+        health check) or an ``UNKNOWN`` one keeps the real peer's. The balancer's
+        own address stays ``transport.get_extra_info("peername")``.
+        """
+        header = self.proxy_header
+        if header is not None and header.source is not None:
+            return header.source
         return self.transport.get_extra_info("peername") if self.transport else None

@@ -21,9 +21,16 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+from .._proxy_accept import (
+    DEFAULT_PROXY_MAX_PENDING,
+    DEFAULT_PROXY_TIMEOUT,
+    ProxyTrusted,
+    proxy_settings,
+)
 from .._unix_socket import DEFAULT_UNIX_MODE
 from ..errors import ConnectionClosed, FramingError
 from ..framing import DEFAULT_MAX_SIZE, Buffer, UntilEOF
+from ..framing.proxy_protocol import ProxyVersion
 from ..options import Options, resolve_options
 from ._listener import Listener, listen_tcp, listen_unix
 from .client import connect, connect_unix
@@ -142,6 +149,10 @@ def serve_requests(
     timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     front: Literal["streams", "protocol"] | None = None,
     options: Options | None = None,
+    proxy_protocol: ProxyVersion | None = None,
+    proxy_trusted: ProxyTrusted | None = None,
+    proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
+    proxy_max_pending: int = DEFAULT_PROXY_MAX_PENDING,
     **kwargs: Any,
 ) -> Server:
     """Serve half-close exchanges: read a request until the client's EOF, answer, close.
@@ -163,14 +174,17 @@ def serve_requests(
     bounds the exchange). Each connection is a :class:`RequestProtocol`.
     ``front`` is deprecated and ignored (there used to be a second, Streams-based
     implementation of the same behaviour). Other keyword arguments go to
-    :meth:`asyncio.loop.create_server`.
+    :meth:`asyncio.loop.create_server`. The PROXY keywords are those of
+    :func:`aiomsg.serve` (a ``ValueError`` at once when wrong); the request
+    starts after the header.
     """
     _warn_front(front)
+    proxy = proxy_settings(proxy_protocol, proxy_trusted, proxy_timeout, proxy_max_pending)
     framing = UntilEOF(max_size=max_size)
     chosen = resolve_options("serve_requests", options or _REQUEST_OPTIONS, framing, kwargs)
 
     def listen(factory: Callable[[], RequestProtocol]) -> Awaitable[Listener | asyncio.Server]:
-        return listen_tcp(factory, host, port, backlog=chosen.backlog, **kwargs)
+        return listen_tcp(factory, host, port, backlog=chosen.backlog, proxy=proxy, **kwargs)
 
     return _listening(listen, handler, framing, timeout, chosen)
 
@@ -184,6 +198,10 @@ def serve_requests_unix(
     front: Literal["streams", "protocol"] | None = None,
     options: Options | None = None,
     mode: int = DEFAULT_UNIX_MODE,
+    proxy_protocol: ProxyVersion | None = None,
+    proxy_trusted: ProxyTrusted | None = None,
+    proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
+    proxy_max_pending: int = DEFAULT_PROXY_MAX_PENDING,
     **deprecated: Any,
 ) -> Server:
     """:func:`serve_requests` on a Unix socket at ``path``.
@@ -192,16 +210,20 @@ def serve_requests_unix(
     to a file already at ``path`` are as for :func:`aiomsg.serve_unix` (a live
     server's socket is refused with ``UnixSocketInUseError``, a stale one
     replaced, anything else refused with ``FileExistsError``); it is removed when
-    the server closes.
+    the server closes. The PROXY keywords are those of :func:`aiomsg.serve_unix`
+    (``proxy_trusted=["unix"]``).
     """
     _warn_front(front)
+    proxy = proxy_settings(
+        proxy_protocol, proxy_trusted, proxy_timeout, proxy_max_pending, unix=True
+    )
     framing = UntilEOF(max_size=max_size)
     chosen = resolve_options(
         "serve_requests_unix", options or _REQUEST_OPTIONS, framing, deprecated, strict=True
     )
 
     async def listen(factory: Callable[[], RequestProtocol]) -> Listener:
-        return listen_unix(factory, path, backlog=chosen.backlog, mode=mode)
+        return listen_unix(factory, path, backlog=chosen.backlog, mode=mode, proxy=proxy)
 
     return _listening(listen, handler, framing, timeout, chosen)
 
@@ -215,13 +237,15 @@ def _listening(
 ) -> Server:
     """A :class:`Server` that runs a :class:`RequestProtocol` per client of ``listen``."""
 
-    def factory() -> RequestProtocol:
-        return RequestProtocol(handler, framing=framing, timeout=timeout, options=options)
+    def factory(server: Server) -> RequestProtocol:
+        protocol = RequestProtocol(handler, framing=framing, timeout=timeout, options=options)
+        server.adopt(protocol)  # so that Server.drain answers what is in flight
+        return protocol
 
-    async def start(_: Server) -> Listener | asyncio.Server:
-        return await listen(factory)
+    async def start(server: Server) -> Listener | asyncio.Server:
+        return await listen(lambda: factory(server))
 
-    return Server(start)
+    return Server(start, options=options)
 
 
 def _warn_front(front: object) -> None:
@@ -345,6 +369,13 @@ class RequestProtocol(MessageProtocol):
 
     def peer_closed(self) -> bool:
         return True  # the request is complete; keep the connection to answer it
+
+    def begin_drain(self) -> None:
+        """Its server drains (:meth:`Server.drain`): an exchange that has begun is
+        answered as usual; a connection with no byte of a request yet is closed
+        (the client reads EOF, no response, and may ask elsewhere)."""
+        if self._task is None and not self._decoder.buffered and not self._peer_eof:
+            self.close(linger=True)
 
     def framing_error(self, exc: FramingError) -> bool:
         # Refuse with a reset, not the lingering close: a clean close would read

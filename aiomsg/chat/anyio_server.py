@@ -9,7 +9,9 @@ from anyio.abc import TaskStatus
 
 import aiomsg
 
+from .._proxy_accept import ProxyTrusted
 from ..anyio.on_asyncio import ConnectionFramedStream
+from ..framing.proxy_protocol import ProxyVersion
 from .connection_options import connection_options
 from .outbox import QueuedMember
 from .room import ChatLimits, ChatRoom
@@ -89,11 +91,16 @@ async def serve_chat(
     *,
     room: ChatRoom | None = None,
     reuse_port: bool = False,
+    proxy_protocol: ProxyVersion | None = None,
+    proxy_trusted: ProxyTrusted | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve chat until cancelled; ``await tg.start(serve_chat, host, port)`` gives the port.
 
-    ``room``: serve this room (one shared through a broker, say) instead of a new one."""
+    ``room``: serve this room (one shared through a broker, say) instead of a new one.
+
+    ``proxy_protocol``/``proxy_trusted``: behind a PROXY protocol load balancer
+    (see :func:`aiomsg.serve`)."""
     room = room or ChatRoom(limits or ChatLimits())
     framing = aiomsg.Lines(max_size=room.limits.max_line)
     await aiomsg.serve_framed(
@@ -103,5 +110,7 @@ async def serve_chat(
         framing=framing,
         options=connection_options(room.limits),
         reuse_port=reuse_port,
+        proxy_protocol=proxy_protocol,
+        proxy_trusted=proxy_trusted,
         task_status=task_status,
     )

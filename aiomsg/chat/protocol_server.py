@@ -8,6 +8,8 @@ import logging
 import aiomsg
 from aiomsg.limits import DEFAULT_BACKLOG
 
+from .._proxy_accept import ProxyTrusted
+from ..framing.proxy_protocol import ProxyVersion
 from .connection_options import connection_options
 from .outbox import wire
 from .room import ChatLimits, ChatRoom
@@ -129,17 +131,25 @@ async def serve_chat(
     *,
     room: ChatRoom | None = None,
     reuse_port: bool = False,
-) -> asyncio.Server:
-    """Start the chat server on the Protocol front; returns the listening asyncio server.
+    proxy_protocol: ProxyVersion | None = None,
+    proxy_trusted: ProxyTrusted | None = None,
+) -> aiomsg.Server:
+    """Start the chat server on the Protocol front; returns the listening server.
 
-    ``room``: serve this room (one shared through a broker, say) instead of a new one."""
+    ``room``: serve this room (one shared through a broker, say) instead of a new one.
+    It runs on :func:`aiomsg.serve_protocol` (aiomsg's accept loop).
+
+    ``proxy_protocol``/``proxy_trusted``: behind a PROXY protocol load balancer
+    (see :func:`aiomsg.serve`)."""
     shared = room or ChatRoom(limits or ChatLimits())
     loop = asyncio.get_running_loop()
     flusher = Flusher(loop)
-    return await loop.create_server(
+    return await aiomsg.serve_protocol(
         lambda: ChatProtocol(shared, flusher),
         host,
         port,
-        backlog=DEFAULT_BACKLOG,
+        options=aiomsg.Options(backlog=DEFAULT_BACKLOG),
         reuse_port=reuse_port or None,
+        proxy_protocol=proxy_protocol,
+        proxy_trusted=proxy_trusted,
     )

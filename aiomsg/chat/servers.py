@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from typing import Any
 
 import anyio
 
+from .._proxy_accept import ProxyTrusted, proxy_settings
+from ..framing.proxy_protocol import ProxyVersion
 from .room import ChatLimits, ChatRoom, Member
 
 IMPLS = ("streams", "protocol", "anyio")
@@ -23,6 +26,8 @@ async def run_chat_server(
     room_name: str = "lobby",
     heartbeat: float = 1.0,
     reuse_port: bool = False,
+    proxy_protocol: ProxyVersion | None = None,
+    proxy_trusted: ProxyTrusted | None = None,
 ) -> None:
     """Serve chat with the ``impl`` front until cancelled; report the bound port via ``ready``.
 
@@ -30,7 +35,11 @@ async def run_chat_server(
     server using the same Redis (see :mod:`aiomsg.chat.redis_broker`); the server
     starts even while Redis is unreachable, and keeps trying. ``reuse_port``
     lets several processes listen on one port (``SO_REUSEPORT``).
+    ``proxy_protocol``/``proxy_trusted``: behind a PROXY protocol load balancer (see
+    :func:`aiomsg.serve`; a ``ValueError`` before listening when wrong).
     """
+    proxy: dict[str, Any] = {"proxy_protocol": proxy_protocol, "proxy_trusted": proxy_trusted}
+    proxy_settings(proxy_protocol, proxy_trusted)  # refused before the broker starts
     room = ChatRoom(limits or ChatLimits())
     shared = None
     if broker is not None:
@@ -39,7 +48,7 @@ async def run_chat_server(
         shared = RedisBroker(broker, room, room_name=room_name, heartbeat=heartbeat)
         await shared.start()
     try:
-        await _serve(impl, host, port, room, ready, reuse_port)
+        await _serve(impl, host, port, room, ready, reuse_port, proxy)
     finally:
         if shared is not None:
             # Shielded: the server is being cancelled, but its members' leaving must
@@ -74,6 +83,7 @@ async def _serve(
     room: ChatRoom,
     ready: asyncio.Future[int] | None,
     reuse_port: bool,
+    proxy: dict[str, Any],
 ) -> None:
     def started(bound: int) -> None:
         if ready is not None:
@@ -82,7 +92,7 @@ async def _serve(
     if impl == "streams":
         from .streams_server import serve_chat
 
-        async with serve_chat(host, port, room=room, reuse_port=reuse_port) as server:
+        async with serve_chat(host, port, room=room, reuse_port=reuse_port, **proxy) as server:
             started(server.port)
             try:
                 await asyncio.Future()  # until cancelled (serve_forever would cancel the
@@ -91,7 +101,9 @@ async def _serve(
     elif impl == "protocol":
         from . import protocol_server
 
-        listener = await protocol_server.serve_chat(host, port, room=room, reuse_port=reuse_port)
+        listener = await protocol_server.serve_chat(
+            host, port, room=room, reuse_port=reuse_port, **proxy
+        )
         async with listener:
             started(listener.sockets[0].getsockname()[1])
             try:
@@ -108,7 +120,7 @@ async def _serve(
         from . import anyio_server
 
         serve = functools.partial(
-            anyio_server.serve_chat, host, port, room=room, reuse_port=reuse_port
+            anyio_server.serve_chat, host, port, room=room, reuse_port=reuse_port, **proxy
         )
         async with anyio.create_task_group() as tg:
             started(await tg.start(serve))

@@ -6,6 +6,8 @@ import asyncio
 
 import aiomsg
 
+from .._proxy_accept import ProxyTrusted
+from ..framing.proxy_protocol import ProxyVersion
 from .connection_options import connection_options
 from .outbox import QueuedMember
 from .room import ChatLimits, ChatRoom
@@ -66,10 +68,15 @@ def serve_chat(
     *,
     room: ChatRoom | None = None,
     reuse_port: bool = False,
+    proxy_protocol: ProxyVersion | None = None,
+    proxy_trusted: ProxyTrusted | None = None,
 ) -> aiomsg.Server:
     """The chat server on the Streams front; ``await`` it or use ``async with``.
 
-    ``room``: serve this room (one shared through a broker, say) instead of a new one."""
+    ``room``: serve this room (one shared through a broker, say) instead of a new one.
+
+    ``proxy_protocol``/``proxy_trusted``: behind a PROXY protocol load balancer
+    (see :func:`aiomsg.serve`)."""
     room = room or ChatRoom(limits or ChatLimits())
     framing = aiomsg.Lines(max_size=room.limits.max_line)
     return aiomsg.serve(
@@ -79,4 +86,6 @@ def serve_chat(
         framing=framing,
         options=connection_options(room.limits),
         reuse_port=reuse_port or None,
+        proxy_protocol=proxy_protocol,
+        proxy_trusted=proxy_trusted,
     )

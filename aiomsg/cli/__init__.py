@@ -19,7 +19,7 @@ import aiomsg
 from aiomsg._redact import redact_url
 
 from . import chat, chat_server, connect, demo, request, serve
-from ._args import VERBOSITY_HELP, Command, Formatter, Say, Version, add_verbosity
+from ._args import LOG_LEVELS, VERBOSITY_HELP, Command, Formatter, Say, Version, add_verbosity
 from ._errors import CLIError, unwrap
 
 __all__ = ["COMMANDS", "main", "parser"]
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Redacting(f"aiomsg {command.name}: %(message)s"))
     logging.basicConfig(
-        level={-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}[args.level],
+        level=LOG_LEVELS[args.level],
         handlers=[handler],
     )
     try:

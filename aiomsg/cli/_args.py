@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -48,6 +49,10 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace, argparse.ArgumentParser, Say], int]
     failure: Callable[[BaseException, argparse.Namespace], str] | None = None
+
+
+#: The library's logging level for ``-q``, the default and ``-v`` (``args.level``).
+LOG_LEVELS = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}
 
 
 class Say:

@@ -6,10 +6,8 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
-import os
 import signal
-import sys
-from collections.abc import Callable
+from typing import Any
 
 import aiomsg
 from aiomsg._redact import redact_url
@@ -17,6 +15,7 @@ from aiomsg.chat import ChatLimits
 from aiomsg.chat.servers import IMPLS, run_chat_server
 
 from ._args import (
+    LOG_LEVELS,
     Command,
     Say,
     broker_url,
@@ -28,6 +27,7 @@ from ._args import (
 )
 from ._args import count as process_count
 from ._errors import CLIError, address
+from ._proxy_args import add_proxy_arguments, proxy_keywords
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,9 +76,9 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="listen with SO_REUSEPORT, so that other servers may listen on the same port",
     )
-    # For the parent of --workers: print the port on stdout once listening; stop at EOF on stdin.
+    # For tests: print the port on stdout once listening.
+    add_proxy_arguments(p)
     p.add_argument("--report-port", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--exit-with-stdin", action="store_true", help=argparse.SUPPRESS)
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) -> int:
@@ -89,15 +89,27 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) ->
         message_timeout=args.line_timeout,
         idle_timeout=args.idle_timeout,
     )
+    proxy = proxy_keywords(args, parser)
     if args.broker and importlib.util.find_spec("redis") is None:
         raise CLIError("--broker needs the redis package: pip install 'aiomsg-framing[redis]'")
     if args.workers > 1:
         if not args.broker:
             parser.error("--workers needs --broker (the workers share the room through it)")
-        from aiomsg.chat.workers import run_workers
+        from aiomsg.chat.workers import run_chat_workers
 
-        workers = _worker_args(args)
-        return run_workers(args.workers, workers, args.host, args.port, quiet=args.level < 0)
+        return run_chat_workers(
+            args.workers,
+            args.host,
+            args.port,
+            impl=args.impl,
+            limits=limits,
+            broker=args.broker,
+            room_name=args.room,
+            heartbeat=args.broker_heartbeat,
+            quiet=args.level < 0,
+            log_level=LOG_LEVELS[args.level],
+            proxy=proxy,
+        )
     aiomsg.run(
         chat_server(
             args.impl,
@@ -110,7 +122,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say) ->
             heartbeat=args.broker_heartbeat,
             reuse_port=args.reuse_port,
             report_port=args.report_port,
-            exit_with_stdin=args.exit_with_stdin,
+            proxy=proxy,
         )
     )
     return 0
@@ -128,9 +140,9 @@ async def chat_server(
     heartbeat: float = 1.0,
     reuse_port: bool = False,
     report_port: bool = False,
-    exit_with_stdin: bool = False,
+    proxy: dict[str, Any] | None = None,
 ) -> None:
-    """Run the chat server until cancelled, SIGTERM or (``exit_with_stdin``) the end of stdin.
+    """Run the chat server until cancelled or SIGTERM.
 
     Says ``listening on HOST:PORT`` (unless ``-q``); with ``-v`` the front, the
     room's broker (its password hidden) and the event loop.
@@ -147,8 +159,6 @@ async def chat_server(
 
     with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals on Windows
         loop.add_signal_handler(signal.SIGTERM, stop)  # docker stop, systemd: say goodbye
-    if exit_with_stdin:
-        _stop_at_eof_on_stdin(loop, stop)
 
     def listening(f: asyncio.Future[int]) -> None:
         if f.cancelled() or f.exception() is not None:
@@ -156,7 +166,7 @@ async def chat_server(
         say.notice(f"listening on {address(host, f.result())}")
         shared = f", room {room_name!r} shared through {redact_url(broker)}" if broker else ""
         say.chatter(f"{impl} front{shared}, event loop {aiomsg.loop_name()}")
-        if report_port:  # for the parent of --workers: this worker listens
+        if report_port:  # for tests: where it listens
             print(f.result(), flush=True)
 
     ready.add_done_callback(listening)
@@ -171,41 +181,11 @@ async def chat_server(
             room_name=room_name,
             heartbeat=heartbeat,
             reuse_port=reuse_port,
+            **(proxy or {}),
         )
     except asyncio.CancelledError:
         if not asked_to_stop.is_set():
             raise
-
-
-def _stop_at_eof_on_stdin(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
-    """Call ``stop`` when stdin ends (the parent of ``--workers`` exited, however it did)."""
-    fd = sys.stdin.fileno()
-
-    def readable() -> None:
-        if not os.read(fd, 4096):
-            loop.remove_reader(fd)
-            stop()
-
-    loop.add_reader(fd, readable)
-
-
-def _worker_args(args: argparse.Namespace) -> list[str]:
-    """The chat-server options a worker of ``--workers`` gets (the parent chooses the port).
-
-    Workers are quiet (the parent says where they listen) unless ``-v``.
-    """
-    return [
-        "--impl", args.impl,
-        "--max-line", str(args.max_line),
-        "--queue-lines", str(args.queue_lines),
-        "--flood-rate", str(args.flood_rate),
-        "--line-timeout", str(args.line_timeout or 0),
-        "--idle-timeout", str(args.idle_timeout or 0),
-        "--broker", args.broker,
-        "--room", args.room,
-        "--broker-heartbeat", str(args.broker_heartbeat),
-        "--verbose" if args.level > 0 else "--quiet",
-    ]  # fmt: skip
 
 
 COMMAND = Command(

@@ -320,6 +320,58 @@ class ProxyHeaderParser:
         """Bytes of an incomplete header held (0 before the first byte and once done)."""
         return len(self._buf)
 
+    @property
+    def wanted(self) -> int:
+        """The most bytes the header may still take (0 once it is complete or failed).
+
+        A reader that must not take a byte past the header (TLS starts after it, or
+        another reader takes the socket over) peeks this many (``recv(wanted,
+        MSG_PEEK)``), asks :meth:`header_bytes` how many of them are the header's,
+        consumes exactly those and feeds them.
+        """
+        if self._error is not None or self._header is not None:
+            return 0
+        if self._kind is None:
+            return max(V1_MAX_LENGTH, V2_FIXED + self.max_v2_length)
+        if self._kind == "v2" and self._total is None:
+            return V2_FIXED + self.max_v2_length - len(self._buf)
+        return self._wanted()
+
+    def header_bytes(self, upcoming: Buffer) -> int:
+        """How many of ``upcoming``, the connection's next bytes seen without consuming
+        them (``recv(n, MSG_PEEK)``), surely belong to the header.
+
+        Consume exactly that many and :meth:`feed` them: no byte after the header is
+        ever counted (v1: up to and including the first LF; v2: the 16 fixed bytes,
+        then the length they announce), so the client's first bytes stay unread.
+        It is at least 1 when ``upcoming`` is not empty (bytes that cannot start a
+        header count as the header's: feeding them raises), so a reader that
+        consumes it on every wake-up never spins. It judges nothing: :meth:`feed`
+        does.
+
+        Raises:
+            ProxyProtocolError: the parser failed earlier or is done.
+        """
+        self._check_usable()
+        view = memoryview(upcoming).cast("B")
+        if not len(view):
+            return 0
+        have = len(self._buf)
+        kind = self._kind
+        if kind is None:
+            kind = "v1" if view[0] == _V1_PREFIX[0] else "v2"
+        if kind == "v1":
+            limit = min(len(view), V1_MAX_LENGTH - have)
+            lf = bytes(view[:limit]).find(b"\n")
+            return lf + 1 if lf >= 0 else limit
+        total = self._total
+        if total is None:
+            fixed = bytes(self._buf) + bytes(view[: max(V2_FIXED - have, 0)])
+            if len(fixed) < V2_FIXED:
+                return len(view)
+            total = V2_FIXED + int.from_bytes(fixed[14:16], "big")
+        return max(1, min(len(view), total - have))
+
     def feed(self, data: Buffer) -> ProxyHeader | None:
         """Take the next bytes of the connection; return the header once it is complete.
 
