@@ -8,6 +8,9 @@ process. Workloads, all ``LengthPrefixed(4)`` (a 4-byte big-endian length):
 * ``large``: 2,000 pipelined 1 MiB messages; the server counts them.
 * ``echo``: round trips of one 100-byte message, one in flight at a time.
 
+The trio rows (aiomsg's ``serve_framed`` and a hand-written ``receive_some`` loop) run on
+trio whatever ``--loops`` says, once per repeat, and are saved with the loop ``"trio"``.
+
 The server measures from its first received byte to its last message. Every
 figure is the best of ``--repeats`` runs, taken in turns with the other
 candidates; ratios compare implementations within this one run. Prints a
@@ -247,6 +250,56 @@ async def serve_aiomsg_anyio_socket(meter: Meter, echo: bool) -> None:
     print(json.dumps({"seconds": time.perf_counter() - meter.start}), flush=True)
 
 
+async def serve_anyio_loop(meter: Meter, echo: bool) -> None:
+    """What users write on anyio: ``await stream.receive()`` into a bytearray, parse by offset."""
+    import anyio
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    announce(listener.extra(anyio.abc.SocketAttribute.local_port))
+    stream = await listener.listeners[0].accept()
+    await parse_by_offset(stream.receive, stream.send, meter, echo)
+
+
+async def parse_by_offset(
+    receive: Callable[[int], Any], send: Callable[[bytes], Any], meter: Meter, echo: bool
+) -> None:
+    """The hand-written loop of the anyio and trio rows: large reads, parse by offset."""
+    import anyio
+
+    buf = bytearray()
+    while meter.seen < meter.count:
+        try:
+            data = await receive(1 << 16)
+        except anyio.EndOfStream:
+            break
+        if not data:  # trio's receive_some at the end of the stream
+            break
+        meter.first()
+        buf += data
+        pos, end = 0, len(buf)
+        while end - pos >= 4:
+            size = int.from_bytes(buf[pos : pos + 4], "big")
+            if end - pos - 4 < size:
+                break
+            message = bytes(buf[pos + 4 : pos + 4 + size])
+            pos += 4 + size
+            if echo:
+                await send(HEADER.pack(size) + message)
+            meter.add()
+        del buf[:pos]
+    print(json.dumps({"seconds": time.perf_counter() - meter.start}), flush=True)
+
+
+async def serve_trio_loop(meter: Meter, echo: bool) -> None:
+    """What users write on trio: ``receive_some`` into a bytearray, parse by offset."""
+    import trio
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    announce(listeners[0].socket.getsockname()[1])
+    stream = await listeners[0].accept()
+    await parse_by_offset(stream.receive_some, stream.send_all, meter, echo)
+
+
 def serve_twisted(loop: asyncio.AbstractEventLoop, meter: Meter, echo: bool) -> None:
     from twisted.internet import asyncioreactor
 
@@ -298,13 +351,24 @@ SERVERS = {
     "aiomsg FramedStream (anyio)": "aiomsg-anyio",
     "FramedStream on anyio socket": "aiomsg-anyio-socket",
     "anyio receive_exactly": "anyio-buffered",
+    "hand-written anyio loop": "anyio-loop",
+    "aiomsg serve_framed on trio": "aiomsg-anyio-trio",
+    "hand-written trio loop": "trio-loop",
     "Twisted Int32StringReceiver": "twisted",
 }
+# Implementations that run on trio: measured once per repeat, as the loop "trio".
+TRIO = {"aiomsg-anyio-trio", "trio-loop"}
 
 
 def run_server(impl: str, loop_kind: str, workload: str) -> None:
     count, size = WORKLOADS[workload]
     echo = workload == "echo"
+    if impl in TRIO:
+        import anyio
+
+        trio_servers = {"aiomsg-anyio-trio": serve_aiomsg_anyio, "trio-loop": serve_trio_loop}
+        anyio.run(trio_servers[impl], Meter(count, size, None), echo, backend="trio")
+        return
     loop = make_loop(loop_kind)
     asyncio.set_event_loop(loop)
     meter = Meter(count, size, loop.create_future())
@@ -315,6 +379,7 @@ def run_server(impl: str, loop_kind: str, workload: str) -> None:
         "anyio-buffered": serve_anyio_buffered,
         "aiomsg-anyio": serve_aiomsg_anyio,
         "aiomsg-anyio-socket": serve_aiomsg_anyio_socket,
+        "anyio-loop": serve_anyio_loop,
     }
     if impl in anyio_servers:
         import anyio
@@ -398,7 +463,21 @@ TARGETS = [
     ("large", "aiomsg Streams", "raw bytes (ceiling)", 0.90),
     # Not in the issue: the same echo against the ceiling of await-based code.
     ("echo", "aiomsg Streams", "raw bytes, Streams read() loop", 0.85),
+    # Issue 20: faster than the hand-written code of each front, one message in flight too.
+    ("echo", "aiomsg MessageProtocol", "hand-written data_received", 1.05),
+    ("echo", "aiomsg MessageProtocol", "raw bytes (ceiling)", 0.92),
+    ("echo", "aiomsg Streams", "hand-written readexactly", 1.05),
+    ("echo", "aiomsg FramedStream (anyio)", "aiomsg Streams", 0.90),
+    ("small", "aiomsg serve_framed on trio", "hand-written trio loop", 2.0),
+    ("echo", "aiomsg serve_framed on trio", "hand-written trio loop", 1.0),
+    ("small", "FramedStream on anyio socket", "hand-written anyio loop", 2.0),
+    ("echo", "FramedStream on anyio socket", "hand-written anyio loop", 1.0),
 ]
+
+
+def cell(value: float | None) -> str:
+    """A table cell: the rate, or a dash where the implementation does not run on that loop."""
+    return f"{value:>16,.0f}" if value is not None else f"{'-':>16}"
 
 
 def print_targets(rows: list[dict[str, Any]], loops: list[str]) -> None:
@@ -438,6 +517,11 @@ def main() -> None:
     only = set(filter(None, args.only.split(",")))
     loops = args.loops.split(",")
     chosen = {name: impl for name, impl in SERVERS.items() if not only or impl in only}
+
+    def loops_of(impl: str) -> list[str]:
+        return ["trio"] if impl in TRIO else loops
+
+    columns = [lk for lk in [*loops, "trio"] if any(lk in loops_of(i) for i in chosen.values())]
     results: dict[str, Any] = {"python": sys.version, "cpus": os.cpu_count(), "rows": []}
     for workload in args.workloads.split(","):
         count, size = WORKLOADS[workload]
@@ -445,7 +529,7 @@ def main() -> None:
         # Round-robin over the candidates, `repeats` times, keeping each one's best:
         # a burst of load from elsewhere on the machine then hits every candidate
         # alike instead of ruining one of them.
-        best = {(impl, lk): float("inf") for impl in chosen.values() for lk in loops}
+        best = {(impl, lk): float("inf") for impl in chosen.values() for lk in loops_of(impl)}
         best_median = dict(best)
         for _ in range(args.repeats):
             for impl, lk in best:
@@ -453,27 +537,29 @@ def main() -> None:
                 best[impl, lk] = min(best[impl, lk], seconds)
                 best_median[impl, lk] = min(best_median[impl, lk], median)
         unit = "rt/s" if workload == "echo" else "msg/s"
-        print(f"{'implementation':<30}" + "".join(f"{lk + ' ' + unit:>16}" for lk in loops), end="")
-        print("".join(f"{lk + ' median':>16}" for lk in loops) if workload == "echo" else "")
+        print(
+            f"{'implementation':<30}" + "".join(f"{lk + ' ' + unit:>16}" for lk in columns), end=""
+        )
+        print("".join(f"{lk + ' median':>16}" for lk in columns) if workload == "echo" else "")
         for name, impl in chosen.items():
-            rates = [count / best[impl, lk] for lk in loops]
-            medians = [count / best_median[impl, lk] for lk in loops]
-            for lk, rate, median in zip(loops, rates, medians, strict=True):
+            rates = {lk: count / best[impl, lk] for lk in loops_of(impl)}
+            medians = {lk: count / best_median[impl, lk] for lk in loops_of(impl)}
+            for lk, rate in rates.items():
                 row = {"workload": workload, "impl": name, "loop": lk, "msgs_per_s": rate}
                 row["mb_per_s"] = rate * size / 1e6
                 if workload == "echo":
-                    row["median_round_trips_per_s"] = median
+                    row["median_round_trips_per_s"] = medians[lk]
                 results["rows"].append(row)
-            line = f"{name:<30}" + "".join(f"{r:>16,.0f}" for r in rates)
+            line = f"{name:<30}" + "".join(cell(rates.get(lk)) for lk in columns)
             if workload == "echo":
-                line += "".join(f"{m:>16,.0f}" for m in medians)
+                line += "".join(cell(medians.get(lk)) for lk in columns)
             print(line, flush=True)
     if "echo" in args.workloads.split(","):
         print(
             "\n(echo: rt/s counts all round trips, however long the slowest; median is"
             " 1 / the median round trip, the figure the echo targets use)"
         )
-    print_targets(results["rows"], loops)
+    print_targets(results["rows"], columns)
     out = Path(__file__).parent / "results" / "fronts.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nsaved {out}")

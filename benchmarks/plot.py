@@ -168,8 +168,13 @@ FRONT_WORKLOADS = (
 )
 
 
+# The loops the charts and tables show: uvloop, and trio for the rows that run on trio.
+FRONT_LOOPS = ("uvloop", "trio")
+IMPLEMENTATION = "implementation (uvloop; trio rows on trio)"
+
+
 def _front_rows(data: dict[str, Any], workload: str, key: str) -> list[dict[str, Any]]:
-    rows = [r for r in data["rows"] if r["workload"] == workload and r["loop"] == "uvloop"]
+    rows = [r for r in data["rows"] if r["workload"] == workload and r["loop"] in FRONT_LOOPS]
     return sorted(rows, key=lambda r: -float(r.get(key, r["msgs_per_s"])))
 
 
@@ -179,7 +184,7 @@ def plot_fronts(data: dict[str, Any], out: Path) -> None:
         if rows:
             bars(
                 out / f"fronts-{workload}.png",
-                f"Server fronts, {workload} workload, uvloop (server in its own process)",
+                f"Server fronts, {workload} workload, uvloop or trio (server in its own process)",
                 unit,
                 rows,
                 lambda name: name.startswith("aiomsg"),
@@ -228,7 +233,6 @@ NONE = "\N{EN DASH}"
 AT_LEAST = "\N{GREATER-THAN OR EQUAL TO}"
 
 
-
 def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -275,7 +279,7 @@ def _fronts_table(data: dict[str, Any], workload: str) -> str:
     if workload == "small":
         small = _front_rows(data, "small", "msgs_per_s")
         rows = [[r["impl"], _rate(r["msgs_per_s"])] for r in small]
-        return _markdown(["implementation (uvloop)", "messages/s"], rows)
+        return _markdown([IMPLEMENTATION, "messages/s"], rows)
     if workload == "large":
         raw = next(r for r in data["rows"] if r["workload"] == "large" and "ceiling" in r["impl"])
         rows = [
@@ -283,13 +287,13 @@ def _fronts_table(data: dict[str, Any], workload: str) -> str:
              f"{r['mb_per_s'] / raw['mb_per_s']:.0%}"]
             for r in _front_rows(data, "large", "mb_per_s")
         ]  # fmt: skip
-        return _markdown(["implementation (uvloop)", "messages/s", "MB/s", "of raw bytes"], rows)
+        return _markdown([IMPLEMENTATION, "messages/s", "MB/s", "of raw bytes"], rows)
     key = "median_round_trips_per_s"
     rows = [
         [r["impl"], f"{r[key]:,.0f}", f"{r['msgs_per_s']:,.0f}"]
         for r in _front_rows(data, "echo", key)
     ]
-    header = ["implementation (uvloop)", "1 / median round trip, per s", "round trips/s, whole run"]
+    header = [IMPLEMENTATION, "1 / median round trip, per s", "round trips/s, whole run"]
     return _markdown(header, rows)
 
 
@@ -314,7 +318,7 @@ def _fronts_targets_table(data: dict[str, Any]) -> str:
     rate = {
         (r["workload"], r["impl"]): r.get("median_round_trips_per_s", r["msgs_per_s"])
         for r in data["rows"]
-        if r["loop"] == "uvloop"
+        if r["loop"] in FRONT_LOOPS
     }
     rows = []
     for workload, candidate, baseline, target in targets:

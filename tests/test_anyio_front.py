@@ -6,6 +6,7 @@ import os
 import socket
 import ssl
 import stat
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -205,16 +206,15 @@ async def test_cancelled_receive_loses_and_duplicates_nothing(swap: bool) -> Non
         await client.transport_stream.send(framing.encode_many([b"%d" % i for i in range(100)]))
         assert await server.receive() == b"0"  # the rest of the batch is now buffered
         got = [b"0"]
-        # A scope cancelled while messages are buffered. The generic FramedStream checks
-        # for it (checkpoint_if_cancelled): the call is cancelled and the message stays for
-        # the next one. The FramedStream on aiomsg's transport checks at its next wait
-        # only (see FramedStream's docstring): it returns the message.
-        on_transport = swap and sniffio.current_async_library() == "asyncio"
+        # A scope its own task cancelled while messages are buffered. On trio the call is
+        # cancelled and the message stays for the next one. On asyncio every FramedStream
+        # checks at its next read only (see FramedStream's docstring): it returns the message.
+        on_asyncio = sniffio.current_async_library() == "asyncio"
         with anyio.CancelScope() as scope:
             scope.cancel()
             got.append(await server.receive())
-        assert scope.cancelled_caught == (not on_transport)
-        assert got == ([b"0", b"1"] if on_transport else [b"0"])
+        assert scope.cancelled_caught == (not on_asyncio)
+        assert got == ([b"0", b"1"] if on_asyncio else [b"0"])
         # Cancelled while waiting for bytes from the peer.
         while len(got) < 100:
             got.append(await server.receive())
@@ -365,3 +365,54 @@ async def test_message_timeout_over_a_unix_socket() -> None:
                 while True:
                     await raw.receive()
     assert len(outcome) == 1 and outcome[0].timeout == 0.2
+
+
+@SWAP
+async def test_small_sends_into_a_full_socket_stay_whole_and_in_order(swap: bool) -> None:
+    # Two senders of many 4 KB messages while nobody reads: the socket buffers fill, sends
+    # go out in parts and wait (on trio's path, the rest of a partial send holds the lock).
+    framing = aiomsg.LengthPrefixed(4)
+    per_sender = 1500  # 6 MB each: more than loopback's socket buffers hold
+    async with pair(framing, swap) as (client, server):
+
+        async def sender(tag: int) -> None:
+            for i in range(per_sender):
+                await client.send(b"%d:%06d:" % (tag, i) + bytes(4000))
+
+        got: dict[int, list[int]] = {0: [], 1: []}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sender, 0)
+            tg.start_soon(sender, 1)
+            await anyio.wait_all_tasks_blocked()  # both wait on a full socket now
+            for _ in range(2 * per_sender):
+                message = await server.receive()
+                tag, number, rest = message.split(b":", 2)
+                assert rest == bytes(4000)
+                got[int(tag)].append(int(number))
+        assert got == {0: list(range(per_sender)), 1: list(range(per_sender))}
+
+
+@SWAP
+async def test_closing_a_stream_ends_the_receive_another_task_is_waiting_in(swap: bool) -> None:
+    async with pair(aiomsg.Lines(), swap) as (_client, server):
+
+        async def close_soon() -> None:
+            await anyio.wait_all_tasks_blocked()  # the receiver waits for bytes now
+            await server.aclose()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(close_soon)
+            with pytest.raises(anyio.ClosedResourceError):
+                await server.receive()
+
+
+@SWAP
+async def test_sending_to_a_peer_that_reset_raises_broken_resource(swap: bool) -> None:
+    async with pair(aiomsg.Lines(), swap) as (client, server):
+        raw = server.extra(SocketAttribute.raw_socket)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await server.aclose()  # a reset (RST), not a clean close
+        with pytest.raises(anyio.BrokenResourceError):
+            for _ in range(200):  # the first sends may still be accepted by the kernel
+                await client.send(b"into the void")
+                await anyio.sleep(0.005)

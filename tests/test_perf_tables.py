@@ -46,3 +46,22 @@ def test_a_table_shows_the_figure_its_chart_is_drawn_from() -> None:
     ]
     expected = f"| aiomsg MessageProtocol | {row['msgs_per_s'] / 1e6:.2f} M |"
     assert expected in _plot().table("fronts-small", PERF).splitlines()
+
+
+def test_rows_measured_on_trio_are_shown_and_their_target_computed() -> None:
+    # fronts.py saves the trio rows with the loop "trio"; the page shows them beside uvloop's.
+    plot = _plot()
+    data = json.loads((PERF / "fronts.json").read_text())
+    trio = {"aiomsg serve_framed on trio": 2_400_000.0, "hand-written trio loop": 1_200_000.0}
+    data["rows"] += [
+        {"workload": "small", "impl": impl, "loop": "trio", "msgs_per_s": rate}
+        for impl, rate in trio.items()
+    ]
+    small = plot._fronts_table(data, "small").splitlines()
+    assert "| aiomsg serve_framed on trio | 2.40 M |" in small
+    assert "| hand-written trio loop | 1.20 M |" in small
+    targets = plot._fronts_targets_table(data)
+    ratio = next(
+        line for line in targets.splitlines() if "serve_framed on trio / hand-written trio" in line
+    )
+    assert f"| 2.00{plot.X} | met |" in ratio

@@ -4,6 +4,7 @@
 * :mod:`.tcp` - :func:`connect_framed` and :func:`serve_framed`.
 * :mod:`.unix` - :func:`connect_framed_unix` and :func:`serve_framed_unix`.
 * :mod:`.on_asyncio` - the FramedStream those make on asyncio, on aiomsg's transport.
+* :mod:`.on_trio` - the FramedStream those make on trio, reading the trio socket itself.
 * :mod:`.proxied` - :class:`ProxyAttribute`, a PROXY-ed stream's typed attributes.
 """
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import anyio
@@ -38,6 +38,29 @@ __all__ = ["FramedStream"]
 
 # What a receive() waits for besides data: a limit that expires, or the next heartbeat to send.
 _Deadline = Literal["message", "idle", "heartbeat", "beat"]
+
+
+def _backend_hooks() -> tuple[Callable[[], Awaitable[None]] | None, Callable[[], float]]:
+    """For the running backend: what a receive() served from decoded messages awaits to be
+    a cancellation point (``None``: nothing; see "Checkpoints" in FramedStream's
+    docstring), and the clock anyio's ``current_time()`` reads, without its look-up of
+    the backend on every call.
+
+    On trio, trio's own ``checkpoint_if_cancelled``. On asyncio, nothing: cancellation
+    arrives at the next read (anyio's check walks every enclosing cancel scope: 1 us per
+    message, 4x the rest).
+    """
+    import sniffio
+
+    if sniffio.current_async_library() == "trio":
+        import trio
+
+        return trio.lowlevel.checkpoint_if_cancelled, trio.current_time
+    if sniffio.current_async_library() == "asyncio":
+        import asyncio
+
+        return None, asyncio.get_running_loop().time  # anyio's current_time() on asyncio
+    return checkpoint_if_cancelled, anyio.current_time
 
 
 class FramedStream(ObjectStream[bytes]):
@@ -82,24 +105,25 @@ class FramedStream(ObjectStream[bytes]):
     The framing must carry empty messages (``ValueError`` otherwise).
 
     Checkpoints: a ``receive()`` that reads from the connection is a full
-    checkpoint (the inner ``receive()`` is). A ``receive()`` served from messages
-    already decoded checks for cancellation (``checkpoint_if_cancelled``) but
-    does not yield to the event loop: a full checkpoint per buffered message
-    would cost most of the throughput (measured with ``benchmarks/fronts.py``:
-    about 2.5x fewer messages per second on asyncio). Other tasks still run at
-    least once per read, so a busy receiver delays them by at most one read's
-    worth of messages. Cancelling a ``receive()`` never loses or duplicates a
-    message: the next call gets it.
+    checkpoint (the inner ``receive()`` is): other tasks run, and a cancelled
+    scope or an expired deadline (``anyio.fail_after``/``move_on_after``)
+    raises there. A ``receive()`` served from messages already decoded does not
+    yield to the event loop: a schedule point per buffered message would cost
+    most of the throughput. So other tasks run, and deadlines are noticed, at
+    least once per read; a busy receiver delays them by at most one read's worth
+    of messages (``read_size``). Cancelling a ``receive()`` never loses or
+    duplicates a message: the next call gets it.
 
-    The streams :func:`connect_framed` and :func:`serve_framed` make on asyncio
-    (on aiomsg's transport) skip that check too, like the Streams front: a
-    buffered message is returned without looking at cancel scopes, and
-    cancellation arrives at the next ``receive()`` that waits, at most one
-    read's worth of messages later. This changes only one case: a task that
-    cancels its own scope and then receives gets a buffered message instead of
-    the cancellation (a scope cancelled by another task, or by its deadline,
-    is delivered when the receiver last waited). The check cost 2 µs per
-    message, four times everything else.
+    Whether a ``receive()`` served from decoded messages is also a cancellation
+    point depends on the backend. On trio it is: every ``receive()`` raises
+    ``Cancelled`` in a cancelled scope, even one its own task cancelled an
+    instant before. On asyncio it is not: a buffered message is returned
+    without looking at cancel scopes, and the cancellation arrives at the next
+    ``receive()`` that reads. This changes only one case, a task that cancels
+    its own scope and then receives (a scope cancelled by another task, or by
+    its deadline, is noticed at the next read either way); anyio's check costs
+    1 us per message there, four times everything else. The streams
+    :func:`connect_framed` and :func:`serve_framed` make follow the same rule.
     """
 
     def __init__(
@@ -148,15 +172,44 @@ class FramedStream(ObjectStream[bytes]):
         self._error: BaseException | None = None
         self._closed = False
         self._receiving = False
+        # The cancellation check of a receive() served from decoded messages (None: none),
+        # for the backend the first read runs on; anyio's until then.
+        self._check: Callable[[], Awaitable[None]] | None = checkpoint_if_cancelled
+        self._now: Callable[[], float] = anyio.current_time  # the backend's own, once known
+        self._checked = False
         # fast_acquire: an uncontended send does not pay an extra event-loop round trip.
         self._send_lock = anyio.Lock(fast_acquire=True)
 
     async def receive(self) -> bytes:
         """Return the next message. Raises as the class docstring says."""
         if self._ready and not self._receiving and not self._closed:
-            await checkpoint_if_cancelled()  # cancelled: the message stays queued
+            check = self._check
+            if check is not None:
+                await check()  # cancelled: the message stays queued
             return self._ready.popleft()
         return await self._receive_slow()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+        # An async generator: resuming it costs less than the two coroutines per
+        # message of ObjectReceiveStream.__anext__ and receive().
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        ready = self._ready
+        take = ready.popleft
+        check = self._check
+        while True:
+            if ready and not self._receiving and not self._closed:
+                if check is not None:
+                    await check()  # cancelled: the message stays queued
+                yield take()
+                continue
+            try:
+                message = await self._receive_slow()
+            except anyio.EndOfStream:
+                return
+            check = self._check  # the first read sets it
+            yield message
 
     async def _receive_slow(self) -> bytes:
         # A plain flag rather than anyio.ResourceGuard: this runs per message.
@@ -168,7 +221,9 @@ class FramedStream(ObjectStream[bytes]):
                 raise anyio.ClosedResourceError
             if self._ready:
                 await checkpoint_if_cancelled()
-            since = anyio.current_time()  # the clocks count only while receiving
+            elif not self._checked:
+                (self._check, self._now), self._checked = _backend_hooks(), True
+            since = self._now()  # the clocks count only while receiving
             while not self._ready:
                 error = self._error
                 if error is not None:
@@ -184,7 +239,7 @@ class FramedStream(ObjectStream[bytes]):
         Read on every read: the error itself is made only if the deadline passes.
         """
         nearest: tuple[float, _Deadline] | None = None
-        now = anyio.current_time()
+        now = self._now()
         if self._idle_timeout is not None:
             nearest = (max(self._last_read, since) + self._idle_timeout - now, "idle")
         if self._message_timeout is not None and self._message_started is not None:
@@ -227,7 +282,7 @@ class FramedStream(ObjectStream[bytes]):
     async def _beat(self) -> None:
         """Send a heartbeat, unless another task is sending (then bytes are moving already)."""
         assert self._heartbeat is not None
-        self._last_send = anyio.current_time()
+        self._last_send = self._now()
         if not self._send_lock.locked():
             async with self._send_lock:
                 await self.transport_stream.send(self._heartbeat.wire)
@@ -237,10 +292,10 @@ class FramedStream(ObjectStream[bytes]):
             while True:
                 limit = self._time_left(since)
                 if limit is None:
-                    chunk = await self.transport_stream.receive(self._read_size)
+                    messages = await self._pull()
                     break
                 with anyio.move_on_after(max(limit[0], 0)) as scope:
-                    chunk = await self.transport_stream.receive(self._read_size)
+                    messages = await self._pull()
                 if not scope.cancelled_caught:
                     break
                 if limit[1] == "beat":  # time to show we are alive; then wait on
@@ -258,8 +313,6 @@ class FramedStream(ObjectStream[bytes]):
                 return
             self._error = anyio.EndOfStream()
             return
-        try:
-            messages = self._decoder.feed(chunk)
         except FramingError as exc:
             self._ready.extend(self._keep(exc.messages))
             self._error = detached(exc)
@@ -274,12 +327,21 @@ class FramedStream(ObjectStream[bytes]):
             self._read_size = fit_read(self._read_size, self._read_full, len(messages))
         self._ready.extend(self._keep(messages) if self._heartbeat is not None else messages)
 
+    async def _pull(self) -> list[bytes]:
+        """Read once (at most ``_read_size`` bytes) and decode: the messages completed.
+
+        Raises ``anyio.EndOfStream`` at the end, ``FramingError`` from the decoder,
+        and what the inner stream raises. A subclass reading another way (the trio
+        socket in :mod:`.on_trio`) overrides this alone; the clocks stay here.
+        """
+        return self._decoder.feed(await self.transport_stream.receive(self._read_size))
+
     def _keep(self, messages: list[bytes]) -> list[bytes]:
         """The messages for the application: with the heartbeat on, not the empty ones."""
         return [m for m in messages if m] if self._heartbeat is not None else messages
 
     def _track_message(self, completed: bool) -> None:
-        now = anyio.current_time()
+        now = self._now()
         self._last_read = now
         if not self._decoder.buffered:
             self._message_started = None
@@ -305,13 +367,25 @@ class FramedStream(ObjectStream[bytes]):
         except (TypeError, ValueError) as exc:  # a try costs nothing until it catches
             raise not_bytes(item, "send_text()") or exc from None
         if self._heartbeat is not None:
-            self._last_send = anyio.current_time()
-        async with self._send_lock:
+            self._last_send = self._now()
+        await self._send_bytes(data, parts)
+
+    async def _send_bytes(self, data: bytes | None, parts: Iterable[Buffer]) -> None:
+        """Write one encoded message whole (``data``, or if ``None``, ``parts`` in turn)
+        behind the other senders. A subclass writing another way overrides this alone."""
+        lock = self._send_lock
+        if lock.locked():
+            await lock.acquire()
+        else:  # no other sender: anyio's acquire() would add a cancellation check
+            lock.acquire_nowait()  # to the one the inner send() makes (1 us on asyncio)
+        try:
             if data is not None:
                 await self.transport_stream.send(data)
             else:  # large: do not copy the body into a new object
                 for part in parts:
                     await self.transport_stream.send(part)  # type: ignore[arg-type]
+        finally:
+            lock.release()
 
     async def send_many(self, items: Iterable[Buffer]) -> None:
         """Send several messages with one write to the inner stream, in order.
@@ -327,9 +401,8 @@ class FramedStream(ObjectStream[bytes]):
         except (TypeError, ValueError) as exc:
             raise first_not_bytes(items, "send_text()") or exc from None
         if self._heartbeat is not None:
-            self._last_send = anyio.current_time()
-        async with self._send_lock:
-            await self.transport_stream.send(data)
+            self._last_send = self._now()
+        await self._send_bytes(data, ())
 
     # --- changing shape part-way: another framing, raw bytes, TLS ----------------
 

@@ -4,7 +4,8 @@ On asyncio they run on aiomsg's own transport protocol (the Streams front)
 instead of anyio's socket streams: its reading stops while the application is
 behind, so memory stays bounded whatever the peer does (anyio 4's asyncio
 sockets read on into a queue without bound), and a read costs fewer Python
-calls. On trio they use anyio's streams, which read only when asked.
+calls. On trio they read the trio socket under anyio's streams themselves (``on_trio``),
+only when asked; over TLS, through anyio's ``TLSStream``.
 """
 
 from __future__ import annotations
@@ -176,7 +177,9 @@ async def _connect_framed(
             stream = await anyio.connect_tcp(remote_host, remote_port, **kwargs)
     if options.keepalive is not None:
         enable_keepalive(stream.extra(SocketAttribute.raw_socket), options.keepalive)
-    return FramedStream(stream, framing, options=options)
+    from .on_trio import framed_on_trio  # imports trio: only here, on trio
+
+    return framed_on_trio(stream, framing, options)
 
 
 class _QuietTLSListener(TLSListener):
@@ -284,6 +287,8 @@ async def serve_framed(
             task_status=task_status,
         )
         return
+    from .on_trio import framed_on_trio  # imports trio: only here, on trio
+
     listener: Any = await anyio.create_tcp_listener(
         local_host=local_host, local_port=local_port, backlog=chosen.backlog, reuse_port=reuse_port
     )
@@ -304,9 +309,9 @@ async def serve_framed(
         if chosen.keepalive is not None:
             enable_keepalive(stream.extra(SocketAttribute.raw_socket), chosen.keepalive)
         if drain is None:
-            await _serve_one(handler, FramedStream(stream, framing, options=chosen), peer)
+            await _serve_one(handler, framed_on_trio(stream, framing, chosen), peer)
             return
-        async with drain.serving(stream, lambda s: FramedStream(s, framing, options=chosen)) as f:
+        async with drain.serving(stream, lambda s: framed_on_trio(s, framing, chosen)) as f:
             await _serve_one(handler, f, peer)
 
     async with listener:

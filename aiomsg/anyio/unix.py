@@ -64,7 +64,9 @@ async def _connect_framed_unix(path: str, framing: Framing, options: Options) ->
         return ConnectionFramedStream(await connect_unix(path, framing=framing, options=options))
     with anyio.fail_after(options.connect_timeout):
         stream = await anyio.connect_unix(path)
-    return FramedStream(stream, framing, options=options)
+    from .on_trio import framed_on_trio  # imports trio: only here, on trio
+
+    return framed_on_trio(stream, framing, options)
 
 
 async def serve_framed_unix(
@@ -133,14 +135,16 @@ async def serve_framed_unix(
                 await server.drain()
         return
 
+    from .on_trio import framed_on_trio  # imports trio: only here, on trio
+
     drain = Drain(chosen) if shutdown is not None else None
 
     async def run_stream(stream: ByteStream) -> None:
         peer = stream.extra(SocketAttribute.remote_address, None) if proxy else None
         if drain is None:
-            await _serve_one(handler, FramedStream(stream, framing, options=chosen), peer or where)
+            await _serve_one(handler, framed_on_trio(stream, framing, chosen), peer or where)
             return
-        async with drain.serving(stream, lambda s: FramedStream(s, framing, options=chosen)) as f:
+        async with drain.serving(stream, lambda s: framed_on_trio(s, framing, chosen)) as f:
             await _serve_one(handler, f, peer or where)
 
     sock, created = bind_unix(where, mode=mode, backlog=chosen.backlog)
