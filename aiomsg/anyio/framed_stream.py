@@ -7,6 +7,7 @@ whole messages, on asyncio, asyncio+uvloop or trio. ``connect_framed`` and
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -17,7 +18,8 @@ from anyio.abc import ByteStream, ObjectStream
 from anyio.lowlevel import checkpoint_if_cancelled
 from anyio.streams.tls import TLSStream
 
-from .._read_budget import first_read, fit_read, max_batch
+from .._memory_budget import SMALL, MemoryBudget, budget_for
+from .._read_budget import MESSAGE_COST, SPENT_READ, first_read, fit_read, max_batch
 from ..errors import (
     ConnectionTimeout,
     FramingError,
@@ -179,6 +181,16 @@ class FramedStream(ObjectStream[bytes]):
         self._checked = False
         # fast_acquire: an uncontended send does not pay an extra event-loop round trip.
         self._send_lock = anyio.Lock(fast_acquire=True)
+        # The memory budget of this event loop (see aiomsg._memory_budget): this
+        # stream weighs its unfinished message after each read; paused, it reads
+        # no more until there is room (its message clock keeps running).
+        self._budget: MemoryBudget | None = budget_for(_loop_key(), chosen.memory_budget)
+        self.budget_held = 0
+        self.budget_paused = False
+        self._room: anyio.Event | None = None  # set while the budget pauses reading
+        self._read_bytes = 0  # the last read's size, set by _pull
+        if self._budget is not None and self._budget.held > self._budget.limit:
+            self._read_size = min(self._read_size, SPENT_READ)
 
     async def receive(self) -> bytes:
         """Return the next message. Raises as the class docstring says."""
@@ -292,9 +304,13 @@ class FramedStream(ObjectStream[bytes]):
             while True:
                 limit = self._time_left(since)
                 if limit is None:
+                    if self._room is not None:
+                        await self._room.wait()
                     messages = await self._pull()
                     break
                 with anyio.move_on_after(max(limit[0], 0)) as scope:
+                    if self._room is not None:  # the budget is spent: wait for room
+                        await self._room.wait()
                     messages = await self._pull()
                 if not scope.cancelled_caught:
                     break
@@ -302,10 +318,12 @@ class FramedStream(ObjectStream[bytes]):
                     await self._beat()
                     continue
                 # The peer was too slow: close, and say why.
+                self._leave_budget()
                 self._error = self._expired(limit[1])
                 await anyio.aclose_forcefully(self.transport_stream)
                 return
         except anyio.EndOfStream:
+            self._leave_budget()
             try:
                 self._ready.extend(self._keep(self._decoder.feed_eof()))
             except FramingError as exc:
@@ -322,7 +340,16 @@ class FramedStream(ObjectStream[bytes]):
             or self._idle_timeout is not None
             or self._heartbeat is not None
         ):
-            self._track_message(bool(messages))
+            buffered = self._track_message(bool(messages))
+        else:
+            buffered = -1
+        budget = self._budget
+        if budget is not None:  # inline up to the call: this runs per read
+            if buffered < 0:
+                buffered = self._decoder.buffered
+            held = buffered + (self._read_bytes + MESSAGE_COST * len(messages) if messages else 0)
+            if held >= SMALL or self.budget_held or budget.held > budget.limit:
+                self._weigh(held)
         if len(messages) > self._max_batch or self._read_size < self._read_full:
             self._read_size = fit_read(self._read_size, self._read_full, len(messages))
         self._ready.extend(self._keep(messages) if self._heartbeat is not None else messages)
@@ -332,21 +359,57 @@ class FramedStream(ObjectStream[bytes]):
 
         Raises ``anyio.EndOfStream`` at the end, ``FramingError`` from the decoder,
         and what the inner stream raises. A subclass reading another way (the trio
-        socket in :mod:`.on_trio`) overrides this alone; the clocks stay here.
+        socket in :mod:`.on_trio`) overrides this alone (and sets ``_read_bytes``, the
+        read's size, which the memory budget weighs); the clocks stay here.
         """
-        return self._decoder.feed(await self.transport_stream.receive(self._read_size))
+        data = await self.transport_stream.receive(self._read_size)
+        self._read_bytes = len(data)
+        return self._decoder.feed(data)
 
     def _keep(self, messages: list[bytes]) -> list[bytes]:
         """The messages for the application: with the heartbeat on, not the empty ones."""
         return [m for m in messages if m] if self._heartbeat is not None else messages
 
-    def _track_message(self, completed: bool) -> None:
+    def _track_message(self, completed: bool) -> int:
+        """Note the time of a read and when the unfinished message began; return the
+        bytes held for it."""
         now = self._now()
         self._last_read = now
-        if not self._decoder.buffered:
+        buffered = self._decoder.buffered
+        if not buffered:
             self._message_started = None
         elif completed or self._message_started is None:
             self._message_started = now  # a new message began in this read
+        return buffered
+
+    def _weigh(self, held: int) -> None:
+        """After a read: tell the memory budget what this stream holds (the unfinished
+        message, and the messages just decoded, weighed by the read's size: the
+        application took all the earlier ones, since reads wait for that), once it is
+        no longer small; while the budget is spent, read little at a time."""
+        budget = self._budget
+        assert budget is not None
+        if held < SMALL:
+            held = 0
+        if held != self.budget_held:
+            budget.update(self, held)
+        if budget.held > budget.limit and budget.lead is not self:
+            self._read_size = min(self._read_size, SPENT_READ)
+
+    def budget_pause(self) -> None:
+        """The memory budget is spent: the next read waits for room."""
+        self._room = anyio.Event()
+
+    def budget_resume(self) -> None:
+        """The memory budget has room again."""
+        room, self._room = self._room, None
+        if room is not None:
+            room.set()
+
+    def _leave_budget(self) -> None:
+        if self._budget is not None:
+            self._budget.release(self)
+            self._budget = None
 
     async def send(self, item: Buffer) -> None:
         """Send one message (waits its turn behind other senders).
@@ -559,6 +622,7 @@ class FramedStream(ObjectStream[bytes]):
         """
         self._closed = True
         self._ready.clear()
+        self._leave_budget()
         await self.transport_stream.aclose()
 
     @property
@@ -569,3 +633,18 @@ class FramedStream(ObjectStream[bytes]):
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
         return self.transport_stream.extra_attributes
+
+
+def _loop_key() -> object | None:
+    """What identifies the running event loop (for its memory budget): the asyncio
+    loop, or trio's root task; ``None`` outside of both."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    try:
+        import trio
+
+        return trio.lowlevel.current_root_task()
+    except (ImportError, RuntimeError):
+        return None

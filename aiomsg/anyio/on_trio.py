@@ -25,6 +25,7 @@ import anyio
 import trio
 from anyio.abc import SocketAttribute, SocketStream
 
+from .._read_budget import SPENT_READ
 from ..framing import Buffer, Framing
 from ..options import Options
 from .framed_stream import FramedStream
@@ -85,7 +86,9 @@ class TrioFramedStream(FramedStream):
         sock, decoder = self._sock, self._decoder
         waited = False
         while True:
-            window = decoder.get_buffer(self._read_size)
+            # No window while the memory budget is spent (reads are small then): a
+            # window may be as large as the body received so far.
+            window = decoder.get_buffer(self._read_size) if self._read_size > SPENT_READ else None
             try:
                 if window is not None:  # inside a long body: read straight into it
                     n = sock.recv_into(window)
@@ -100,6 +103,7 @@ class TrioFramedStream(FramedStream):
                 del window
                 raise self._broken(exc) from exc
             break
+        self._read_bytes = n
         if window is not None:
             del window
             messages = decoder.buffer_updated(n)
