@@ -168,8 +168,14 @@ class ConnectionFramedStream(FramedStream):
         return message
 
     async def send(self, item: Buffer) -> None:
-        with self._anyio_errors():
+        # _anyio_errors(), inlined: a generator-based context manager costs three calls
+        # per message here.
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
             await self._conn.send(item)
+        except ConnectionClosed as exc:
+            raise anyio.BrokenResourceError(str(exc)) from exc.__cause__
 
     async def send_many(self, items: Iterable[Buffer]) -> None:
         with self._anyio_errors():

@@ -279,7 +279,7 @@ class Connection:
                 if self._closed:
                     raise ConnectionClosed("this side closed the connection", reason="local")
                 protocol.resume_reading()  # caught up: read again
-                protocol.waiter = waiter = asyncio.get_running_loop().create_future()
+                protocol.waiter = waiter = protocol.loop.create_future()
                 await waiter
             return True
         finally:

@@ -214,6 +214,10 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._delivering = False
         self._redecoded: list[bytes] | None = None  # messages a switch re-decoded meanwhile
         self._reading_into_body = False  # get_buffer() handed out the decoder's read window
+        # What the decoder held after the last read: a hint for get_buffer() (0: no body to
+        # read into). A stale non-zero costs only the decoder's own check; a stale 0 only
+        # the copy that reading in place saves (feed() takes the bytes either way).
+        self._held = 1
         # The timeout clocks: read on every read only when a timeout is set.
         self._timing = (
             self._message_timeout is not None
@@ -258,6 +262,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
             # connection grows by more than a sip before the budget weighs it.
             self._reading_into_body = False
             return self._spent_reads
+        if not self._held:  # no message begun (the common case): no body to read into
+            self._reading_into_body = False
+            return self._reads
         # Inside a body longer than a read, the loop reads straight into the
         # message being built (with the C speedups): a copy saved per byte.
         window = self._decoder.get_buffer(len(self._buffer))
@@ -287,8 +294,10 @@ class MessageProtocol(asyncio.BufferedProtocol):
             return
         if self._timing:
             self._track_message(bool(messages))  # counts the partial message too
-        elif self._budget is not None:
-            self._count_partial(self._decoder.buffered)
+        else:
+            self._held = self._decoder.buffered
+            if self._budget is not None:
+                self._count_partial(self._held)
         self._deliver(messages)
 
     def eof_received(self) -> bool:
@@ -468,7 +477,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         """After a read: note the time, and when the unfinished message (if any) began."""
         now = self._loop.time()
         self._last_read = now
-        buffered = self._decoder.buffered
+        self._held = buffered = self._decoder.buffered
         if buffered >= SMALL or self._held_partial:
             self._count_partial(buffered)
         if not buffered:
@@ -907,8 +916,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
     def resume_reading(self) -> None:
         """Read from the peer again after :meth:`pause_reading`; calls may repeat."""
-        self._app_paused = False
-        self._update_reading()
+        if self._app_paused:  # every other change of the reading state updates it itself
+            self._app_paused = False
+            self._update_reading()
 
     def _update_reading(self) -> None:
         """Read while neither the application nor a full write buffer holds reading back."""
@@ -999,6 +1009,12 @@ class MessageProtocol(asyncio.BufferedProtocol):
     def mid_message(self) -> bool:
         """Whether part of a message has arrived and not its end (a drain waits for it)."""
         return bool(self._decoder.buffered)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this protocol runs on, once connected (kept: asking asyncio
+        for the running loop costs a system call on Python 3.11)."""
+        return self._loop
 
     @property
     def needs_drain(self) -> bool:
