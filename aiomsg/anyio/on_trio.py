@@ -17,7 +17,6 @@ cancellation there loses nothing.
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,26 +25,12 @@ import trio
 from anyio.abc import SocketAttribute, SocketStream
 
 from .._read_budget import SPENT_READ
+from .._read_buffer import shared_read_buffer
 from ..framing import Buffer, Framing
 from ..options import Options
 from .framed_stream import FramedStream
 
 __all__ = ["TrioFramedStream", "framed_on_trio"]
-
-# One read buffer per thread and size, shared by every stream of that thread: a
-# read fills it and the decoder takes what it keeps (it copies) before anything
-# else runs, since nothing awaits in between.
-_local = threading.local()
-
-
-def _shared_read_buffer(size: int) -> memoryview:
-    buffers: dict[int, memoryview] | None = getattr(_local, "buffers", None)
-    if buffers is None:
-        buffers = _local.buffers = {}
-    buffer = buffers.get(size)
-    if buffer is None:
-        buffer = buffers[size] = memoryview(bytearray(size))
-    return buffer
 
 
 def framed_on_trio(stream: Any, framing: Framing, options: Options) -> FramedStream:
@@ -77,7 +62,7 @@ class TrioFramedStream(FramedStream):
         super().__init__(transport_stream, framing, options=options)
         self._socket_stream = transport_stream
         self._sock = sock
-        self._buffer = _shared_read_buffer(self._read_full)
+        self._buffer = shared_read_buffer(self._read_full)
 
     async def _pull(self) -> list[bytes]:
         if self.transport_stream is not self._socket_stream:  # TLS since start_tls

@@ -14,12 +14,12 @@ import operator
 import os
 import socket
 import ssl
-import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, cast
 
 from .._memory_budget import SMALL, MemoryBudget, budget_for
 from .._read_budget import SPENT_READ
+from .._read_buffer import shared_read_buffer
 from .._socket_options import enable_keepalive, reset_on_close
 from ..errors import (
     CloseReason,
@@ -59,23 +59,6 @@ __all__ = [
 logger = logging.getLogger("aiomsg")
 
 _OPTION_FIELDS = frozenset(field.name for field in dataclasses.fields(Options))
-
-
-# One read buffer per thread and size, shared by every protocol of that thread:
-# an event loop reads into it and calls buffer_updated() at once, which decodes
-# it (decoders copy what they keep) before the loop reads anything else. So an
-# idle connection holds no read buffer at all.
-_local = threading.local()
-
-
-def _shared_read_buffer(size: int) -> memoryview:
-    buffers: dict[int, memoryview] | None = getattr(_local, "buffers", None)
-    if buffers is None:
-        buffers = _local.buffers = {}
-    buffer = buffers.get(size)
-    if buffer is None:
-        buffer = buffers[size] = memoryview(bytearray(size))
-    return buffer
 
 
 class MessageProtocol(asyncio.BufferedProtocol):
@@ -171,7 +154,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._framing: Framing = chosen  # the send framing
         self._receive_framing: Framing = chosen
         self._decoder = chosen.decoder()
-        self._buffer = _shared_read_buffer(opts.read_size)
+        self._buffer = shared_read_buffer(opts.read_size)
         self._reads = self._buffer  # what a read may fill: all of it, unless a subclass limits it
         self._spent_reads = self._buffer[:SPENT_READ]  # while the memory budget is spent
         self._write_high_water = opts.write_high_water
