@@ -59,8 +59,6 @@ def _backend_hooks() -> tuple[Callable[[], Awaitable[None]] | None, Callable[[],
 
         return trio.lowlevel.checkpoint_if_cancelled, trio.current_time
     if sniffio.current_async_library() == "asyncio":
-        import asyncio
-
         return None, asyncio.get_running_loop().time  # anyio's current_time() on asyncio
     return checkpoint_if_cancelled, anyio.current_time
 

@@ -82,9 +82,10 @@ class _QueueProtocol(MessageProtocol):
             if self._budget is not None:
                 # Weighed before the application has had a chance to take them (it
                 # may never): by the read's size, not per message, on this hot path.
+                # The queue was empty: the earlier ones were all taken.
                 held = self._read_bytes + MESSAGE_COST * count
-                if held >= SMALL:
-                    self._held_unread = held
+                if held >= SMALL or self._held_unread:
+                    self._held_unread = held if held >= SMALL else 0
                     self._count_held()
         self.wake()
 

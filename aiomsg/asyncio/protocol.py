@@ -476,9 +476,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
     def _count_partial(self, buffered: int) -> None:
         """After a read: weigh the unfinished message, once it is no longer small."""
         held = buffered if buffered >= SMALL else 0
-        if held != self._held_partial and self._budget is not None:
+        if held != self._held_partial:
             self._held_partial = held
-            self._budget.update(self, held + self._held_unread + self._held_unsent)
+            self._count_held()
 
     def _count_held(self) -> None:
         """Tell the budget what this connection holds now (unread or unsent changed)."""
@@ -904,7 +904,8 @@ class MessageProtocol(asyncio.BufferedProtocol):
             self._update_reading()
 
     def _update_reading(self) -> None:
-        """Read while neither the application nor a full write buffer holds reading back."""
+        """Read while neither the application, a full write buffer nor the memory budget
+        holds reading back."""
         transport = self.transport
         if transport is None or self._closed:
             return
