@@ -5,11 +5,13 @@ implementations (pure Python and the C speedups)."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import trustme
 import uvloop
 
 from aiomsg.framing import Decoder, Framing, speedups_active
@@ -51,3 +53,14 @@ class Codec:
 @pytest.fixture(scope="module", params=IMPLEMENTATIONS)
 def codec_implementation(request: pytest.FixtureRequest) -> Codec:
     return Codec(request.param)
+
+
+@pytest.fixture(scope="session")
+def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server context, client context) from a throwaway CA, for 127.0.0.1 and localhost."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client

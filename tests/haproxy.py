@@ -39,6 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+from tests.processes import stop_process
 from tests.real_servers import MissingProgram, find_program, free_port
 
 START_TIMEOUT = 20.0
@@ -177,13 +178,8 @@ class HAProxy:
         """Stop haproxy (SIGTERM, then SIGKILL) and remove its temp dir."""
         process, self.process = self.process, None
         try:
-            if process is not None and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(STOP_TIMEOUT)
+            if process is not None:
+                stop_process(process, STOP_TIMEOUT)
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 

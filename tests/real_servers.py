@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .processes import stop_process
+
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 COMMAND_TIMEOUT = 60.0
@@ -88,13 +90,7 @@ def _running(command: list[str], log: Path, **popen: Any) -> Iterator[subprocess
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
+        stop_process(process, STOP_TIMEOUT)
 
 
 def _wait_until_listening(

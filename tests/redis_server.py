@@ -21,6 +21,8 @@ from pathlib import Path
 
 import trustme
 
+from .processes import stop_process
+
 START_TIMEOUT = 10.0
 
 
@@ -137,13 +139,8 @@ class RedisServer:
             return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, 10)
         self.process = None
 
     def close(self) -> None:

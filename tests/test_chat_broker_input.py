@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from aiomsg.chat.servers import IMPLS
 
+from .processes import stop_process
 from .redis_server import RedisServer
 from .test_chat import UNSAFE
 
@@ -69,13 +70,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, WAIT)
         assert self.process.stdout is not None
         self.process.stdout.close()
 

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 
 import aiomsg
 from tests.haproxy import HAProxy, SendProxy
+
+from .processes import stop_process
 
 WAIT = 30.0  # seconds any single wait may take before the test fails
 CLIENTS = [f"127.0.0.{n}" for n in range(2, 8)]  # six clients, none of them 127.0.0.1
@@ -66,13 +67,7 @@ class Backend:
         return self.out.read_text().splitlines()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(WAIT)
+        stop_process(self.process, WAIT)
 
 
 @contextlib.contextmanager
@@ -167,9 +162,7 @@ def test_health_checks_are_not_logged_as_errors(send_proxy: SendProxy) -> None:
         with HAProxy([("127.0.0.1", backend.port)], send_proxy=send_proxy,
                      check_interval_ms=100) as proxy:  # fmt: skip
             proxy.wait_all_up()
-            wait_for(
-                lambda: backend.err.read_text().count(" connected") >= 10, "ten health checks"
-            )
+            wait_for(lambda: backend.err.read_text().count(" connected") >= 10, "ten health checks")
             assert check_failures(proxy) == {"s0": 0}
             assert proxy.server_status() == {"s0": "UP"}
         backend.stop()
@@ -184,26 +177,16 @@ def test_health_checks_are_not_logged_as_errors(send_proxy: SendProxy) -> None:
     assert "PROXY" not in text and "Traceback" not in text
 
 
-@pytest.fixture(scope="module")
-def certificates() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return server, client
-
-
 @pytest.mark.asyncio
 @pytest.mark.parametrize("case", ["v2-ssl-tlv", "tls-to-backend"])
 async def test_header_details_and_tls_after_the_header(
-    case: str, certificates: tuple[ssl.SSLContext, ssl.SSLContext]
+    case: str, tls: tuple[ssl.SSLContext, ssl.SSLContext]
 ) -> None:
     """``send-proxy-v2-ssl``: the header says the client spoke TLS to HAProxy, and
     which version. ``send-proxy-v2`` + ``ssl`` on the server line: HAProxy writes the
     header in clear and then its ClientHello; the backend reads exactly the header
     and serves TLS after it."""
-    server_ctx, _ = certificates
+    server_ctx, _ = tls
     seen: list[tuple[Any, aiomsg.ProxyHeader | None]] = []
 
     async def echo(conn: aiomsg.Connection) -> None:

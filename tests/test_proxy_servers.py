@@ -24,7 +24,6 @@ from typing import Any
 
 import anyio
 import pytest
-import trustme
 from anyio.abc import ByteStream, SocketAttribute
 
 import aiomsg
@@ -37,17 +36,6 @@ V2 = aiomsg.encode_proxy_header(
     CLIENT, ("198.51.100.1", 7000), authority="svc.example", unique_id=b"id-1", crc32c=True
 )
 WAIT = 20.0  # seconds any single wait of a test may take before it fails
-
-
-@pytest.fixture(scope="module")
-def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """(server context, client context) from a throwaway CA, for 127.0.0.1."""
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return server, client
 
 
 @contextlib.contextmanager

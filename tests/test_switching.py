@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 
 import anyio
 import pytest
-import trustme
 from anyio.streams.tls import TLSAttribute
 
 import aiomsg
@@ -150,16 +149,6 @@ async def test_streams_send_framing_and_raw_bytes() -> None:
 
 
 # --- STARTTLS ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server)
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return server, client
 
 
 @pytest.mark.asyncio
