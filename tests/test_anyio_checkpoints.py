@@ -33,6 +33,8 @@ BATCH = 1000  # messages per send of the flooding peer
 LIMIT = 200 * BATCH  # the peer stops (and half-closes) after these: no test can hang
 READ_SIZE = 64 * 1024  # so that one read holds at most READ_SIZE // WIRE messages
 KINDS = pytest.mark.parametrize("kind", ["connect-framed", "around-anyio-socket"])
+# What only trio promises (asyncio serves buffered messages without a check: tested above).
+TRIO_ONLY = pytest.mark.parametrize("anyio_backend", [("trio", {})], ids=["trio"])
 
 
 def number(i: int) -> bytes:
@@ -165,3 +167,73 @@ async def test_a_task_that_cancels_itself_is_cancelled_at_its_next_receive(kind:
         else:  # served what was decoded; cancelled at the next read
             assert got > 10
         await check_the_rest(stream, got, total=300)
+
+
+@KINDS
+async def test_receive_in_a_scope_cancelled_just_before_is_cancelled_on_trio(kind: str) -> None:
+    """receive() rather than ``async for``, in a scope entered (and cancelled) after the
+    last read: on trio the buffered message stays queued and Cancelled is raised."""
+    on_trio = sniffio.current_async_library() == "trio"
+    async with flooded(kind, total=300, eof=False) as stream:
+        assert await stream.receive() == number(0)  # a read: more are decoded behind it
+        taken: list[bytes] = []
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            taken.append(await stream.receive())
+        assert scope.cancelled_caught == on_trio
+        # On asyncio the buffered message is served (cancelled at the next read instead).
+        assert taken == ([] if on_trio else [number(1)])
+        await check_the_rest(stream, 1 + len(taken), total=300)
+
+
+async def _receive_in(stream: aiomsg.FramedStream, cancelled: bool, got: list[bytes]) -> None:
+    with anyio.CancelScope() as scope:
+        if cancelled:
+            scope.cancel()
+        got.append(await stream.receive())
+
+
+@TRIO_ONLY
+@KINDS
+async def test_each_task_is_checked_for_its_own_cancellation(kind: str) -> None:
+    """On trio the check follows the task that receives: after task A took a message, a
+    cancelled task B is cancelled on a buffered message, and a live task C is served."""
+    async with flooded(kind, total=300, eof=False) as stream:
+        assert await stream.receive() == number(0)
+        got: list[bytes] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_receive_in, stream, True, got)
+        assert got == []  # B was cancelled, and took nothing
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_receive_in, stream, False, got)
+        assert got == [number(1)]
+        # An iterator started in this task and resumed in a cancelled one (which ends it,
+        # as Cancelled out of any async generator does; the message stays queued).
+        messages = stream.__aiter__()
+        assert await messages.__anext__() == number(2)
+
+        async def resume() -> None:
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                got.append(await messages.__anext__())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(resume)
+        assert got == [number(1)]
+        await check_the_rest(stream, 3, total=300)
+
+
+@TRIO_ONLY
+async def test_trio_check_is_made_inline_on_this_trio() -> None:
+    """The inline check reads trio's private names; on a trio that renamed them it falls
+    back to the public call (correct, slower): this test says so when it happens."""
+    from aiomsg.anyio._trio_cancel import cancel_check_context, current_task_of
+
+    context = cancel_check_context()
+    assert context is not None, "trio's private names changed: update aiomsg/anyio/_trio_cancel.py"
+    task, coro = current_task_of(context)
+    assert coro.cr_running and not task._cancel_status.effectively_cancelled
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        assert current_task_of(context)[0]._cancel_status.effectively_cancelled
+        await anyio.sleep(0)

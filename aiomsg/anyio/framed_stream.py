@@ -35,6 +35,7 @@ from ..framing import Buffer, FixedLength, Framing
 from ..framing.switch import check_tls_boundary, chosen_framings, switch_decoder
 from ..limits import COPY_LIMIT
 from ..options import Options, resolve_options
+from ._trio_cancel import NOT_RUNNING, current_task_of
 
 __all__ = ["FramedStream"]
 
@@ -42,14 +43,16 @@ __all__ = ["FramedStream"]
 _Deadline = Literal["message", "idle", "heartbeat", "beat"]
 
 
-def _backend_hooks() -> tuple[Callable[[], Awaitable[None]] | None, Callable[[], float]]:
+def _backend_hooks() -> tuple[Callable[[], Awaitable[None]] | None, Any, Callable[[], float]]:
     """For the running backend: what a receive() served from decoded messages awaits to be
     a cancellation point (``None``: nothing; see "Checkpoints" in FramedStream's
-    docstring), and the clock anyio's ``current_time()`` reads, without its look-up of
-    the backend on every call.
+    docstring), trio's run context when that check can be made inline (else
+    ``None``; see :mod:`._trio_cancel`), and the clock anyio's
+    ``current_time()`` reads, without its look-up of the backend on every call.
 
-    On trio, trio's own ``checkpoint_if_cancelled``. On asyncio, nothing: cancellation
-    arrives at the next read (anyio's check walks every enclosing cancel scope: 1 us per
+    On trio, trio's own ``checkpoint_if_cancelled``, awaited only when the inline
+    test says the task is cancelled. On asyncio, nothing: cancellation arrives at
+    the next read (anyio's check walks every enclosing cancel scope: 1 us per
     message, 4x the rest).
     """
     import sniffio
@@ -57,10 +60,12 @@ def _backend_hooks() -> tuple[Callable[[], Awaitable[None]] | None, Callable[[],
     if sniffio.current_async_library() == "trio":
         import trio
 
-        return trio.lowlevel.checkpoint_if_cancelled, trio.current_time
+        from ._trio_cancel import cancel_check_context
+
+        return trio.lowlevel.checkpoint_if_cancelled, cancel_check_context(), trio.current_time
     if sniffio.current_async_library() == "asyncio":
-        return None, asyncio.get_running_loop().time  # anyio's current_time() on asyncio
-    return checkpoint_if_cancelled, anyio.current_time
+        return None, None, asyncio.get_running_loop().time  # anyio's current_time() on asyncio
+    return checkpoint_if_cancelled, None, anyio.current_time
 
 
 class FramedStream(ObjectStream[bytes]):
@@ -114,16 +119,17 @@ class FramedStream(ObjectStream[bytes]):
     of messages (``read_size``). Cancelling a ``receive()`` never loses or
     duplicates a message: the next call gets it.
 
-    Whether a ``receive()`` served from decoded messages is also a cancellation
-    point depends on the backend. On trio it is: every ``receive()`` raises
-    ``Cancelled`` in a cancelled scope, even one its own task cancelled an
-    instant before. On asyncio it is not: a buffered message is returned
-    without looking at cancel scopes, and the cancellation arrives at the next
-    ``receive()`` that reads. This changes only one case, a task that cancels
-    its own scope and then receives (a scope cancelled by another task, or by
-    its deadline, is noticed at the next read either way); anyio's check costs
-    1 us per message there, four times everything else. The streams
-    :func:`connect_framed` and :func:`serve_framed` make follow the same rule.
+    Whether a ``receive()`` served from decoded messages is also a cancellation point
+    depends on the backend. On trio it is: every ``receive()`` raises ``Cancelled`` in a
+    cancelled scope, even one its own task cancelled an instant before (a Ctrl-C pending
+    for trio's main task is raised at the next read instead; see
+    ``aiomsg/anyio/_trio_cancel.py``). On asyncio it is not: a buffered message is
+    returned without looking at cancel scopes, and the cancellation arrives at the next
+    ``receive()`` that reads. This changes only one case, a task that cancels its own
+    scope and then receives (a scope cancelled by another task, or by its deadline, is
+    noticed at the next read either way); anyio's check costs 1 us per message there,
+    four times everything else. The streams :func:`connect_framed` and
+    :func:`serve_framed` make follow the same rule.
     """
 
     def __init__(
@@ -175,6 +181,11 @@ class FramedStream(ObjectStream[bytes]):
         # The cancellation check of a receive() served from decoded messages (None: none),
         # for the backend the first read runs on; anyio's until then.
         self._check: Callable[[], Awaitable[None]] | None = checkpoint_if_cancelled
+        # On trio, the inline cancellation check (see _trio_cancel): the run
+        # context, and the task of the last check with the coroutine that says it runs.
+        self._trio: Any = None
+        self._trio_task: Any = None
+        self._trio_coro: Any = NOT_RUNNING
         self._now: Callable[[], float] = anyio.current_time  # the backend's own, once known
         self._checked = False
         # fast_acquire: an uncontended send does not pay an extra event-loop round trip.
@@ -192,10 +203,15 @@ class FramedStream(ObjectStream[bytes]):
 
     async def receive(self) -> bytes:
         """Return the next message. Raises as the class docstring says."""
-        if self._ready and not self._receiving and not self._closed:
-            check = self._check
-            if check is not None:
-                await check()  # cancelled: the message stays queued
+        # Not `_closed`: aclose() empties `_ready`, and no read refills it after.
+        if self._ready and not self._receiving:
+            if self._trio is not None:  # trio's check, inline (see _trio_cancel)
+                if not self._trio_coro.cr_running:  # not the task of the last check
+                    self._trio_task, self._trio_coro = current_task_of(self._trio)
+                if self._trio_task._cancel_status.effectively_cancelled:
+                    await self._check()  # type: ignore[misc]  # raises Cancelled
+            elif self._check is not None:
+                await self._check()  # cancelled: the message stays queued
             return self._ready.popleft()
         return await self._receive_slow()
 
@@ -207,10 +223,17 @@ class FramedStream(ObjectStream[bytes]):
     async def _iterate(self) -> AsyncIterator[bytes]:
         ready = self._ready
         take = ready.popleft
-        check = self._check
+        check, trio_context = self._check, self._trio
+        task: Any = None  # the task of the last check, and its coroutine (see _trio_cancel)
+        coro: Any = NOT_RUNNING
         while True:
-            if ready and not self._receiving and not self._closed:
-                if check is not None:
+            if ready and not self._receiving:  # as in receive()
+                if trio_context is not None:
+                    if not coro.cr_running:
+                        task, coro = current_task_of(trio_context)
+                    if task._cancel_status.effectively_cancelled:
+                        await check()  # type: ignore[misc]  # raises Cancelled
+                elif check is not None:
                     await check()  # cancelled: the message stays queued
                 yield take()
                 continue
@@ -218,7 +241,7 @@ class FramedStream(ObjectStream[bytes]):
                 message = await self._receive_slow()
             except anyio.EndOfStream:
                 return
-            check = self._check  # the first read sets it
+            check, trio_context = self._check, self._trio  # the first read sets them
             yield message
 
     async def _receive_slow(self) -> bytes:
@@ -232,13 +255,16 @@ class FramedStream(ObjectStream[bytes]):
             if self._ready:
                 await checkpoint_if_cancelled()
             elif not self._checked:
-                (self._check, self._now), self._checked = _backend_hooks(), True
+                (self._check, self._trio, self._now), self._checked = _backend_hooks(), True
             since = self._now()  # the clocks count only while receiving
             while not self._ready:
                 error = self._error
                 if error is not None:
                     raise fresh(error) from error.__cause__
                 await self._read(since)
+                if self._closed:  # by another task meanwhile: what was read is dropped
+                    self._ready.clear()
+                    raise anyio.ClosedResourceError
             return self._ready.popleft()
         finally:
             self._receiving = False
