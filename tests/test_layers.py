@@ -21,6 +21,12 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 # The C speedups are the codec layer's, though the extension sits at the package's top
 # (it is built as aiomsg._speedups): the one module that loads them may name them.
 ALLOWED = {("framing/_accelerated.py", "_speedups")}
+# trio's own private name, read on purpose where a call per message cost 45% of the path
+# (aiomsg/anyio/_trio_cancel.py says why; test_anyio_checkpoints fails if trio renames it).
+FOREIGN_ATTRIBUTES = {
+    ("anyio/_trio_cancel.py", "_cancel_status"),
+    ("anyio/framed_stream.py", "_cancel_status"),
+}
 
 
 def _is_private(name: str) -> bool:
@@ -80,6 +86,8 @@ def test_no_private_attribute_of_another_object_is_used(path: Path) -> None:
         if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
             continue
         if isinstance(owner, ast.Call) and getattr(owner.func, "id", None) in ("super", "type"):
+            continue
+        if (str(path.relative_to(PACKAGE)), node.attr) in FOREIGN_ATTRIBUTES:
             continue
         offences.append(f"line {node.lineno}: {ast.unparse(node)}")
     assert not offences
