@@ -379,7 +379,9 @@ async def traced() -> AsyncIterator[Callable[[], int]]:
 
 
 # What an echo server may hold for one client that never reads: the write buffer up to
-# its high-water mark and a read's worth of messages, with room for allocator slack.
+# its high-water mark, two reads' worth of decoded messages, the read buffer, and when
+# the client finally resets, one more read of what the kernel held (about 1.5 MiB in
+# all), with room for allocator slack and what coverage records meanwhile.
 ECHO_BOUND = 4 * 1024 * 1024
 
 
@@ -720,6 +722,60 @@ async def test_protocol_front_delivers_what_arrived_before_a_failed_write() -> N
             await lost
     assert events[0] == b"! goodbye"
     assert issubclass(events[-1], OSError)  # type: ignore[arg-type]
+
+
+def _flood_and_close(listener: socket.socket, line: bytes) -> int:
+    """A peer that sends lines until the kernel takes no more, then closes; returns the
+    bytes it got out (megabytes on loopback: they wait in the other side's kernel)."""
+    sock, _ = listener.accept()
+    sock.setblocking(False)
+    sent = 0
+    try:
+        for _ in range(100_000):  # bounded: the kernel's buffers fill within a few MiB
+            sent += sock.send(line * 64)
+    except BlockingIOError:
+        pass
+    sock.close()
+    return sent
+
+
+@pytest.mark.asyncio
+async def test_a_failed_write_reads_back_one_read_not_the_whole_kernel_buffer() -> None:
+    """What the kernel held when the write failed is read back within ``read_size``: a
+    peer that flooded and reset cannot make the connection decode megabytes at once."""
+    line = b"m" * 99 + b"\n"
+    delivered: list[bytes] = []
+    lost = asyncio.get_running_loop().create_future()
+
+    class Client(aiomsg.MessageProtocol):
+        framing = aiomsg.Lines()
+        options = aiomsg.Options(read_size=4096)
+
+        def message_received(self, message: bytes) -> None:
+            delivered.append(message)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            lost.set_result(None)
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        async with asyncio.timeout(15):
+            _, client = await asyncio.get_running_loop().create_connection(
+                Client, "127.0.0.1", port
+            )
+            client.pause_reading()  # the application is busy: the flood stays in the kernel
+            flooded = await asyncio.to_thread(_flood_and_close, listener, line)
+            await asyncio.sleep(0.1)
+
+            async def send() -> None:
+                client.send(b"y" * 1000)
+
+            await _send_until_it_fails(send)
+            await lost
+    assert flooded > 64 * 4096  # the kernel held far more than one read
+    assert 0 < len(delivered) <= 4096 // len(line)  # the first read's worth, whole lines
+    assert set(delivered) == {line[:-1]}
 
 
 @pytest.mark.anyio

@@ -423,7 +423,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
         reading the bytes that arrived meanwhile, though the socket still holds them
         until the transport closes it, after this callback. Read them through a
         duplicate of its descriptor (transports hand out no socket that can recv).
-        Bounded: what the kernel buffered, within the framing's own limits.
+        Bounded: one read's worth (``read_size``), as the read that did not come would
+        have taken; the peer's last words fit, and a flood that the kernel buffered
+        (megabytes on loopback) is not decoded into memory at once.
         """
         transport = self.transport
         if transport is None or transport.get_extra_info("sslcontext") is not None:
@@ -434,10 +436,12 @@ class MessageProtocol(asyncio.BufferedProtocol):
         except (AttributeError, OSError, ValueError):
             return
         messages: list[bytes] = []
+        left = len(self._buffer)
         with socket.socket(fileno=fd) as dup:
             dup.setblocking(False)
             try:
-                while chunk := dup.recv(len(self._buffer)):
+                while left and (chunk := dup.recv(left)):
+                    left -= len(chunk)
                     messages.extend(self._decoder.feed(chunk))
             except FramingError as error:
                 messages.extend(error.messages)
