@@ -263,6 +263,18 @@ def tree_cpu_seconds(pid: int) -> float:
     return total + sum(tree_cpu_seconds(int(child)) for child in children)
 
 
+def tree_writes(pid: int) -> int:
+    """System calls that wrote (``syscw`` of ``/proc/PID/io``) by ``pid`` and its children:
+    how well a server batches its output, which its CPU per line mostly pays for."""
+    try:
+        with open(f"/proc/{pid}/io") as io:
+            total = next(int(line.split()[1]) for line in io if line.startswith("syscw:"))
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, StopIteration):
+        return 0
+    return total + sum(tree_writes(int(child)) for child in children)
+
+
 class Redis:
     """A redis-server on a free loopback port, for the rows that use ``{redis}``."""
 
@@ -357,12 +369,12 @@ def measure(
         for d in drivers:
             d.answer()
         time.sleep(WARMUP)
-        cpu0 = cpu()
+        cpu0, writes0 = cpu(), tree_writes(server.pid)
         for d in drivers:
             d.send("measure")
         start = [d.answer() for d in drivers]
         time.sleep(MEASURE)
-        cpu1 = cpu()
+        cpu1, writes1 = cpu(), tree_writes(server.pid)
         for d in drivers:
             d.send("mark")
         end = [d.answer() for d in drivers]
@@ -384,6 +396,8 @@ def measure(
         "median_latency_ms": 1000 * statistics.median(latencies) if latencies else None,
         "server_cpu_s": cpu1 - cpu0,
         "server_cpu_us_per_line": 1e6 * (cpu1 - cpu0) / lines if lines else None,
+        # Lines per write() to a client, about: the server's writes (Redis's not counted)
+        "lines_per_server_write": lines / (writes1 - writes0) if writes1 > writes0 else None,
         "client_cpu_s": [e["cpu"] - s["cpu"] for s, e in zip(start, end, strict=True)],
         "clients_lost": sum(r["lost"] for r in reports),
         "seconds": seconds,
@@ -434,6 +448,7 @@ def main() -> None:
                     f"{name:<36} {row['lines_per_s']:>11,.0f} lines/s"
                     f"  p99 {row['p99_latency_ms']:7.1f} ms"
                     f"  {row['server_cpu_us_per_line']:6.2f} µs CPU/line"
+                    f"  {row['lines_per_server_write'] or 0:5.1f} lines/write"
                     f"  lost {row['clients_lost']}",
                     flush=True,
                 )

@@ -18,24 +18,35 @@ logger = logging.getLogger("aiomsg.chat")
 
 
 class Flusher:
-    """Writes out every client's waiting lines once per event-loop iteration.
+    """Writes out every client's waiting lines, at most once per ``interval`` seconds.
 
     A line broadcast to a thousand clients must not cost each a write (a system
     call) per line: lines wait in their client's queue until the loop has handled
-    what it read, then each client gets one write of all its lines. One callback
-    serves every client with lines waiting.
+    what it read, then each client gets one write of all its lines. While lines keep
+    coming, the next write waits until ``interval`` has passed since the last one, so
+    that the lines of several short loop iterations share it (a worker of several,
+    whose lines arrive from its own clients and from the broker in turns, would
+    otherwise write half-empty batches); after a quiet spell a line goes out at once.
+    One callback serves every client with lines waiting.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = 0.0) -> None:
         self.loop = loop
+        self.interval = interval
         self.waiting: list[ChatProtocol] = []
+        self.last = float("-inf")  # when the last flush ran
 
     def add(self, client: ChatProtocol) -> None:
         if not self.waiting:
-            self.loop.call_soon(self.flush)
+            delay = self.last + self.interval - self.loop.time()
+            if delay > 0:
+                self.loop.call_later(delay, self.flush)
+            else:
+                self.loop.call_soon(self.flush)
         self.waiting.append(client)
 
     def flush(self) -> None:
+        self.last = self.loop.time()
         waiting, self.waiting = self.waiting, []
         for client in waiting:
             try:
@@ -143,7 +154,7 @@ async def serve_chat(
     (see :func:`aiomsg.serve`)."""
     shared = room or ChatRoom(limits or ChatLimits())
     loop = asyncio.get_running_loop()
-    flusher = Flusher(loop)
+    flusher = Flusher(loop, shared.limits.flush_interval)
     return await aiomsg.serve_protocol(
         lambda: ChatProtocol(shared, flusher),
         host,

@@ -79,6 +79,12 @@ class ChatLimits:
     #: (default): a quiet reader may stay as long as it likes (TCP keepalive
     #: still finds one whose machine vanished).
     idle_timeout: float | None = None
+    #: Seconds a client's lines may gather before the Protocol server writes them, while
+    #: lines keep coming (the first line after a quiet spell goes out at once): one
+    #: write per client per interval, not one per loop iteration. ``0``: every iteration.
+    #: Split over worker processes, each sees fewer lines per iteration; this keeps their
+    #: writes as full as one process's.
+    flush_interval: float = 0.005
     #: Join and leave notices go out only while the room has at most this many
     #: members: in a room of thousands they would be most of the traffic, and each
     #: connection would cost work for everyone (an easy amplification attack).
