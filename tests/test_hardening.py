@@ -17,13 +17,15 @@ import tracemalloc
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
 
 import aiomsg
 from aiomsg.testing import running_server
+
+_T = TypeVar("_T")
 
 FRAMING = aiomsg.LengthPrefixed(4)
 # A header announcing 64 KiB, and half of that body: a message cut short.
@@ -689,6 +691,32 @@ async def test_streams_deliver_what_arrived_before_a_failed_write() -> None:
                 assert caught.value.reason == "lost"
 
 
+async def _paused_until_a_write_fails(
+    client: Callable[[], aiomsg.MessageProtocol],
+    peer: Callable[[socket.socket], _T],
+    lost: asyncio.Future[None],
+) -> _T:
+    """Connect a ``client`` protocol and pause its reading (the application is busy),
+    run ``peer`` in a thread on the listening socket (it sends, then closes), then send
+    until a write fails and wait for ``lost``; return what ``peer`` returned."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        async with asyncio.timeout(15):
+            _, protocol = await asyncio.get_running_loop().create_connection(
+                client, "127.0.0.1", port
+            )
+            protocol.pause_reading()  # what the peer sends stays in the kernel, unread
+            result = await asyncio.to_thread(peer, listener)
+            await asyncio.sleep(0.1)
+
+            async def send() -> None:
+                protocol.send(b"y" * 1000)
+
+            await _send_until_it_fails(send)
+            await lost
+    return result
+
+
 @pytest.mark.asyncio
 async def test_protocol_front_delivers_what_arrived_before_a_failed_write() -> None:
     events: list[object] = []
@@ -705,21 +733,9 @@ async def test_protocol_front_delivers_what_arrived_before_a_failed_write() -> N
             events.append(type(exc))
             lost.set_result(None)
 
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        port = listener.getsockname()[1]
-        async with asyncio.timeout(15):
-            _, client = await asyncio.get_running_loop().create_connection(
-                Client, "127.0.0.1", port
-            )
-            client.pause_reading()  # the application is busy: nothing is read
-            await asyncio.to_thread(_say_and_close, listener, b"! goodbye\n")
-            await asyncio.sleep(0.1)  # the goodbye is in the kernel, unread
-
-            async def send() -> None:
-                client.send(b"y" * 1000)
-
-            await _send_until_it_fails(send)
-            await lost
+    await _paused_until_a_write_fails(
+        Client, lambda listener: _say_and_close(listener, b"! goodbye\n"), lost
+    )
     assert events[0] == b"! goodbye"
     assert issubclass(events[-1], OSError)  # type: ignore[arg-type]
 
@@ -758,21 +774,9 @@ async def test_a_failed_write_reads_back_one_read_not_the_whole_kernel_buffer() 
             super().connection_lost(exc)
             lost.set_result(None)
 
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        port = listener.getsockname()[1]
-        async with asyncio.timeout(15):
-            _, client = await asyncio.get_running_loop().create_connection(
-                Client, "127.0.0.1", port
-            )
-            client.pause_reading()  # the application is busy: the flood stays in the kernel
-            flooded = await asyncio.to_thread(_flood_and_close, listener, line)
-            await asyncio.sleep(0.1)
-
-            async def send() -> None:
-                client.send(b"y" * 1000)
-
-            await _send_until_it_fails(send)
-            await lost
+    flooded = await _paused_until_a_write_fails(
+        Client, lambda listener: _flood_and_close(listener, line), lost
+    )
     assert flooded > 64 * 4096  # the kernel held far more than one read
     assert 0 < len(delivered) <= 4096 // len(line)  # the first read's worth, whole lines
     assert set(delivered) == {line[:-1]}
