@@ -45,6 +45,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -253,26 +254,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of ``pid`` and of its children (the workers of ``--workers``), recursively."""
-    total = cpu_seconds(pid)
+def tree_sum(pid: int, reading: Callable[[int], float]) -> float:
+    """``reading(pid)`` summed over ``pid`` and its children (the workers of ``--workers``),
+    recursively."""
+    total = reading(pid)
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         children = []
-    return total + sum(tree_cpu_seconds(int(child)) for child in children)
+    return total + sum(tree_sum(int(child), reading) for child in children)
 
 
-def tree_writes(pid: int) -> int:
-    """System calls that wrote (``syscw`` of ``/proc/PID/io``) by ``pid`` and its children:
-    how well a server batches its output, which its CPU per line mostly pays for."""
-    try:
-        with open(f"/proc/{pid}/io") as io:
-            total = next(int(line.split()[1]) for line in io if line.startswith("syscw:"))
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except (OSError, StopIteration):
-        return 0
-    return total + sum(tree_writes(int(child)) for child in children)
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of its children."""
+    return tree_sum(pid, cpu_seconds)
+
+
+def writes(pid: int) -> int:
+    """System calls that wrote (``syscw`` of ``/proc/PID/io``): how well a server batches
+    its output, which its CPU per line mostly pays for."""
+    with open(f"/proc/{pid}/io") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("syscw:"))
+
+
+def tree_writes(pid: int) -> float:
+    """:func:`writes` of ``pid`` and of its children."""
+    return tree_sum(pid, writes)
 
 
 class Redis:
