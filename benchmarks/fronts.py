@@ -369,8 +369,11 @@ SERVERS = {
 TRIO = {"aiomsg-anyio-trio", "trio-loop"}
 
 
-def run_server(impl: str, loop_kind: str, workload: str) -> None:
-    count, size = WORKLOADS[workload]
+def run_server(impl: str, loop_kind: str, workload: str, count: int | None = None) -> None:
+    """Serve ``workload`` with ``impl`` until ``count`` messages (the workload's own
+    count unless given) have arrived, then report and return."""
+    count = WORKLOADS[workload][0] if count is None else count
+    size = WORKLOADS[workload][1]
     echo = workload == "echo"
     if impl in TRIO:
         import anyio
@@ -529,13 +532,14 @@ def main() -> None:
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="uvloop", help=argparse.SUPPRESS)
     parser.add_argument("--workload", default="small", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--loops", default="uvloop,asyncio")
     parser.add_argument("--workloads", default="small,large,echo")
     parser.add_argument("--only", default="", help="comma-separated implementation keys")
     args = parser.parse_args()
     if args.serve:
-        run_server(args.serve, args.loop, args.workload)
+        run_server(args.serve, args.loop, args.workload, args.count)
         return
     only = set(filter(None, args.only.split(",")))
     loops = args.loops.split(",")
