@@ -419,6 +419,23 @@ def run_server(impl: str, loop_kind: str, workload: str, count: int | None = Non
 # --- the client: drives one server process per measurement -------------------------------
 
 
+def echo_round_trips(sock: socket.socket, message: bytes, count: int, impl: str) -> list[float]:
+    """Send ``message`` and wait for its echo, ``count`` times; the seconds each round trip took."""
+    clock = time.perf_counter
+    round_trips: list[float] = []
+    for _ in range(count):
+        start = clock()
+        sock.sendall(message)
+        got = 0
+        while got < len(message):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise RuntimeError(f"{impl} closed the connection")
+            got += len(chunk)
+        round_trips.append(clock() - start)
+    return round_trips
+
+
 def measure(impl: str, loop_kind: str, workload: str) -> tuple[float, float, float]:
     """Return the server's seconds for one run of ``workload``; for ``echo`` the same as
     a rate of 1 / the median round trip (else the server's seconds again); and the
@@ -444,17 +461,7 @@ def measure(impl: str, loop_kind: str, workload: str) -> tuple[float, float, flo
         with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if workload == "echo":
-                clock = time.perf_counter
-                for _ in range(count):
-                    start = clock()
-                    sock.sendall(message)
-                    got = 0
-                    while got < len(message):
-                        chunk = sock.recv(65536)
-                        if not chunk:
-                            raise RuntimeError(f"{impl} closed the connection")
-                        got += len(chunk)
-                    round_trips.append(clock() - start)
+                round_trips = echo_round_trips(sock, message, count, impl)
             elif workload == "small":
                 sock.sendall(message * count)
             else:

@@ -28,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import fronts  # beside this file: the echo servers and their client loop
+
 FRONTS = Path(__file__).with_name("fronts.py")
 MESSAGE = struct.pack(">I", 100) + bytes(100)
 NAMES = {
@@ -61,14 +63,7 @@ def counted(impl: str, loop: str, round_trips: int, out: Path) -> dict[str, int]
         port = json.loads(proc.stdout.readline())["port"]
         with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for _ in range(round_trips):
-                sock.sendall(MESSAGE)
-                got = 0
-                while got < len(MESSAGE):
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        raise RuntimeError(f"{impl} closed the connection")
-                    got += len(chunk)
+            fronts.echo_round_trips(sock, MESSAGE, round_trips, impl)
             proc.stdout.readline()  # the server's report: it is returning
         proc.wait(timeout=120)
     finally:
