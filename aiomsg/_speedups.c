@@ -448,26 +448,33 @@ scan_delimited(const Scanner *s, const unsigned char *p, Py_ssize_t pos, Py_ssiz
 }
 
 PyDoc_STRVAR(scanner_scan_doc,
-"scan(data, pos, out) -> int\n\n"
-"Append to the list `out` every whole, well-formed message of data[pos:], as\n"
+"scan(data, pos, out, end=len(data)) -> int\n\n"
+"Append to the list `out` every whole, well-formed message of data[pos:end], as\n"
 "bytes, reading data (bytes, bytearray or a contiguous memoryview) in place.\n"
-"Return where it stopped: len(data), or the start of the first message it does\n"
-"not take (incomplete, malformed, over max_size), which Python then judges.");
+"Return where it stopped: end, or the start of the first message it does not\n"
+"take (incomplete, malformed, over max_size), which Python then judges.");
 
 static PyObject *
 scanner_scan(Scanner *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer view;
-    Py_ssize_t pos;
+    Py_ssize_t pos, end = -1;
     PyObject *out;
 
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "scan() takes 3 arguments");
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "scan() takes 3 or 4 arguments");
         return NULL;
     }
     pos = PyLong_AsSsize_t(args[1]);
     if (pos == -1 && PyErr_Occurred()) {
         return NULL;
+    }
+    /* end: scan data[:end] (a read's bytes at the start of a larger buffer), no slice made */
+    if (nargs == 4) {
+        end = PyLong_AsSsize_t(args[3]);
+        if (end == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
     }
     out = args[2];
     if (!PyList_Check(out)) {
@@ -478,20 +485,28 @@ scanner_scan(Scanner *self, PyObject *const *args, Py_ssize_t nargs)
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
-    if (pos < 0 || pos > view.len) {
+    if (end < 0) {
+        end = view.len;
+    }
+    if (end > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "end is past the data");
+        return NULL;
+    }
+    if (pos < 0 || pos > end) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "pos is outside the data");
         return NULL;
     }
     switch (self->kind) {
     case K_TYPED:
-        pos = scan_typed(self, view.buf, pos, view.len, out);
+        pos = scan_typed(self, view.buf, pos, end, out);
         break;
     case K_DELIMITED:
-        pos = scan_delimited(self, view.buf, pos, view.len, out);
+        pos = scan_delimited(self, view.buf, pos, end, out);
         break;
     default:
-        pos = scan_counted(self, view.buf, pos, view.len, out);
+        pos = scan_counted(self, view.buf, pos, end, out);
     }
     PyBuffer_Release(&view);
     return pos < 0 ? NULL : PyLong_FromSsize_t(pos);
@@ -708,34 +723,24 @@ static PyType_Spec scanner_spec = {
     scanner_slots,
 };
 
-PyDoc_STRVAR(encode_doc,
-"encode(message, width, little, max_size) -> bytes | None\n\n"
-"Return the length header followed by the message, in one new bytes object;\n"
-"None when the message is longer than max_size.");
-
+/* The wire bytes of one message, length header first, in one new bytes object.
+ * NULL with an exception set; or NULL with none and *over set to the message's
+ * size when it is longer than max_size (the caller says what that means). */
 static PyObject *
-encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+encode_message(PyObject *message, long width, int little, Py_ssize_t max_size, Py_ssize_t *over)
 {
-    long width;
-    int little;
-    Py_ssize_t max_size;
     Py_buffer view;
     PyObject *result;
     unsigned char *q;
 
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "encode() takes 4 arguments");
-        return NULL;
-    }
-    if (parse_options(args + 1, &width, &little, &max_size) < 0) {
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+    *over = -1;
+    if (PyObject_GetBuffer(message, &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
     if (view.len > max_size) {
+        *over = view.len;
         PyBuffer_Release(&view);
-        Py_RETURN_NONE;
+        return NULL;
     }
     result = PyBytes_FromStringAndSize(NULL, width + view.len);
     if (result != NULL) {
@@ -746,6 +751,151 @@ encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyBuffer_Release(&view);
     return result;
 }
+
+PyDoc_STRVAR(encode_doc,
+"encode(message, width, little, max_size) -> bytes | None\n\n"
+"Return the length header followed by the message, in one new bytes object;\n"
+"None when the message is longer than max_size.");
+
+static PyObject *
+encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    long width;
+    int little;
+    Py_ssize_t max_size, over;
+    PyObject *result;
+
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "encode() takes 4 arguments");
+        return NULL;
+    }
+    if (parse_options(args + 1, &width, &little, &max_size) < 0) {
+        return NULL;
+    }
+    result = encode_message(args[0], width, little, max_size, &over);
+    if (result == NULL && over >= 0) {
+        Py_RETURN_NONE;
+    }
+    return result;
+}
+
+/* --- Encoder: encode() bound to one framing, for the fronts' send() ---
+ *
+ * send() is called once per message; with the options parsed once, here, it
+ * costs one C call instead of a Python method around encode(). A message over
+ * max_size raises what too_large(size) returns (the framing builds the error, so
+ * its text lives in Python). The Encoder holds too_large, a bound method of its
+ * framing, which holds no Encoder: no cycle, so no GC support is needed.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    long width;
+    int little;
+    Py_ssize_t max_size;
+    PyObject *too_large;
+} Encoder;
+
+static PyObject *
+encoder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *width, *little, *max_size, *too_large;
+    PyObject *options[3];
+    Encoder *self;
+
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "Encoder() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "Encoder", 4, 4, &width, &little, &max_size, &too_large)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(too_large)) {
+        PyErr_SetString(PyExc_TypeError, "too_large must be callable");
+        return NULL;
+    }
+    self = (Encoder *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    options[0] = width;
+    options[1] = little;
+    options[2] = max_size;
+    if (parse_options(options, &self->width, &self->little, &self->max_size) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->too_large = Py_NewRef(too_large);
+    return (PyObject *)self;
+}
+
+static void
+encoder_dealloc(Encoder *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    Py_CLEAR(self->too_large);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+PyDoc_STRVAR(encoder_encode_doc,
+"encode(message) -> bytes\n\n"
+"The length header followed by the message, in one new bytes object. Raises\n"
+"too_large(len(message)) when the message is longer than max_size.");
+
+static PyObject *
+encoder_encode(Encoder *self, PyObject *message)
+{
+    Py_ssize_t over;
+    PyObject *result, *size, *error;
+
+    result = encode_message(message, self->width, self->little, self->max_size, &over);
+    if (result != NULL || over < 0) {
+        return result;
+    }
+    size = PyLong_FromSsize_t(over);
+    if (size == NULL) {
+        return NULL;
+    }
+    error = PyObject_CallOneArg(self->too_large, size);
+    Py_DECREF(size);
+    if (error == NULL) {
+        return NULL;
+    }
+    if (PyExceptionInstance_Check(error)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "too_large() must return an exception");
+    }
+    Py_DECREF(error);
+    return NULL;
+}
+
+static PyMethodDef encoder_methods[] = {
+    {"encode", (PyCFunction)encoder_encode, METH_O, encoder_encode_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(encoder_doc,
+"Encoder(width, little, max_size, too_large)\n\n"
+"encode() with one LengthPrefixed framing's options bound; see the comment\n"
+"above this type in _speedups.c. Built by aiomsg.framing, once per framing.");
+
+static PyType_Slot encoder_slots[] = {
+    {Py_tp_new, encoder_new},
+    {Py_tp_dealloc, encoder_dealloc},
+    {Py_tp_methods, encoder_methods},
+    {Py_tp_doc, (void *)encoder_doc},
+    {0, NULL},
+};
+
+static PyType_Spec encoder_spec = {
+    "aiomsg._speedups.Encoder",
+    sizeof(Encoder),
+    0,
+    Py_TPFLAGS_DEFAULT,
+    encoder_slots,
+};
 
 PyDoc_STRVAR(encode_many_doc,
 "encode_many(messages, width, little, max_size) -> bytes | int\n\n"
@@ -1143,7 +1293,8 @@ static int
 speedups_exec(PyObject *module)
 {
     if (add_type(module, &body_spec, "BodyBuffer") < 0
-            || add_type(module, &scanner_spec, "Scanner") < 0) {
+            || add_type(module, &scanner_spec, "Scanner") < 0
+            || add_type(module, &encoder_spec, "Encoder") < 0) {
         return -1;
     }
     return PyModule_AddIntConstant(module, "K_BINARY", K_BINARY) < 0

@@ -1,5 +1,5 @@
 # Types of the optional C speedups (_speedups.c); its docstrings say what each does.
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .framing._contract import Buffer
 
@@ -17,6 +17,12 @@ def encode_many(
     messages: Iterable[Buffer], width: int, little: bool, max_size: int, /
 ) -> bytes | int: ...
 
+class Encoder:
+    def __init__(
+        self, width: int, little: bool, max_size: int, too_large: Callable[[int], Exception], /
+    ) -> None: ...
+    def encode(self, message: Buffer, /) -> bytes: ...
+
 class Scanner:
     def __init__(
         self,
@@ -28,7 +34,7 @@ class Scanner:
         table: tuple[int | Scanner | None, ...] | None = None,
         layout: tuple[int, int, int, int, int] | None = None,
     ) -> None: ...
-    def scan(self, data: Buffer, pos: int, out: list[bytes], /) -> int: ...
+    def scan(self, data: Buffer, pos: int, out: list[bytes], end: int = ..., /) -> int: ...
 
 class BodyBuffer:
     def __init__(self, total: int) -> None: ...

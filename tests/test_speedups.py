@@ -154,3 +154,98 @@ def test_speedups_are_built_wherever_they_can_be() -> None:
     possible = platform.python_implementation() == "CPython" and _compiler() is not None
     wanted = not os.environ.get("AIOMSG_PURE_PYTHON")
     assert speedups_active() == (possible and wanted)
+
+
+def _decode_all(decoder: aiomsg.framing.Decoder, data: bytes) -> tuple[list[bytes], str | None]:
+    """The messages ``data`` completes and the error it raised (its type's name), if any."""
+    try:
+        return decoder.feed(data), None
+    except aiomsg.FramingError as exc:
+        return exc.messages, type(exc).__name__
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams(), st.data())
+def test_idle_scanner_then_feed_decodes_as_feed_alone(
+    case: tuple[aiomsg.LengthPrefixed, bytes, list[int]], data: st.DataObject
+) -> None:
+    """The contract the fronts' fast path relies on (Decoder.idle_scanner): scan a read
+    that ends at ``end`` inside a larger buffer; feed the decoder from where the scan
+    stopped; the result is what feeding the whole read gives, bytes past ``end`` unread."""
+    framing, wire, _ = case
+    scan = framing.decoder().idle_scanner()
+    if not speedups_active():
+        assert scan is None
+        return
+    assert scan is not None
+    assert framing.decoder(pure_python=True).idle_scanner() is None
+    end = data.draw(st.integers(0, len(wire)))
+    buffer = bytearray(wire[:end] + b"\x00\x00\x00\x01" + bytes(16))  # junk past the read
+    out: list[bytes] = []
+    pos = scan(buffer, 0, out, end)
+    assert 0 <= pos <= end
+    decoder = framing.decoder()
+    if pos == end:  # the decoder is not needed: it would have held nothing
+        reference_decoder = framing.decoder()
+        assert reference_decoder.feed(bytes(buffer[:end])) == out
+        assert reference_decoder.buffered == 0
+        return
+    rest, error = _decode_all(decoder, bytes(buffer[pos:end]))
+    assert (out + rest, error) == _decode_all(framing.decoder(), bytes(buffer[:end]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([1, 2, 4, 8]),
+    st.sampled_from(["big", "little"]),
+    st.integers(0, 300),
+    st.binary(max_size=400),
+    st.sampled_from([bytes, bytearray, memoryview]),
+)
+def test_encoder_encodes_as_encode(
+    width: int, byteorder: str, max_size: int, message: bytes, kind: type
+) -> None:
+    """framing.encoder() (the C encoder with the speedups) gives encode()'s bytes and errors."""
+    framing = aiomsg.LengthPrefixed(width, byteorder, max_size=max_size)  # type: ignore[arg-type]
+    encode = framing.encoder()
+    buffer = kind(message)
+    if len(message) > framing.max_size:
+        with pytest.raises(aiomsg.MessageTooLarge) as info:
+            encode(buffer)
+        assert (info.value.size, info.value.max_size) == (len(message), framing.max_size)
+        assert str(info.value) == (
+            f"message of {len(message)} bytes is over max_size={framing.max_size}"
+        )
+    else:
+        wire = len(message).to_bytes(width, byteorder) + message  # type: ignore[arg-type]
+        assert encode(buffer) == wire == framing.encode(buffer)
+
+
+def test_encoder_refuses_what_encode_refuses_and_is_kept_per_framing() -> None:
+    framing = aiomsg.LengthPrefixed(2)
+    encode = framing.encoder()
+    with pytest.raises(TypeError):
+        encode("text")  # type: ignore[arg-type]
+    if speedups_active():  # equal framings share one C encoder; without it, encode itself
+        assert aiomsg.LengthPrefixed(2).encoder() is encode
+    else:
+        assert encode == framing.encode
+    assert aiomsg.Lines().encoder()(b"hi") == b"hi\n"  # the default: encode itself
+
+
+@pytest.mark.skipif(not speedups_active(), reason="the C scanner's own arguments")
+def test_scan_end_bounds_the_read() -> None:
+    from aiomsg.framing._contract import _c_scanner
+
+    scanner = _c_scanner(aiomsg.LengthPrefixed(1))
+    assert scanner is not None
+    buffer = bytearray(b"\x01a\x01b\x01c")
+    out: list[bytes] = []
+    assert scanner.scan(buffer, 0, out, 4) == 4
+    assert out == [b"a", b"b"]  # nothing past end is read
+    with pytest.raises(ValueError, match="end is past the data"):
+        scanner.scan(buffer, 0, out, 7)
+    with pytest.raises(ValueError, match="pos is outside the data"):
+        scanner.scan(buffer, 5, out, 4)
+    with pytest.raises(TypeError, match="3 or 4 arguments"):
+        scanner.scan(buffer)  # type: ignore[call-arg]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from ..errors import FramingError, IncompleteMessageError, MessageTooLarge
 from ._accelerated import speedups
 
-__all__ = ["DEFAULT_MAX_SIZE", "Buffer", "Decoder", "Framing", "Scan"]
+__all__ = ["DEFAULT_MAX_SIZE", "Buffer", "Decoder", "Framing", "IdleScan", "Scan"]
 
 #: The default ``max_size`` of every framing: 16 MiB.
 DEFAULT_MAX_SIZE = 16 * 1024 * 1024
@@ -43,6 +43,10 @@ Buffer: TypeAlias = bytes | bytearray | memoryview
 #: It never raises for the data, so the error rules live in one place.
 #: ``data`` is ``bytes`` for the Python loops, any contiguous buffer for the C one.
 Scan: TypeAlias = Callable[[Any, int, list[bytes]], int]
+
+#: The C scanner's own signature, ``scan(data, pos, out, end)``: as :data:`Scan`
+#: over ``data[pos:end]``, with no slice made (see :meth:`Decoder.idle_scanner`).
+IdleScan: TypeAlias = Callable[[Buffer, int, list[bytes], int], int]
 
 
 def _as_bytes(data: Buffer) -> bytes:
@@ -163,6 +167,16 @@ class Framing(ABC):
             FramingError: the format cannot carry this message (it contains the
                 delimiter, has the wrong size...).
         """
+
+    def encoder(self) -> Callable[[Buffer], bytes]:
+        """Return a function that does what :meth:`encode` does, as fast as this framing can.
+
+        For a sender that encodes message after message (each front's ``send()``):
+        the same bytes, the same errors, in one C call per message where the C
+        speedups have an encoder for this framing (:class:`~aiomsg.LengthPrefixed`),
+        else :meth:`encode` itself. Get it once and keep it; it holds no state.
+        """
+        return self.encode
 
     def encode_parts(self, message: Buffer) -> list[Buffer]:
         """Return buffers whose concatenation is ``encode(message)``.
@@ -352,6 +366,21 @@ class Decoder(ABC):
                 view was handed out since the last call.
         """
         raise ValueError("buffer_updated() without a view from get_buffer()")
+
+    def idle_scanner(self) -> IdleScan | None:
+        """Return the C loop that may decode a read without this decoder, or ``None``.
+
+        For an I/O front's fast path when one message is in flight (every read then
+        starts and ends with whole messages; aiomsg's fronts use it). Only while
+        :attr:`buffered` is 0 (no message begun; not after an error or the end):
+        ``pos = scan(buffer, 0, out, nbytes)`` appends the whole messages of
+        ``buffer[:nbytes]`` to the list ``out``. If ``pos == nbytes`` that was all:
+        this decoder is as :meth:`feed` would have left it. Otherwise feed it
+        ``buffer[pos:nbytes]`` and add what that returns (or, on a
+        :class:`~aiomsg.FramingError`, its ``messages``) to ``out``. ``None`` (the
+        default, and without the C speedups): always :meth:`feed`.
+        """
+        return None
 
     def _check_usable(self) -> None:
         if self._error is not None:

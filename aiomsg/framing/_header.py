@@ -7,10 +7,11 @@ framing; :class:`CountedDecoder` runs it wherever the fast loop stops.
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import cast
 
 from ..errors import FramingError, IncompleteMessageError
 from ._body import BodyCollector
-from ._contract import Buffer, Decoder, Framing, _tail
+from ._contract import Buffer, Decoder, Framing, IdleScan, _tail
 
 __all__ = ["CountedDecoder", "CountedFraming"]
 
@@ -78,6 +79,10 @@ class CountedDecoder(Decoder):
     def buffer_updated(self, nbytes: int) -> list[bytes]:
         self._body.advance(nbytes)
         return []
+
+    def idle_scanner(self) -> IdleScan | None:
+        # Only the C scanner reads in place, and it takes an end.
+        return cast(IdleScan, self._fast) if self._in_place else None
 
     def _feed(self, data: bytes, out: list[bytes]) -> None:
         self._feed_buffer(data, out)

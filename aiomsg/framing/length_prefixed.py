@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import struct
+import sys
 from collections.abc import Callable, Iterable
 from typing import Literal
 
@@ -124,6 +126,9 @@ class LengthPrefixed(CountedFraming):
             raise self._too_large(_nbytes(message))
         return wire
 
+    def encoder(self) -> Callable[[Buffer], bytes]:
+        return self.encode if speedups is None else _c_encoder(self)
+
     def encode_many(self, messages: Iterable[Buffer]) -> bytes:
         if speedups is None:
             return super().encode_many(messages)
@@ -138,6 +143,15 @@ class LengthPrefixed(CountedFraming):
 
     def __repr__(self) -> str:
         return f"LengthPrefixed({self.width}, {self.byteorder!r}, max_size={self.max_size})"
+
+
+@functools.lru_cache(maxsize=1024)
+def _c_encoder(framing: LengthPrefixed) -> Callable[[Buffer], bytes]:
+    # Equal framings (frozen values) share one encoder. No message is longer than
+    # sys.maxsize, so a larger max_size (which C cannot hold) changes nothing.
+    assert speedups is not None
+    max_size = min(framing.max_size, sys.maxsize)
+    return speedups.Encoder(framing.width, framing._little, max_size, framing._too_large).encode
 
 
 def _nbytes(message: Buffer) -> int:
