@@ -162,9 +162,10 @@ class FramedStream(ObjectStream[bytes]):
         self.transport_stream = transport_stream
         #: The framing that decodes what the peer sends (see :meth:`set_framing`).
         self.framing = framing
-        #: The framing :meth:`send` encodes with.
-        self.send_framing = framing
+        self.send_framing = framing  # and _encode
         self._decoder = framing.decoder()
+        self._idle_scan = self._decoder.idle_scanner()  # _decode()'s fast path
+        self._held = 0  # what the decoder holds (exact; see _decode)
         self._ready: deque[bytes] = deque()
         self._read_full = read_size
         self._max_batch = max_batch(read_size)
@@ -200,6 +201,16 @@ class FramedStream(ObjectStream[bytes]):
         self._read_bytes = 0  # the last read's size, set by _pull
         if self._budget is not None and self._budget.held > self._budget.limit:
             self._read_size = min(self._read_size, SPENT_READ)
+
+    @property
+    def send_framing(self) -> Framing:
+        """The framing :meth:`send` encodes with (:meth:`set_framing` changes it)."""
+        return self._send_framing
+
+    @send_framing.setter
+    def send_framing(self, framing: Framing) -> None:
+        self._send_framing = framing
+        self._encode = framing.encoder()  # send()'s encode, in C where it can be
 
     async def receive(self) -> bytes:
         """Return the next message. Raises as the class docstring says."""
@@ -370,7 +381,7 @@ class FramedStream(ObjectStream[bytes]):
         budget = self._budget
         if budget is not None:  # inline up to the call: this runs per read
             if buffered < 0:
-                buffered = self._decoder.buffered
+                buffered = self._held
             held = buffered + (self._read_bytes + MESSAGE_COST * len(messages) if messages else 0)
             if held >= SMALL or self.budget_held or budget.held > budget.limit:
                 self._weigh(held)
@@ -388,7 +399,33 @@ class FramedStream(ObjectStream[bytes]):
         """
         data = await self.transport_stream.receive(self._read_size)
         self._read_bytes = len(data)
-        return self._decoder.feed(data)
+        return self._decode(data)
+
+    def _decode(self, data: Buffer) -> list[bytes]:
+        """The messages completed by one read's bytes; sets ``_held``, what the decoder
+        holds after them (a message begun), exactly.
+
+        While no message is begun, the C scanner takes the read's whole messages where
+        they lie: when they end with the read (one message in flight, the
+        request/response case), the decoder is not called at all.
+
+        Raises the decoder's ``FramingError``, whose ``messages`` are all the good
+        messages of this read.
+        """
+        messages: list[bytes] = []
+        pos = 0
+        scan = self._idle_scan
+        if scan is not None and not self._held:
+            pos = scan(data, 0, messages, len(data))
+            if pos == len(data):
+                return messages
+        try:
+            messages += self._decoder.feed(memoryview(data)[pos:] if pos else data)
+        except FramingError as exc:
+            exc.messages = messages + exc.messages
+            raise
+        self._held = self._decoder.buffered
+        return messages
 
     def _keep(self, messages: list[bytes]) -> list[bytes]:
         """The messages for the application: with the heartbeat on, not the empty ones."""
@@ -399,7 +436,7 @@ class FramedStream(ObjectStream[bytes]):
         bytes held for it."""
         now = self._now()
         self._last_read = now
-        buffered = self._decoder.buffered
+        buffered = self._held
         if not buffered:
             self._message_started = None
         elif completed or self._message_started is None:
@@ -448,9 +485,13 @@ class FramedStream(ObjectStream[bytes]):
         """
         if self._closed:
             raise anyio.ClosedResourceError
+        parts: list[Buffer] = []
         try:
-            parts = self.send_framing.encode_parts(item)
-            data = b"".join(parts) if len(parts) == 1 or len(item) < COPY_LIMIT else None
+            if len(item) < COPY_LIMIT:
+                data: bytes | None = self._encode(item)  # in C where the framing can
+            else:
+                parts = self._send_framing.encode_parts(item)
+                data = b"".join(parts) if len(parts) == 1 else None
         except (TypeError, ValueError) as exc:  # a try costs nothing until it catches
             raise not_bytes(item, "send_text()") or exc from None
         if self._heartbeat is not None:
@@ -530,9 +571,11 @@ class FramedStream(ObjectStream[bytes]):
             self._error = detached(exc)
             raise
         self.framing = receive
+        self._idle_scan = self._decoder.idle_scanner()
+        self._held = self._decoder.buffered
         self._ready.clear()
         self._ready.extend(self._keep(messages))
-        self._message_started = anyio.current_time() if self._decoder.buffered else None
+        self._message_started = anyio.current_time() if self._held else None
 
     async def receive_exactly(self, n: int) -> bytes:
         """Return the next ``n`` bytes as they are, outside any framing, then go on with

@@ -132,7 +132,20 @@ class ConnectionFramedStream(FramedStream):
             message = self._take()
             if message is not None:
                 return message
-        return await self._receive_slow()
+            try:  # the wait, here rather than in a coroutine of its own: one fewer
+                message = await self._conn.receive_or_none()
+            except BusyError as exc:  # anyio's contract names its own error
+                raise anyio.BusyResourceError("receiving from") from exc
+            except ConnectionTimeout:
+                raise
+            except ConnectionClosed as exc:
+                if self._closed:
+                    raise anyio.ClosedResourceError from None
+                raise anyio.BrokenResourceError(str(exc)) from exc.__cause__
+            if message is not None:
+                return message
+            raise anyio.EndOfStream
+        raise anyio.ClosedResourceError
 
     def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
         # An async generator, as Connection's own: resuming one costs less than
@@ -145,27 +158,10 @@ class ConnectionFramedStream(FramedStream):
             message = None if self._closed else take()
             if message is None:
                 try:
-                    message = await self._receive_slow()
+                    message = await self.receive()
                 except anyio.EndOfStream:
                     return
             yield message
-
-    async def _receive_slow(self) -> bytes:
-        if self._closed:
-            raise anyio.ClosedResourceError
-        try:
-            message = await self._conn.receive_or_none()
-        except BusyError as exc:  # anyio's contract names its own error
-            raise anyio.BusyResourceError("receiving from") from exc
-        except ConnectionTimeout:
-            raise
-        except ConnectionClosed as exc:
-            if self._closed:
-                raise anyio.ClosedResourceError from None
-            raise anyio.BrokenResourceError(str(exc)) from exc.__cause__
-        if message is None:
-            raise anyio.EndOfStream
-        return message
 
     async def send(self, item: Buffer) -> None:
         # _anyio_errors(), inlined: a generator-based context manager costs three calls

@@ -71,9 +71,14 @@ class TrioFramedStream(FramedStream):
         sock, decoder = self._sock, self._decoder
         waited = False
         while True:
-            # No window while the memory budget is spent (reads are small then): a
-            # window may be as large as the body received so far.
-            window = decoder.get_buffer(self._read_size) if self._read_size > SPENT_READ else None
+            # A window only inside a message (the decoder holds a part), and none while
+            # the memory budget is spent (reads are small then): a window may be as
+            # large as the body received so far.
+            window = (
+                decoder.get_buffer(self._read_size)
+                if self._held and self._read_size > SPENT_READ
+                else None
+            )
             try:
                 if window is not None:  # inside a long body: read straight into it
                     n = sock.recv_into(window)
@@ -92,8 +97,9 @@ class TrioFramedStream(FramedStream):
         if window is not None:
             del window
             messages = decoder.buffer_updated(n)
+            self._held = decoder.buffered
         elif n:
-            messages = decoder.feed(self._buffer[:n])
+            messages = self._decode(self._buffer[:n])
         if not n:
             raise anyio.EndOfStream
         if not waited:  # a schedule point per read, now that its messages are safe

@@ -53,6 +53,9 @@ class _QueueProtocol(MessageProtocol):
         # Raised (a fresh copy) once `ready` is drained; kept without traceback.
         self.error: BaseException | None = None
         self.at_eof = False
+        # Whether resume_reading() has anything to do: reading paused, or unread
+        # messages counted in the memory budget. Connection skips the call otherwise.
+        self.resume_wanted = False
         self._on_connected = on_connected
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -86,8 +89,11 @@ class _QueueProtocol(MessageProtocol):
                 held = self._read_bytes + MESSAGE_COST * count
                 if held >= SMALL or self._held_unread:
                     self._held_unread = held if held >= SMALL else 0
+                    self.resume_wanted = self.resume_wanted or bool(self._held_unread)
                     self._count_held()
-        self.wake()
+        waiter = self.waiter  # wake(), inlined on this hot path
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _count_unread(self) -> None:
         """Reading paused with messages waiting: weigh them in the memory budget (a
@@ -97,10 +103,15 @@ class _QueueProtocol(MessageProtocol):
         self._held_unread = sum(map(len, ready)) + MESSAGE_COST * len(ready)
         self._count_held()
 
+    def pause_reading(self) -> None:
+        self.resume_wanted = True
+        super().pause_reading()
+
     def resume_reading(self) -> None:
         if self._held_unread and not self.ready:  # the application took them all
             self._held_unread = 0
             self._count_held()
+        self.resume_wanted = bool(self._held_unread)
         super().resume_reading()
 
     def _fit_reads(self, count: int) -> None:
@@ -170,6 +181,7 @@ class Connection:
         """Internal: use :func:`connect`, :func:`serve` or :meth:`wrap`."""
         self._protocol = protocol
         self._ready = protocol.ready
+        self._loop = protocol.loop  # connected: every maker calls this after connection_made
         self._receiving = False
         self._closed = False
 
@@ -231,7 +243,9 @@ class Connection:
         """
         if self._ready:
             return self._ready.popleft()
-        return await self._receive_slow()
+        if not await self._wait_ready():
+            raise ConnectionClosed("the peer closed the connection", reason="peer")
+        return self._ready.popleft()
 
     def receive_nowait(self) -> bytes | None:
         """Return a message that has already arrived, or ``None`` if none is waiting.
@@ -254,11 +268,6 @@ class Connection:
             return None
         return self._ready.popleft()
 
-    async def _receive_slow(self) -> bytes:
-        if not await self._wait_ready():
-            raise ConnectionClosed("the peer closed the connection", reason="peer")
-        return self._ready.popleft()
-
     async def _wait_ready(self) -> bool:
         """Wait until a message is ready (``True``) or the peer closed cleanly (``False``).
 
@@ -279,8 +288,9 @@ class Connection:
                     return False
                 if self._closed:
                     raise ConnectionClosed("this side closed the connection", reason="local")
-                protocol.resume_reading()  # caught up: read again
-                protocol.waiter = waiter = protocol.loop.create_future()
+                if protocol.resume_wanted:  # a call per wait saved when it would do nothing
+                    protocol.resume_reading()  # caught up: read again
+                protocol.waiter = waiter = self._loop.create_future()
                 await waiter
             return True
         finally:

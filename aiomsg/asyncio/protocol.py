@@ -118,8 +118,13 @@ class MessageProtocol(asyncio.BufferedProtocol):
     #: (the constructor's ``options=`` overrides it for one).
     options: ClassVar[Options] = DEFAULT_OPTIONS
 
+    #: Whether messages_received() is the default one, whose loop _deliver() runs
+    #: itself: a Python call per read saved on the request/response path.
+    _loops_here: ClassVar[bool] = True
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls._loops_here = cls.messages_received is MessageProtocol.messages_received
         # The old way: a class attribute per limit. Folded into `options`, once, here.
         legacy = {name: value for name, value in vars(cls).items() if name in _OPTION_FIELDS}
         if legacy:
@@ -152,8 +157,10 @@ class MessageProtocol(asyncio.BufferedProtocol):
             opts = resolve_options(cls.__name__, opts, None, deprecated, strict=True)
         self._options = opts
         self._framing: Framing = chosen  # the send framing
+        self._encode = chosen.encoder()  # its encode(), in C where it can be
         self._receive_framing: Framing = chosen
         self._decoder = chosen.decoder()
+        self._idle_scan = self._decoder.idle_scanner()  # buffer_updated()'s fast path
         self._buffer = shared_read_buffer(opts.read_size)
         self._reads = self._buffer  # what a read may fill: all of it, unless a subclass limits it
         self._spent_reads = self._buffer[:SPENT_READ]  # while the memory budget is spent
@@ -169,6 +176,10 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._sent = False  # something was sent since the last heartbeat check
         self.transport = None
         self._write_paused = False
+        #: Whether :meth:`drain` would wait or raise now (the write buffer is over its
+        #: high-water mark, or the connection is lost); while ``False`` it returns at
+        #: once, so a sender on a hot path can skip the call. Read it; do not set it.
+        self.needs_drain = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._app_paused = False  # pause_reading() was called
         self._held_back = False  # not reading by our choice: the clocks stop meanwhile
@@ -197,10 +208,11 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._delivering = False
         self._redecoded: list[bytes] | None = None  # messages a switch re-decoded meanwhile
         self._reading_into_body = False  # get_buffer() handed out the decoder's read window
-        # What the decoder held after the last read: a hint for get_buffer() (0: no body to
-        # read into). A stale non-zero costs only the decoder's own check; a stale 0 only
-        # the copy that reading in place saves (feed() takes the bytes either way).
-        self._held = 1
+        # What the decoder holds (0: nothing, no body to read into), as of the last read;
+        # or 1 when unknown (after a switch of framing). A 0 is exact: buffer_updated()
+        # then decodes a read without the decoder. A stale 1 costs only the decoder's
+        # own check.
+        self._held = 0  # a new decoder holds nothing
         # The timeout clocks: read on every read only when a timeout is set.
         self._timing = (
             self._message_timeout is not None
@@ -269,10 +281,26 @@ class MessageProtocol(asyncio.BufferedProtocol):
         if self._discarding or self._closed:  # after a framing error or close(): dropped
             return
         self._read_bytes = nbytes  # what the budget weighs a batch by (see _QueueProtocol)
+        messages = []
+        pos = 0
+        if not self._held and self._idle_scan is not None:
+            # No message begun: the C scanner takes the read's whole messages where
+            # they lie. When they end with the read (one message in flight, the
+            # request/response case), the decoder is left as it was, and the rest of
+            # the bookkeeping is known: no message begun, nothing held.
+            pos = self._idle_scan(self._buffer, 0, messages, nbytes)
+            if pos == nbytes:
+                if self._timing:
+                    self._last_read = self._loop.time()
+                    self._message_started = None
+                if self._held_partial:
+                    self._count_partial(0)
+                self._deliver(messages)
+                return
         try:
-            messages = self._decoder.feed(self._buffer[:nbytes])
+            messages += self._decoder.feed(self._buffer[pos:nbytes])
         except FramingError as exc:
-            self._deliver(exc.messages)
+            self._deliver(messages + exc.messages)
             self._fail(detached(exc))
             return
         if self._timing:
@@ -304,7 +332,13 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._batch = messages
         self._delivering = True
         try:
-            self.messages_received(messages)
+            if self._loops_here:  # messages_received() is ours: its loop, without its call
+                received = self.message_received
+                self._undelivered = undelivered = iter(messages)
+                for message in undelivered:
+                    received(message)
+            else:
+                self.messages_received(messages)
         finally:
             self._delivering = False
         if self._redecoded is not None:  # set_framing() during that batch
@@ -368,7 +402,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
 
         Call ``super()`` if you override it.
         """
-        self._write_paused = True
+        self._write_paused = self.needs_drain = True
         if self._budget is not None and self.transport is not None:
             self._held_unsent = self.transport.get_write_buffer_size()
             self._count_held()
@@ -378,6 +412,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         """The peer caught up: wake :meth:`drain` and read again. Call ``super()`` if overridden."""
         self._write_paused = False
+        self.needs_drain = self._lost is not None
         if self._held_unsent:
             self._held_unsent = 0
             self._count_held()
@@ -409,6 +444,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         # Kept without traceback: its frames would tie this protocol in a cycle.
         lost.__cause__ = detached(exc) if exc is not None else None
         self._lost = lost
+        self.needs_drain = True  # drain() raises now
         if self._budget is not None:
             self._budget.release(self)  # what it held goes with it
             self._budget = None
@@ -613,7 +649,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         list is aiomsg's: after :meth:`close` it is emptied, which ends the
         default loop; keep its messages, not the list.
         """
-        received = self.message_received
+        received = self.message_received  # _deliver() runs a copy of this loop
         self._undelivered = undelivered = iter(messages)
         for message in undelivered:
             received(message)
@@ -696,6 +732,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         receive, send = chosen_framings(framing, receive, send, opts.heartbeat_for)
         if send is not None:
             self._framing = send
+            self._encode = send.encoder()
             self._heartbeat = opts.heartbeat_for(send)
         if receive is not None:
             self._switch_receive(receive)
@@ -715,6 +752,8 @@ class MessageProtocol(asyncio.BufferedProtocol):
             self._fail(detached(exc))
             raise
         self._receive_framing = framing
+        self._idle_scan = self._decoder.idle_scanner()
+        self._held = 1  # until the next read says: the new decoder may hold a part
         if self._peer_eof:  # the old decoder had seen the end: so has the new one
             messages += self._decoder.feed_eof()
         if self._timing:
@@ -842,7 +881,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._sent = True  # no heartbeat needed this interval
         try:
             if len(message) < COPY_LIMIT:
-                transport.write(self._framing.encode(message))
+                transport.write(self._encode(message))
             else:
                 transport.writelines(self._framing.encode_parts(message))
         except (TypeError, ValueError) as exc:  # a try costs nothing until it catches
@@ -1003,13 +1042,6 @@ class MessageProtocol(asyncio.BufferedProtocol):
         """The event loop this protocol runs on, once connected (kept: asking asyncio
         for the running loop costs a system call on Python 3.11)."""
         return self._loop
-
-    @property
-    def needs_drain(self) -> bool:
-        """Whether :meth:`drain` would wait or raise now (the write buffer is over its
-        high-water mark, or the connection is lost); when ``False`` it returns at once,
-        so a sender on a hot path can skip the call."""
-        return self._write_paused or self._lost is not None
 
     @property
     def close_error(self) -> ConnectionClosed | None:
