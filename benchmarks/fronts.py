@@ -41,7 +41,9 @@ WORKLOADS = {"small": (200_000, 100), "large": (2_000, 1 << 20), "echo": (20_000
 
 
 class Meter:
-    """Start on the first byte, stop on the last message, print the result as JSON."""
+    """Start on the first byte (``first()``, by servers that see reads) or the first
+    message (``add()``, by servers that see messages: one check per message, the same
+    for all), stop on the last message, print the result as JSON."""
 
     def __init__(self, count: int, size: int, done: asyncio.Future[None] | None) -> None:
         self.count, self.size, self.done = count, size, done
@@ -62,6 +64,8 @@ class Meter:
         print(json.dumps({"seconds": seconds, "cpu": cpu}), flush=True)
 
     def add(self, n: int = 1) -> None:
+        if not self.start:  # a server that sees messages, not reads: the clock starts here
+            self.first()
         self.seen += n
         if self.seen >= self.count and self.done is not None and not self.done.done():
             self.report()
@@ -115,12 +119,9 @@ def hand_parser(meter: Meter, echo: bool) -> asyncio.Protocol:
 def aiomsg_protocol(meter: Meter, echo: bool) -> asyncio.BaseProtocol:
     import aiomsg
 
+    # What a user writes: message_received() alone (the meter starts on the first message).
     class Counter(aiomsg.MessageProtocol):
         framing = aiomsg.LengthPrefixed(4)
-
-        def buffer_updated(self, nbytes: int) -> None:
-            meter.first()
-            super().buffer_updated(nbytes)
 
         def message_received(self, message: bytes) -> None:
             if echo:
@@ -144,7 +145,6 @@ async def serve_readexactly(meter: Meter, echo: bool) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while meter.seen < meter.count:
             header = await reader.readexactly(4)
-            meter.first()
             message = await reader.readexactly(HEADER.unpack(header)[0])
             if echo:
                 writer.write(header + message)
@@ -184,7 +184,6 @@ async def serve_aiomsg_streams(meter: Meter, echo: bool) -> None:
 
     async def handle(conn: aiomsg.Connection) -> None:
         async for message in conn:
-            meter.first()
             if echo:
                 await conn.send(message)
             meter.add()
@@ -205,7 +204,6 @@ async def serve_anyio_buffered(meter: Meter, echo: bool) -> None:
     buffered = BufferedByteReceiveStream(stream)
     while meter.seen < meter.count:
         header = await buffered.receive_exactly(4)
-        meter.first()
         message = await buffered.receive_exactly(HEADER.unpack(header)[0])
         if echo:
             await stream.send(header + message)
@@ -223,7 +221,6 @@ async def serve_aiomsg_anyio(meter: Meter, echo: bool) -> None:
 
     async def handle(framed: aiomsg.FramedStream) -> None:
         async for message in framed:
-            meter.first()
             if echo:
                 await framed.send(message)
             meter.add()
@@ -250,7 +247,6 @@ async def serve_aiomsg_anyio_socket(meter: Meter, echo: bool) -> None:
     stream = await listener.listeners[0].accept()
     framed = aiomsg.FramedStream(stream, aiomsg.LengthPrefixed(4))
     async for message in framed:
-        meter.first()
         if echo:
             await framed.send(message)
         meter.add()
