@@ -93,8 +93,10 @@ def counted(impl: str, loop: str, workload: str, count: int, out: Path) -> dict[
 
 def per_function(path: Path) -> dict[str, int]:
     """Exclusive instructions per function name, from ``callgrind_annotate``."""
+    # --auto=no: no annotated source, whose per-line counts (printed when the C
+    # speedups were built with debug information) would be counted twice.
     text = subprocess.run(
-        ["callgrind_annotate", "--threshold=100", str(path)],
+        ["callgrind_annotate", "--threshold=100", "--auto=no", str(path)],
         capture_output=True,
         text=True,
         check=True,

@@ -31,6 +31,11 @@ AIOMSG_PYTHON = "#9cc7e4"  # aiomsg in pure Python: the same hue, lighter
 OTHER = "#b0b0b0"
 
 
+def is_aiomsg(name: str) -> bool:
+    """A row of aiomsg's, drawn in colour ("FramedStream on anyio socket" is aiomsg's too)."""
+    return name.startswith(("aiomsg", "FramedStream"))
+
+
 def _pyplot() -> Any:
     """matplotlib's pyplot, drawing to files only (imported here: ``table`` does without)."""
     import matplotlib
@@ -187,7 +192,7 @@ def plot_fronts(data: dict[str, Any], out: Path) -> None:
                 f"Server fronts, {workload} workload, uvloop or trio (server in its own process)",
                 unit,
                 rows,
-                lambda name: name.startswith("aiomsg"),
+                is_aiomsg,
             )
 
 
@@ -198,7 +203,7 @@ def plot_chat(data: dict[str, Any], out: Path) -> None:
         f"Chat servers, {data['clients']} clients, {data['talkers']} talking: lines delivered",
         "lines delivered per second",
         rows,
-        lambda name: name.startswith("aiomsg"),
+        is_aiomsg,
     )
 
 
@@ -213,7 +218,7 @@ def plot_connections(data: dict[str, Any], out: Path) -> None:
         f"Memory per idle connection ({data['connections']:,} connections), KiB — lower is better",
         "KiB per connection",
         rows,
-        lambda name: name.startswith("aiomsg"),
+        is_aiomsg,
     )
 
 
