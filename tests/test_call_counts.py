@@ -255,3 +255,49 @@ PATHS: dict[str, tuple[Callable[[Counter], Awaitable[None]], str]] = {
 def test_calls_per_message_stay_under_the_ceiling(path: str) -> None:
     run, backend = PATHS[path]
     check(path, per_message(path, run, backend))
+
+
+# --- the state of a connection: in slots ------------------------------------------------
+
+
+async def _protocol_after_echo() -> dict[str, Any]:
+    import asyncio
+
+    front, peer = socket_pair(prefill=False)
+    done = anyio.Event()
+    made: list[_Counting] = []
+
+    def factory() -> _Counting:
+        made.append(_Counting(True, done))
+        return made[0]
+
+    transport, _ = await asyncio.get_running_loop().create_connection(factory, sock=front)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(echo_peer, peer, Counter())
+        await done.wait()
+    transport.close()
+    peer.close()
+    await anyio.sleep(0)  # connection_lost
+    return vars(made[0])
+
+
+async def _framed_after_echo() -> dict[str, Any]:
+    front, peer = socket_pair(prefill=False)
+    framed = await _framed(front, "anyio")
+    async with framed, anyio.create_task_group() as tg:
+        tg.start_soon(echo_peer, peer, Counter())
+        for _ in range(COUNT):
+            await framed.send(await framed.receive())
+    return vars(framed)
+
+
+def test_message_protocol_keeps_its_state_in_slots() -> None:
+    # More attributes than CPython keeps in a shared-keys instance dict (30) and every
+    # self.method() call on the hot path is a full lookup, about 1k instructions per
+    # echo round trip (docs/architecture.md). An attribute MessageProtocol sets without
+    # a slot lands in the subclass's __dict__: here, next to the test's own three.
+    assert set(anyio.run(_protocol_after_echo)) == {"echo", "done", "seen"}
+
+
+def test_framed_stream_keeps_its_state_in_slots() -> None:
+    assert anyio.run(_framed_after_echo) == {}  # as above, for FramedStream

@@ -132,6 +132,47 @@ class FramedStream(ObjectStream[bytes]):
     :func:`serve_framed` make follow the same rule.
     """
 
+    # Slots: an instance has more attributes than CPython keeps in a shared-keys dict
+    # (30), and then every self.method() call on the hot path is an unspecialised
+    # lookup. (anyio's base classes still give each instance a __dict__, for a
+    # subclass's attributes.)
+    __slots__ = (
+        "_budget",
+        "_check",
+        "_checked",
+        "_closed",
+        "_decoder",
+        "_encode",
+        "_eof_sent",
+        "_error",
+        "_heartbeat",
+        "_held",
+        "_idle_scan",
+        "_idle_timeout",
+        "_last_read",
+        "_last_send",
+        "_max_batch",
+        "_message_started",
+        "_message_timeout",
+        "_now",
+        "_options",
+        "_read_bytes",
+        "_read_full",
+        "_read_size",
+        "_ready",
+        "_receiving",
+        "_room",
+        "_send_framing",
+        "_send_lock",
+        "_trio",
+        "_trio_coro",
+        "_trio_task",
+        "budget_held",
+        "budget_paused",
+        "framing",
+        "transport_stream",
+    )
+
     def __init__(
         self,
         transport_stream: ByteStream,
@@ -486,9 +527,10 @@ class FramedStream(ObjectStream[bytes]):
         if self._closed:
             raise anyio.ClosedResourceError
         parts: list[Buffer] = []
+        encode = self._encode  # a local: a call of an attribute is not specialised
         try:
             if len(item) < COPY_LIMIT:
-                data: bytes | None = self._encode(item)  # in C where the framing can
+                data: bytes | None = encode(item)  # in C where the framing can
             else:
                 parts = self._send_framing.encode_parts(item)
                 data = b"".join(parts) if len(parts) == 1 else None

@@ -113,18 +113,77 @@ class MessageProtocol(asyncio.BufferedProtocol):
     while the application is behind, and :meth:`resume_reading` after.
     """
 
+    # Slots, not a __dict__: an instance has more attributes than CPython keeps in a
+    # shared-keys dict (30), and then every self.method() call on the hot path is an
+    # unspecialised lookup. A subclass gets a __dict__ of its own for its attributes.
+    __slots__ = (
+        "__weakref__",
+        "_app_paused",
+        "_batch",
+        "_beat_timer",
+        "_budget",
+        "_budget_limit",
+        "_buffer",
+        "_close_timeout",
+        "_closed",
+        "_closed_waiter",
+        "_decoder",
+        "_delivering",
+        "_discarding",
+        "_drain_waiters",
+        "_encode",
+        "_flush_timer",
+        "_framing",
+        "_heartbeat",
+        "_held",
+        "_held_back",
+        "_held_partial",
+        "_held_unread",
+        "_held_unsent",
+        "_idle_scan",
+        "_idle_timeout",
+        "_keepalive",
+        "_last_read",
+        "_linger_left",
+        "_linger_timeout",
+        "_linger_timer",
+        "_loop",
+        "_loops_here",
+        "_lost",
+        "_message_started",
+        "_message_timeout",
+        "_options",
+        "_peer_eof",
+        "_read_bytes",
+        "_reading_into_body",
+        "_reading_paused",
+        "_reads",
+        "_receive_framing",
+        "_redecoded",
+        "_sent",
+        "_spent_reads",
+        "_timer",
+        "_timer_when",
+        "_timing",
+        "_tls_held",
+        "_undelivered",
+        "_write_backpressure",
+        "_write_high_water",
+        "_write_paused",
+        "budget_held",
+        "budget_paused",
+        "needs_drain",
+        "proxy_header",
+        "transport",
+    )
+
     framing: ClassVar[Framing | None] = None
     #: The limits, timeouts and heartbeat of every connection of this class
     #: (the constructor's ``options=`` overrides it for one).
     options: ClassVar[Options] = DEFAULT_OPTIONS
 
-    #: Whether messages_received() is the default one, whose loop _deliver() runs
-    #: itself: a Python call per read saved on the request/response path.
-    _loops_here: ClassVar[bool] = True
-
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._loops_here = cls.messages_received is MessageProtocol.messages_received
         # The old way: a class attribute per limit. Folded into `options`, once, here.
         legacy = {name: value for name, value in vars(cls).items() if name in _OPTION_FIELDS}
         if legacy:
@@ -175,6 +234,10 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._beat_timer: asyncio.TimerHandle | None = None
         self._sent = False  # something was sent since the last heartbeat check
         self.transport = None
+        #: The PROXY protocol header the load balancer sent ahead of this connection
+        #: (on a server with ``proxy_protocol=``; set before :meth:`connection_made`),
+        #: or ``None``.
+        self.proxy_header: ProxyHeader | None = None
         self._write_paused = False
         #: Whether :meth:`drain` would wait or raise now (the write buffer is over its
         #: high-water mark, or the connection is lost); while ``False`` it returns at
@@ -206,7 +269,11 @@ class MessageProtocol(asyncio.BufferedProtocol):
         # back, undelivered, when it is called while a batch is being delivered.
         self._undelivered: Iterator[bytes] = iter(())
         self._delivering = False
+        # Whether messages_received() is the default one, whose loop _deliver() runs
+        # itself: a Python call per read saved on the request/response path.
+        self._loops_here = cls.messages_received is MessageProtocol.messages_received
         self._redecoded: list[bytes] | None = None  # messages a switch re-decoded meanwhile
+        self._tls_held: list[list[bytes]] | None = None  # batches held during start_tls()
         self._reading_into_body = False  # get_buffer() handed out the decoder's read window
         # What the decoder holds (0: nothing, no body to read into), as of the last read;
         # or 1 when unknown (after a switch of framing). A 0 is exact: buffer_updated()
@@ -283,12 +350,13 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._read_bytes = nbytes  # what the budget weighs a batch by (see _QueueProtocol)
         messages = []
         pos = 0
-        if not self._held and self._idle_scan is not None:
+        scan = self._idle_scan  # a local: a call of an attribute is not specialised
+        if not self._held and scan is not None:
             # No message begun: the C scanner takes the read's whole messages where
             # they lie. When they end with the read (one message in flight, the
             # request/response case), the decoder is left as it was, and the rest of
             # the bookkeeping is known: no message begun, nothing held.
-            pos = self._idle_scan(self._buffer, 0, messages, nbytes)
+            pos = scan(self._buffer, 0, messages, nbytes)
             if pos == nbytes:
                 if self._timing:
                     self._last_read = self._loop.time()
@@ -325,6 +393,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
         return bool(self.peer_closed())
 
     def _deliver(self, messages: list[bytes]) -> None:
+        if self._tls_held is not None:  # start_tls() is under way: deliver these after it
+            self._tls_held.append(messages)
+            return
         if self._heartbeat is not None and messages:
             messages = [m for m in messages if m]  # heartbeats are not the application's
         # When the application closes, _stop_delivery() empties this list, which
@@ -333,10 +404,9 @@ class MessageProtocol(asyncio.BufferedProtocol):
         self._delivering = True
         try:
             if self._loops_here:  # messages_received() is ours: its loop, without its call
-                received = self.message_received
                 self._undelivered = undelivered = iter(messages)
                 for message in undelivered:
-                    received(message)
+                    self.message_received(message)  # a specialised call (see __slots__)
             else:
                 self.messages_received(messages)
         finally:
@@ -827,7 +897,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
         # send right after its handshake, and the TLS layer may hand that to us before
         # loop.start_tls() returns; an answer must never go to the plaintext transport.
         held: list[list[bytes]] = []
-        self._deliver = held.append  # type: ignore[method-assign, assignment]  # this instance
+        self._tls_held = held  # _deliver() holds each batch here until TLS is up
         return self._loop.create_task(
             self._upgrade(transport, held, ssl_context, server_side, server_hostname)
         )
@@ -850,7 +920,7 @@ class MessageProtocol(asyncio.BufferedProtocol):
                 ssl_handshake_timeout=self._options.tls_handshake_timeout,
             )
         finally:
-            del self._deliver  # the class's own again
+            self._tls_held = None  # delivered again
         if tls is None:  # the connection was lost during the handshake
             raise self._closed_error("start TLS")
         self.transport = tls
@@ -879,9 +949,10 @@ class MessageProtocol(asyncio.BufferedProtocol):
         if transport is None or transport.is_closing():
             raise self._closed_error("send")
         self._sent = True  # no heartbeat needed this interval
+        encode = self._encode  # a local: a call of an attribute is not specialised
         try:
             if len(message) < COPY_LIMIT:
-                transport.write(self._encode(message))
+                transport.write(encode(message))
             else:
                 transport.writelines(self._framing.encode_parts(message))
         except (TypeError, ValueError) as exc:  # a try costs nothing until it catches
@@ -1082,11 +1153,6 @@ class MessageProtocol(asyncio.BufferedProtocol):
         if self.transport is None:
             return ConnectionClosed(f"cannot {action}: not connected yet", reason="local")
         return ConnectionClosed(f"cannot {action}: connection is closed ({reason})", reason=reason)
-
-    #: The PROXY protocol header the load balancer sent ahead of this connection
-    #: (on a server with ``proxy_protocol=``; set before :meth:`connection_made`),
-    #: or ``None``.
-    proxy_header: ProxyHeader | None = None
 
     @property
     def remote_address(self) -> Any:
