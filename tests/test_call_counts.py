@@ -115,7 +115,7 @@ async def echo_peer(peer: socket.socket, counter: Counter) -> None:
 
 def per_message(
     path: str,
-    run: Callable[[Counter], Awaitable[None]],
+    run: Callable[[Counter], Awaitable[object]],
     backend: str = "asyncio",
 ) -> float:
     counter = Counter()
@@ -177,20 +177,23 @@ class _Counting(aiomsg.MessageProtocol):
             self.done.set()
 
 
-async def _protocol(echo: bool, counter: Counter) -> None:
+async def _protocol(echo: bool, counter: Counter) -> _Counting:
     import asyncio
 
     front, peer = socket_pair(prefill=not echo)
     done = anyio.Event()
     loop = asyncio.get_running_loop()
     with counter.counting():  # the protocol reads as soon as it is connected
-        transport, _ = await loop.create_connection(lambda: _Counting(echo, done), sock=front)
+        transport, protocol = await loop.create_connection(
+            lambda: _Counting(echo, done), sock=front
+        )
         async with anyio.create_task_group() as tg:
             if echo:
                 tg.start_soon(echo_peer, peer, counter)
             await done.wait()
     transport.close()
     peer.close()
+    return protocol
 
 
 async def protocol_pipelined(counter: Counter) -> None:
@@ -227,7 +230,7 @@ async def _framed_pipelined(kind: str, counter: Counter) -> None:
                         break
 
 
-async def _framed_echo(kind: str, counter: Counter) -> None:
+async def _framed_echo(kind: str, counter: Counter) -> aiomsg.FramedStream:
     front, peer = socket_pair(prefill=False)
     framed = await _framed(front, kind)
     async with framed, anyio.create_task_group() as tg:
@@ -235,9 +238,10 @@ async def _framed_echo(kind: str, counter: Counter) -> None:
         with counter.counting():
             for _ in range(COUNT):
                 await framed.send(await framed.receive())
+    return framed
 
 
-PATHS: dict[str, tuple[Callable[[Counter], Awaitable[None]], str]] = {
+PATHS: dict[str, tuple[Callable[[Counter], Awaitable[object]], str]] = {
     "streams-pipelined": (streams_pipelined, "asyncio"),
     "streams-echo": (streams_echo, "asyncio"),
     "protocol-pipelined": (protocol_pipelined, "asyncio"),
@@ -260,44 +264,15 @@ def test_calls_per_message_stay_under_the_ceiling(path: str) -> None:
 # --- the state of a connection: in slots ------------------------------------------------
 
 
-async def _protocol_after_echo() -> dict[str, Any]:
-    import asyncio
-
-    front, peer = socket_pair(prefill=False)
-    done = anyio.Event()
-    made: list[_Counting] = []
-
-    def factory() -> _Counting:
-        made.append(_Counting(True, done))
-        return made[0]
-
-    transport, _ = await asyncio.get_running_loop().create_connection(factory, sock=front)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(echo_peer, peer, Counter())
-        await done.wait()
-    transport.close()
-    peer.close()
-    await anyio.sleep(0)  # connection_lost
-    return vars(made[0])
-
-
-async def _framed_after_echo() -> dict[str, Any]:
-    front, peer = socket_pair(prefill=False)
-    framed = await _framed(front, "anyio")
-    async with framed, anyio.create_task_group() as tg:
-        tg.start_soon(echo_peer, peer, Counter())
-        for _ in range(COUNT):
-            await framed.send(await framed.receive())
-    return vars(framed)
-
-
 def test_message_protocol_keeps_its_state_in_slots() -> None:
     # More attributes than CPython keeps in a shared-keys instance dict (30) and every
-    # self.method() call on the hot path is a full lookup, about 1k instructions per
+    # self.method() call on the hot path is a full lookup, about 2k instructions per
     # echo round trip (docs/architecture.md). An attribute MessageProtocol sets without
     # a slot lands in the subclass's __dict__: here, next to the test's own three.
-    assert set(anyio.run(_protocol_after_echo)) == {"echo", "done", "seen"}
+    protocol = anyio.run(_protocol, True, Counter())
+    assert set(vars(protocol)) == {"echo", "done", "seen"}
 
 
 def test_framed_stream_keeps_its_state_in_slots() -> None:
-    assert anyio.run(_framed_after_echo) == {}  # as above, for FramedStream
+    framed = anyio.run(_framed_echo, "anyio", Counter())
+    assert vars(framed) == {}  # as above, for FramedStream

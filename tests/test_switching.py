@@ -6,6 +6,7 @@ arrived behind the boundary (the leftover) must reach the new framing untouched.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -270,6 +271,71 @@ async def test_protocol_front_starttls(tls: tuple[ssl.SSLContext, ssl.SSLContext
         assert client.transport is not None
         assert client.transport.get_extra_info("ssl_object") is not None
         client.close()
+
+
+async def _tls_client_sending_with_its_finished(
+    port: int, client_ctx: ssl.SSLContext, first: bytes
+) -> bytes:
+    """A client that asks for STARTTLS, then sends ``first`` in the very segment that ends
+    its handshake: the server's TLS layer may decrypt it before the server's
+    ``start_tls()`` has returned. Returns the server's first answer over TLS."""
+    loop = asyncio.get_running_loop()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setblocking(False)
+    with sock:
+        await loop.sock_sendall(sock, b"STARTTLS\n")
+        plain = b""
+        while not plain.endswith(b"GO\n"):
+            plain += await loop.sock_recv(sock, 100)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = client_ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+        for _ in range(20):  # a handshake takes two or three round trips
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                await loop.sock_sendall(sock, outgoing.read())
+                incoming.write(await loop.sock_recv(sock, 65536))
+        tls.write(first)  # behind the handshake's last bytes, not yet sent
+        await loop.sock_sendall(sock, outgoing.read())  # one segment: Finished + data
+        answer = b""
+        while not answer.endswith(b"\n"):
+            try:
+                answer += tls.read(100)
+            except ssl.SSLWantReadError:
+                data = await loop.sock_recv(sock, 65536)
+                assert data, "the server closed instead of answering"
+                incoming.write(data)
+        return answer
+
+
+@pytest.mark.asyncio
+async def test_protocol_front_starttls_keeps_what_arrives_with_the_handshake(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """A message the peer sends with its handshake's last bytes is held until TLS is in
+    place, then delivered (and answered over TLS), not lost or sent in plaintext."""
+    server_ctx, client_ctx = tls
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[None]] = []
+
+    class Server(aiomsg.MessageProtocol):
+        framing = aiomsg.Lines()
+
+        def message_received(self, message: bytes) -> None:
+            if message == b"STARTTLS":
+                self.send(b"GO")
+                tasks.append(self.start_tls(server_ctx, server_side=True))
+            else:
+                self.send(message[::-1])
+
+    server = await loop.create_server(Server, "127.0.0.1", 0)
+    async with server, asyncio.timeout(10):
+        port = server.sockets[0].getsockname()[1]
+        answer = await _tls_client_sending_with_its_finished(port, client_ctx, b"early\n")
+    assert answer == b"ylrae\n"
+    for task in tasks:
+        await task
 
 
 @pytest.mark.asyncio
