@@ -232,12 +232,12 @@ async def test_protocol_front_switches_inside_message_received() -> None:
     assert got == [HEADER, b"one", b"two"]
 
 
-@pytest.mark.asyncio
-async def test_protocol_front_starttls(tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
-    server_ctx, client_ctx = tls
-    loop = asyncio.get_running_loop()
-    echoed = loop.create_future()
-    tasks: list[asyncio.Task[None]] = []  # kept: a task nobody holds may vanish
+def _starttls_server(
+    server_ctx: ssl.SSLContext, tasks: list[asyncio.Task[None]]
+) -> Callable[[], aiomsg.MessageProtocol]:
+    """A Lines server that answers ``STARTTLS`` with ``GO`` and starts TLS, and answers
+    any other line with it reversed; its start_tls() tasks go to ``tasks`` (kept: a task
+    nobody holds may vanish)."""
 
     class Server(aiomsg.MessageProtocol):
         framing = aiomsg.Lines()
@@ -248,6 +248,18 @@ async def test_protocol_front_starttls(tls: tuple[ssl.SSLContext, ssl.SSLContext
                 tasks.append(self.start_tls(server_ctx, server_side=True))
             else:
                 self.send(message[::-1])
+
+    return Server
+
+
+@pytest.mark.asyncio
+async def test_protocol_front_starttls(tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    server_ctx, client_ctx = tls
+    loop = asyncio.get_running_loop()
+    echoed = loop.create_future()
+    tasks: list[asyncio.Task[None]] = []  # kept: a task nobody holds may vanish
+
+    Server = _starttls_server(server_ctx, tasks)
 
     class Client(aiomsg.MessageProtocol):
         framing = aiomsg.Lines()
@@ -319,15 +331,7 @@ async def test_protocol_front_starttls_keeps_what_arrives_with_the_handshake(
     loop = asyncio.get_running_loop()
     tasks: list[asyncio.Task[None]] = []
 
-    class Server(aiomsg.MessageProtocol):
-        framing = aiomsg.Lines()
-
-        def message_received(self, message: bytes) -> None:
-            if message == b"STARTTLS":
-                self.send(b"GO")
-                tasks.append(self.start_tls(server_ctx, server_side=True))
-            else:
-                self.send(message[::-1])
+    Server = _starttls_server(server_ctx, tasks)
 
     server = await loop.create_server(Server, "127.0.0.1", 0)
     async with server, asyncio.timeout(10):
