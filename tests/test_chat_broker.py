@@ -484,8 +484,8 @@ class Member:
         self.lines: list[str] = []
         self.arrived = asyncio.Event()
 
-    def deliver(self, line: str) -> bool:
-        self.lines.append(line)
+    def deliver(self, line: bytes) -> bool:
+        self.lines.append(line.decode())
         self.arrived.set()
         return True
 

@@ -11,10 +11,10 @@ class FakeMember:
         self.notice: str | None = "<connected>"
         self.size = room_size
 
-    def deliver(self, line: str) -> bool:
+    def deliver(self, line: bytes) -> bool:
         if len(self.lines) >= self.size:
             return False
-        self.lines.append(line)
+        self.lines.append(line.decode())
         return True
 
     def disconnect(self, notice: str | None) -> None:
@@ -71,7 +71,7 @@ class BrokenMember(FakeMember):
 
     reset = False
 
-    def deliver(self, line: str) -> bool:
+    def deliver(self, line: bytes) -> bool:
         if self.reset:
             raise ConnectionResetError("reset by peer")
         return super().deliver(line)
@@ -112,3 +112,52 @@ def test_members_text_is_neutralised_and_plain_text_left_alone() -> None:
     room.receive(talker, b"/nick \x1b[31mred")  # refused: not a nickname
     assert listener.lines[-1] == "* guest1 ^[]0;title^G"
     assert talker.lines[-1] == "! invalid nickname: use 1-24 letters, digits, _ or -"
+
+
+def test_a_broadcast_reaches_exactly_who_is_in_the_room_now() -> None:
+    # The room keeps its list of members between broadcasts: each join, leave, /quit,
+    # expulsion and slow drop must change who the next line goes to.
+    room = ChatRoom(ChatLimits(flood_rate=1, flood_burst=2), clock=lambda: 0.0)
+    talker, leaver, quitter, flooder = (FakeMember() for _ in range(4))
+    for member in (talker, leaver, quitter, flooder):
+        room.join(member)
+    room.receive(talker, b"one")
+    room.leave(leaver)
+    room.receive(quitter, b"off now")
+    room.receive(quitter, b"/quit")
+    for line in (b"fine", b"still fine", b"flood"):  # the third is over the burst of 2
+        room.receive(flooder, line)
+    late, slow = FakeMember(), FakeMember(room_size=1)  # slow reads its welcome, no more
+    room.join(late)
+    room.join(slow)
+    room.receive(talker, b"two")
+    assert leaver.lines[-1] == "guest1: one"
+    for gone in (quitter, flooder):
+        assert "guest1: two" not in gone.lines
+    assert (slow.notice, slow.lines) == (
+        None,
+        ["* welcome to aiomsg chat, you are guest6 (/nick NAME, /who, /me ACTION, /quit)"],
+    )
+    assert late.lines[1:] == ["* guest6 joined", "guest1: two", "* guest6 left (too slow)"]
+    assert talker.lines[-3:] == ["* guest5 joined", "* guest6 joined", "* guest6 left (too slow)"]
+    assert room.nicknames() == ["guest1", "guest5"]
+
+
+def test_a_broadcast_hands_every_member_the_same_encoded_line() -> None:
+    # Encoded once per broadcast, not once per member: a line to a thousand clients is
+    # one str.encode(), and Member.deliver() gets bytes it may keep as they are.
+    received: list[bytes] = []
+
+    class Keeping(FakeMember):
+        def deliver(self, line: bytes) -> bool:
+            received.append(line)
+            return super().deliver(line)
+
+    room = ChatRoom()
+    talker, *listeners = (Keeping() for _ in range(4))
+    for member in (talker, *listeners):
+        room.join(member)
+    received.clear()
+    room.receive(talker, "naïve".encode())
+    assert received == ["guest1: naïve".encode()] * 3
+    assert len({id(line) for line in received}) == 1

@@ -34,14 +34,15 @@ class Outbox:
         # than writing a line); the class it returns makes the next ones directly.
         self.new_event = type(self.wakeup)
 
-    def put(self, line: str) -> bool:
-        """Queue ``line``; return False if the client already has ``limit`` lines waiting."""
+    def put(self, line: bytes) -> bool:
+        """Queue ``line`` (encoded, without its end); return False if the client already
+        has ``limit`` lines waiting."""
         queue = self.queue
         if len(queue) >= self.limit:
             return False
         if not queue:  # else the writer was woken already and has not taken the queue yet
             self.wakeup.set()
-        queue.append(line.encode())
+        queue.append(line)
         return True
 
     def finish(self, last: str | None = None) -> None:
@@ -87,7 +88,7 @@ class QueuedMember:
         self.closing = False
         self.done = False  # the server closed the connection, lingering: all went out
 
-    def deliver(self, line: str) -> bool:
+    def deliver(self, line: bytes) -> bool:
         return self.outbox.put(line)
 
     def drained(self) -> bool:

@@ -66,6 +66,7 @@ class ChatProtocol(aiomsg.MessageProtocol):
             framing=aiomsg.Lines(max_size=limits.max_line), options=connection_options(limits)
         )
         self.room = room
+        self.queue_lines = limits.queue_lines
         self.flusher = flusher
         self.queue: list[bytes] = []
         self.flushing = False  # in the flusher's list
@@ -89,11 +90,11 @@ class ChatProtocol(aiomsg.MessageProtocol):
 
     # --- what the room calls ---------------------------------------------------
 
-    def deliver(self, line: str) -> bool:
+    def deliver(self, line: bytes) -> bool:
         queue = self.queue
-        if len(queue) >= self.room.limits.queue_lines:
+        if len(queue) >= self.queue_lines:
             return False
-        queue.append(line.encode())
+        queue.append(line)
         if not self.flushing and not self.paused:
             self.flushing = True
             self.flusher.add(self)

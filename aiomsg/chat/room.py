@@ -97,8 +97,10 @@ class Member(Protocol):
     def drained(self) -> bool:
         """Whether everything queued for it, a goodbye included, has gone out (or it is gone)."""
 
-    def deliver(self, line: str) -> bool:
-        """Queue ``line`` for sending; return False if the client's queue is full."""
+    def deliver(self, line: bytes) -> bool:
+        """Queue ``line`` (UTF-8, without its line end) for sending; return False if the
+        client's queue is full. The same bytes object goes to every member a line is
+        broadcast to: keep it, do not change it."""
 
     def disconnect(self, notice: str | None) -> None:
         """Send ``notice`` (if any) after what is queued, then close. ``None``: reset now."""
@@ -122,6 +124,10 @@ class ChatRoom:
     #: Shares the room with other servers; ``None``: this process is the whole room.
     broker: Broker | None = None
     _members: dict[Member, _State] = field(default_factory=dict)
+    # The members who have not gone, in the order they joined: built once per change
+    # of membership, not once per broadcast (a line to a thousand must not first make
+    # a list of a thousand). None: to be built.
+    _present: list[Member] | None = field(default=None, repr=False)
     _guests: int = 0
     _stopping: bool = False  # close_all() ran: newcomers get the goodbye, not a welcome
 
@@ -135,6 +141,7 @@ class ChatRoom:
             return ""
         nick = self.broker.guest_name() if self.broker else self._new_guest_name()
         self._members[member] = _State(nick, self.limits.flood_burst, self.clock())
+        self._present = None
         self._tell(member, f"* welcome to aiomsg chat, you are {nick} ({HELP})")
         if self.broker and self.broker.degraded:
             self._tell(member, DEGRADED)
@@ -171,6 +178,7 @@ class ChatRoom:
         """``member``'s connection ended; tell the others. Safe to call twice."""
         state = self._members.pop(member, None)
         if state is not None:
+            self._present = None
             self._announce(f"* {state.nick} left{why}", ("leave", state.nick))
 
     def close_all(self, notice: str = SHUTDOWN) -> list[Member]:
@@ -207,7 +215,7 @@ class ChatRoom:
 
     def deliver_here(self, line: str) -> None:
         """Deliver ``line`` (from a member on another server, or a notice) to every member here."""
-        self._broadcast_to([m for m, s in self._members.items() if not s.gone], line)
+        self._broadcast_to(self._members_present(), line)
 
     # --- rules ------------------------------------------------------------------------
 
@@ -225,6 +233,7 @@ class ChatRoom:
                 self._tell(member, "! usage: /me ACTION")
         elif command == "/quit":
             state.gone = True
+            self._present = None
             member.disconnect("* bye")
             self.leave(member)
         else:
@@ -292,21 +301,29 @@ class ChatRoom:
         self, line: str, but: Member | None = None, presence: Presence | None = None
     ) -> None:
         """Deliver ``line`` to every member here but ``but``, and to the other servers."""
-        self._broadcast_to(
-            [m for m, s in self._members.items() if m is not but and not s.gone], line
-        )
+        self._broadcast_to(self._members_present(), line, but)
         self._publish(line, presence)
 
     def _publish(self, line: str | None, presence: Presence | None) -> None:
         if self.broker is not None:
             self.broker.publish(line, presence)
 
-    def _broadcast_to(self, members: list[Member], line: str) -> None:
-        """Deliver ``line`` to each of ``members``; one's failure is that one's only."""
+    def _members_present(self) -> list[Member]:
+        present = self._present
+        if present is None:
+            present = self._present = [m for m, s in self._members.items() if not s.gone]
+        return present
+
+    def _broadcast_to(self, members: list[Member], line: str, but: Member | None = None) -> None:
+        """Deliver ``line`` to each of ``members`` but ``but``; one's failure is that one's
+        only. ``members`` is not changed, and may be the cached :meth:`_members_present`."""
+        data = line.encode()  # once, not once per member
         slow, broken = [], []
         for member in members:
+            if member is but:
+                continue
             try:
-                if not member.deliver(line):
+                if not member.deliver(data):
                     slow.append(member)
             except Exception:  # its connection broke under it (a reset): drop it
                 logger.debug("dropping a chat member whose delivery failed", exc_info=True)
@@ -336,6 +353,7 @@ class ChatRoom:
         if state is None or state.gone:
             return
         state.gone = True
+        self._present = None
         try:
             member.disconnect(notice)
         except Exception:  # already broken: leaving is all that is left to do
