@@ -127,7 +127,7 @@ class ChatRoom:
     # The members who have not gone, in the order they joined: built once per change
     # of membership, not once per broadcast (a line to a thousand must not first make
     # a list of a thousand). None: to be built.
-    _present: list[Member] | None = field(default=None, repr=False)
+    _present: list[Member] | None = field(default=None, repr=False, compare=False)
     _guests: int = 0
     _stopping: bool = False  # close_all() ran: newcomers get the goodbye, not a welcome
 
