@@ -1,5 +1,7 @@
 # Types of the optional C speedups (_speedups.c); its docstrings say what each does.
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from typing import Any
 
 from .framing._contract import Buffer
 
@@ -47,3 +49,10 @@ class BodyBuffer:
     def advance(self, n: int, /) -> None: ...
     def finish(self) -> bytes: ...
     def partial(self) -> bytes: ...
+
+class ReadyIterator(AsyncIterator[bytes]):
+    def __init__(
+        self, ready: deque[bytes], slow: Callable[[], Coroutine[Any, Any, bytes]], /
+    ) -> None: ...
+    def __aiter__(self) -> ReadyIterator: ...
+    def __anext__(self) -> Awaitable[bytes]: ...

@@ -25,10 +25,15 @@ from .._memory_budget import SMALL
 from .._read_budget import MESSAGE_COST, first_read, fit_read, max_batch
 from ..errors import BusyError, ConnectionClosed, ConnectionTimeout, FramingError, fresh
 from ..framing import Buffer, FixedLength, Framing
+from ..framing._accelerated import speedups
 from ..options import Options, resolve_options
 from .protocol import MessageProtocol
 
 __all__ = ["Connection"]
+
+# `async for` over a connection, in C when the speedups are built: a message that is
+# already decoded is handed over without an async generator's step (see _speedups.c).
+ReadyIterator = None if speedups is None else speedups.ReadyIterator
 
 
 class _QueueProtocol(MessageProtocol):
@@ -297,9 +302,18 @@ class Connection:
             self._receiving = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
+        if ReadyIterator is not None:
+            return ReadyIterator(self._ready, self._next_or_end)
         return self._iterate()
 
+    async def _next_or_end(self) -> bytes:
+        """The C iterator's way when no message is waiting: wait for one."""
+        if not self._ready and not await self._wait_ready():
+            raise StopAsyncIteration  # a clean end of stream ends the loop
+        return self._ready.popleft()
+
     async def _iterate(self) -> AsyncIterator[bytes]:
+        """The same iteration in pure Python (no C speedups)."""
         ready = self._ready
         while True:
             while ready:
