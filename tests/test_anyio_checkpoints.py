@@ -32,6 +32,11 @@ WIRE = 4 + SIZE
 BATCH = 1000  # messages per send of the flooding peer
 LIMIT = 200 * BATCH  # the peer stops (and half-closes) after these: no test can hang
 READ_SIZE = 64 * 1024  # so that one read holds at most READ_SIZE // WIRE messages
+# The deadline tests set theirs DEADLINE seconds after their PASSES_AT-th message, when
+# the loop runs at full speed. (A deadline of 50 ms from the start once let a loop
+# faster than the peer take all LIMIT messages first.)
+PASSES_AT = 10 * (READ_SIZE // WIRE)
+DEADLINE = 0.001
 KINDS = pytest.mark.parametrize("kind", ["connect-framed", "around-anyio-socket"])
 # What only trio promises (asyncio serves buffered messages without a check: tested above).
 TRIO_ONLY = pytest.mark.parametrize("anyio_backend", [("trio", {})], ids=["trio"])
@@ -97,13 +102,15 @@ async def check_the_rest(stream: aiomsg.FramedStream, got: int, total: int = LIM
 async def test_a_deadline_ends_a_receiver_that_is_never_short_of_messages(kind: str) -> None:
     async with flooded(kind) as stream:
         got = 0
-        with anyio.move_on_after(0.05) as scope:
+        with anyio.move_on_after(3600) as scope:
             async for message in stream:
                 assert message == number(got)
                 got += 1
+                if got == PASSES_AT:
+                    scope.deadline = anyio.current_time() + DEADLINE
         # The deadline ended the loop, not the end of the peer's messages.
         assert scope.cancelled_caught, f"received all {got} messages: the deadline never hit"
-        assert got < LIMIT
+        assert PASSES_AT < got < LIMIT
         await check_the_rest(stream, got)
 
 
@@ -112,11 +119,13 @@ async def test_fail_after_raises_in_a_receive_loop_and_loses_nothing(kind: str) 
     async with flooded(kind) as stream:
         got = 0
         with pytest.raises(TimeoutError):
-            with anyio.fail_after(0.05):
-                while True:
+            with anyio.fail_after(3600) as scope:
+                while True:  # bounded: the peer's LIMIT messages, then EndOfStream
                     assert await stream.receive() == number(got)
                     got += 1
-        assert got < LIMIT
+                    if got == PASSES_AT:  # as above
+                        scope.deadline = anyio.current_time() + DEADLINE
+        assert PASSES_AT < got < LIMIT
         await check_the_rest(stream, got)
 
 

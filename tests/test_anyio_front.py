@@ -166,6 +166,67 @@ async def test_framing_error_comes_after_the_good_messages(swap: bool) -> None:
 
 
 @SWAP
+async def test_breaking_out_of_async_for_leaves_the_rest_for_the_next_receive(swap: bool) -> None:
+    messages = [b"%d" % i for i in range(10)]
+    async with pair(aiomsg.LengthPrefixed(4), swap) as (client, server):
+        await client.transport_stream.send(aiomsg.LengthPrefixed(4).encode_many(messages))
+        first = []
+        with anyio.fail_after(10):
+            async for message in server:
+                first.append(message)
+                if len(first) == 3:
+                    break
+            assert await server.receive() == messages[3]
+            rest = [message async for message, _ in zip_count(server, 6)]
+    assert first + rest == messages[:3] + messages[4:]
+
+
+async def zip_count(stream: aiomsg.FramedStream, n: int) -> AsyncIterator[tuple[bytes, int]]:
+    """The next ``n`` messages of ``async for`` over ``stream``, numbered."""
+    i = 0
+    async for message in stream:
+        yield message, i
+        i += 1
+        if i == n:
+            return
+
+
+@SWAP
+async def test_async_for_after_aclose_raises_closed_resource(swap: bool) -> None:
+    async with pair(aiomsg.LengthPrefixed(4), swap) as (client, server):
+        await client.transport_stream.send(aiomsg.LengthPrefixed(4).encode_many([b"a", b"b"]))
+        with anyio.fail_after(10):
+            assert await server.receive() == b"a"  # b"b" is decoded and waiting
+        await server.aclose()
+        after: list[bytes] = []
+        with pytest.raises(anyio.ClosedResourceError):
+            async for message in server:
+                after.append(message)
+        assert after == []  # what was unread when it closed is not handed out
+
+
+@SWAP
+async def test_a_second_receiver_while_async_for_waits_is_busy(swap: bool) -> None:
+    async with pair(aiomsg.LengthPrefixed(4), swap) as (client, server):
+        received = []
+
+        async def iterate() -> None:
+            async for message in server:
+                received.append(message)
+                return
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(iterate)
+                await anyio.wait_all_tasks_blocked()  # it waits for bytes now
+                with pytest.raises(anyio.BusyResourceError):
+                    async for _ in server:
+                        pass
+                await client.send(b"one")
+    assert received == [b"one"]
+
+
+@SWAP
 async def test_use_after_close_raises_closed_resource(swap: bool) -> None:
     async with pair(aiomsg.Lines(), swap) as (client, _server):
         await client.aclose()

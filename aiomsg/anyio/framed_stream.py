@@ -32,6 +32,7 @@ from ..errors import (
     not_bytes,
 )
 from ..framing import Buffer, FixedLength, Framing
+from ..framing._accelerated import speedups
 from ..framing.switch import check_tls_boundary, chosen_framings, switch_decoder
 from ..limits import COPY_LIMIT
 from ..options import Options, resolve_options
@@ -41,6 +42,16 @@ __all__ = ["FramedStream"]
 
 # What a receive() waits for besides data: a limit that expires, or the next heartbeat to send.
 _Deadline = Literal["message", "idle", "heartbeat", "beat"]
+
+
+# `async for` in C when the speedups are built (see Connection's, and _speedups.c).
+ReadyIterator = None if speedups is None else speedups.ReadyIterator
+
+
+def _on_asyncio() -> bool:
+    import sniffio
+
+    return sniffio.current_async_library() == "asyncio"
 
 
 def _backend_hooks() -> tuple[Callable[[], Awaitable[None]] | None, Any, Callable[[], float]]:
@@ -268,9 +279,20 @@ class FramedStream(ObjectStream[bytes]):
         return await self._receive_slow()
 
     def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+        if ReadyIterator is not None and _on_asyncio():
+            # In C: a message already decoded costs no generator step. Only on asyncio,
+            # where receive() makes no check per message; trio's check is in _iterate.
+            return ReadyIterator(self._ready, self._next_or_end)
         # An async generator: resuming it costs less than the two coroutines per
         # message of ObjectReceiveStream.__anext__ and receive().
         return self._iterate()
+
+    async def _next_or_end(self) -> bytes:
+        """The C iterator's way when no message is waiting: receive(), its end as the loop's."""
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
 
     async def _iterate(self) -> AsyncIterator[bytes]:
         ready = self._ready

@@ -17,7 +17,7 @@ from anyio.streams.tls import TLSAttribute
 from ..asyncio.connection import Connection
 from ..errors import BusyError, ConnectionClosed, ConnectionTimeout
 from ..framing import Buffer
-from .framed_stream import FramedStream
+from .framed_stream import FramedStream, ReadyIterator
 from .proxied import ProxyAttribute
 
 __all__ = ["ConnectionFramedStream"]
@@ -148,6 +148,8 @@ class ConnectionFramedStream(FramedStream):
         raise anyio.ClosedResourceError
 
     def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+        if ReadyIterator is not None:  # in C, as Connection's own (aclose() empties the queue)
+            return ReadyIterator(self._conn._ready, self._next_or_end)
         # An async generator, as Connection's own: resuming one costs less than
         # the coroutine per message of ObjectReceiveStream.__anext__.
         return self._iterate()
@@ -228,5 +230,6 @@ class ConnectionFramedStream(FramedStream):
 
     async def aclose(self) -> None:
         self._closed = True
+        self._conn._ready.clear()  # unread messages are dropped, as FramedStream's aclose() does
         self._conn.close()
         await self._conn.wait_closed()
