@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -158,41 +158,40 @@ async def streams_pipelined(counter: Counter) -> None:
                     await conn.receive()
 
 
+async def _iterate_all(stream: AsyncIterable[bytes]) -> None:
+    """``async for`` over ``stream`` until COUNT messages have come."""
+    seen = 0
+    async for _ in stream:
+        seen += 1
+        if seen == COUNT:
+            break
+
+
 async def streams_iterated_pipelined(counter: Counter) -> None:
     front, peer = socket_pair(prefill=True)
     with peer:
         conn = await _streams_connection(front)
         async with conn:
             with counter.counting():
-                seen = 0
-                async for _ in conn:
-                    seen += 1
-                    if seen == COUNT:
-                        break
+                await _iterate_all(conn)
 
 
-async def streams_iterated_echo(counter: Counter) -> None:
+async def _streams_echo(counter: Counter, iterated: bool) -> None:
     front, peer = socket_pair(prefill=False)
     conn = await _streams_connection(front)
     async with conn, anyio.create_task_group() as tg:
         tg.start_soon(echo_peer, peer, counter)
         with counter.counting():
+            if not iterated:
+                for _ in range(COUNT):
+                    await conn.send(await conn.receive())
+                return
             seen = 0
             async for message in conn:
                 await conn.send(message)
                 seen += 1
                 if seen == COUNT:
                     break
-
-
-async def streams_echo(counter: Counter) -> None:
-    front, peer = socket_pair(prefill=False)
-    conn = await _streams_connection(front)
-    async with conn, anyio.create_task_group() as tg:
-        tg.start_soon(echo_peer, peer, counter)
-        with counter.counting():
-            for _ in range(COUNT):
-                await conn.send(await conn.receive())
 
 
 class _Counting(aiomsg.MessageProtocol):
@@ -256,11 +255,7 @@ async def _framed_pipelined(kind: str, counter: Counter) -> None:
         framed = await _framed(front, kind)
         async with framed:
             with counter.counting():
-                seen = 0
-                async for _ in framed:
-                    seen += 1
-                    if seen == COUNT:
-                        break
+                await _iterate_all(framed)
 
 
 async def _framed_echo(kind: str, counter: Counter) -> aiomsg.FramedStream:
@@ -276,9 +271,9 @@ async def _framed_echo(kind: str, counter: Counter) -> aiomsg.FramedStream:
 
 PATHS: dict[str, tuple[Callable[[Counter], Awaitable[object]], str]] = {
     "streams-pipelined": (streams_pipelined, "asyncio"),
-    "streams-echo": (streams_echo, "asyncio"),
+    "streams-echo": (lambda c: _streams_echo(c, iterated=False), "asyncio"),
     "streams-iterated-pipelined": (streams_iterated_pipelined, "asyncio"),
-    "streams-iterated-echo": (streams_iterated_echo, "asyncio"),
+    "streams-iterated-echo": (lambda c: _streams_echo(c, iterated=True), "asyncio"),
     "protocol-pipelined": (protocol_pipelined, "asyncio"),
     "protocol-echo": (protocol_echo, "asyncio"),
     "framed-transport-pipelined": (lambda c: _framed_pipelined("transport", c), "asyncio"),

@@ -42,19 +42,22 @@ async def wait_until_waiting(conn: aiomsg.Connection) -> None:
     raise AssertionError("no receiver started waiting")
 
 
+async def collect(conn: aiomsg.Connection, into: list[bytes], first_only: bool = False) -> None:
+    """``async for`` over ``conn`` into ``into``: to the end, or its first message only."""
+    async for message in conn:
+        into.append(message)
+        if first_only:
+            return
+
+
 @pytest.mark.asyncio
 async def test_async_for_yields_every_message_in_order_and_ends_at_a_clean_close() -> None:
     wire = FRAMING.encode_many(MESSAGES)
     conn, peer = await connected()
     with peer:
         async with conn:
-            received = []
-
-            async def iterate() -> None:
-                async for message in conn:
-                    received.append(message)
-
-            task = asyncio.create_task(iterate())
+            received: list[bytes] = []
+            task = asyncio.create_task(collect(conn, received))
             for i in range(len(wire)):  # a byte at a time: every header and body split
                 peer.send(wire[i : i + 1])
                 await asyncio.sleep(0)
@@ -175,14 +178,8 @@ async def test_a_second_receiver_while_async_for_waits_is_busy() -> None:
     conn, peer = await connected()
     with peer:
         async with conn:
-            received = []
-
-            async def iterate() -> None:
-                async for message in conn:
-                    received.append(message)
-                    return
-
-            task = asyncio.create_task(iterate())
+            received: list[bytes] = []
+            task = asyncio.create_task(collect(conn, received, first_only=True))
             await wait_until_waiting(conn)
             with pytest.raises(aiomsg.BusyError):
                 async for _ in conn:
