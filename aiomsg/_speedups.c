@@ -1,7 +1,7 @@
 /* Optional C versions of aiomsg's hottest code: one decode loop for every
  * framing (Scanner), the LengthPrefixed encoders, the buffer that collects
- * long message bodies (BodyBuffer), and the Streams front's `async for`
- * (ReadyIterator).
+ * long message bodies (BodyBuffer), and `async for` over a connection
+ * (ReadyIterator: the Streams front's, and the anyio front's on asyncio).
  *
  * Why this file exists: in pure Python a 100-byte message costs 0.4-1 us to
  * decode, several times what the application's own callback costs. Here the
@@ -1278,6 +1278,7 @@ static PyType_Spec body_spec = {
 };
 
 /* ---- ReadyIterator: `async for message in connection`, served from the queue ----
+ * (Connection, and FramedStream on asyncio: a deque of decoded messages each.)
  *
  * Why: an async generator pays for every item it yields. CPython unwraps the
  * yielded value by raising StopIteration(value), an exception object per
