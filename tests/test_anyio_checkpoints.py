@@ -115,6 +115,30 @@ async def test_a_deadline_ends_a_receiver_that_is_never_short_of_messages(kind: 
 
 
 @KINDS
+@pytest.mark.parametrize("how", ["cancel", "past-deadline"])
+async def test_a_cancellation_from_inside_the_loop_ends_it_while_the_peer_floods(
+    kind: str, how: str
+) -> None:
+    """The task cancels its own scope (or sets its deadline to a time already past) while
+    the peer keeps the socket full: the loop ends within a read or two, not when the
+    peer pauses, and nothing is lost."""
+    async with flooded(kind) as stream:
+        got = 0
+        with anyio.CancelScope() as scope:
+            async for message in stream:
+                assert message == number(got)
+                got += 1
+                if got == PASSES_AT:
+                    if how == "cancel":
+                        scope.cancel()
+                    else:
+                        scope.deadline = anyio.current_time()
+        assert scope.cancelled_caught, f"received all {got} messages: never cancelled"
+        assert got < PASSES_AT + 3 * (READ_SIZE // WIRE + 1)
+        await check_the_rest(stream, got)
+
+
+@KINDS
 async def test_fail_after_raises_in_a_receive_loop_and_loses_nothing(kind: str) -> None:
     async with flooded(kind) as stream:
         got = 0

@@ -4,6 +4,7 @@ decodes, bounds memory and keeps the timeouts; this class speaks anyio's contrac
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import ssl
@@ -143,9 +144,29 @@ class ConnectionFramedStream(FramedStream):
                     raise anyio.ClosedResourceError from None
                 raise anyio.BrokenResourceError(str(exc)) from exc.__cause__
             if message is not None:
+                if self._conn._ready:  # this read brought more: the peer may keep it full
+                    await self._let_cancellation_in(message)
                 return message
             raise anyio.EndOfStream
         raise anyio.ClosedResourceError
+
+    async def _let_cancellation_in(self, message: bytes) -> None:
+        """A bare yield to the loop, after a read that brought more than one message.
+
+        Why: anyio on asyncio delivers a cancellation (a scope cancelled from inside
+        its task, a deadline already past) by retrying once per loop turn, and skips
+        a task whose wait is already answered. A peer that keeps the socket full
+        answers the receiver's wait before every retry (the loop runs I/O first),
+        so without this yield the cancellation would wait for the peer to pause.
+        While the task yields it waits on nothing, and the retry cancels it. Once
+        per read, not per message: a read that brings one message costs nothing.
+        If cancelled here, the message goes back to the front of the queue.
+        """
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            self._conn._ready.appendleft(message)
+            raise
 
     def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
         if ReadyIterator is not None:  # in C, as Connection's own (aclose() empties the queue)
