@@ -1,7 +1,7 @@
 /* Optional C versions of aiomsg's hottest code: one decode loop for every
  * framing (Scanner), the LengthPrefixed encoders, the buffer that collects
  * long message bodies (BodyBuffer), and `async for` over a connection
- * (ReadyIterator: the Streams front's, and the anyio front's on asyncio).
+ * (ReadyIterator: the Streams front's, and the anyio front's).
  *
  * Why this file exists: in pure Python a 100-byte message costs 0.4-1 us to
  * decode, several times what the application's own callback costs. Here the
@@ -1278,7 +1278,7 @@ static PyType_Spec body_spec = {
 };
 
 /* ---- ReadyIterator: `async for message in connection`, served from the queue ----
- * (Connection, and FramedStream on asyncio: a deque of decoded messages each.)
+ * (Connection, and FramedStream: a deque of decoded messages each.)
  *
  * Why: an async generator pays for every item it yields. CPython unwraps the
  * yielded value by raising StopIteration(value), an exception object per
@@ -1292,6 +1292,12 @@ static PyType_Spec body_spec = {
  * to it as `await slow()` would: send, throw and close are passed on. The
  * plain iterator protocol (__next__, send) is there too: CPython uses it
  * instead of am_send while a tracer (coverage, a debugger) is set.
+ *
+ * On trio every message must be a cancellation point: given trio's run
+ * context, the iterator makes trio's test itself before it hands over a
+ * message (aiomsg/anyio/_trio_cancel.py says how and why), and when the task
+ * is cancelled it awaits slow() instead, whose receive() raises Cancelled at a
+ * checkpoint as trio's own function does.
  */
 typedef struct {
     PyObject_HEAD
@@ -1299,18 +1305,25 @@ typedef struct {
     PyObject *take;      /* ready.popleft */
     PyObject *slow;      /* () -> coroutine: the next message once it comes */
     PyObject *delegate;  /* the coroutine this await is waiting in, or NULL */
+    PyObject *trio;      /* trio's run context, or NULL: no test per message */
+    PyObject *task;      /* the trio task of the last test, or NULL */
+    PyObject *coro;      /* its coroutine, or NULL: look the task up on each test */
 } ReadyIterator;
+
+/* Attribute names of the trio test, made once (speedups_exec). */
+static PyObject *str_task, *str_coro, *str_cr_running, *str_cancel_status,
+    *str_effectively_cancelled;
 
 static PyObject *
 ready_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    PyObject *ready, *slow, *take;
+    PyObject *ready, *slow, *take, *trio = Py_None;
     ReadyIterator *self;
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "ReadyIterator() takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "OO:ReadyIterator", &ready, &slow)) {
+    if (!PyArg_ParseTuple(args, "OO|O:ReadyIterator", &ready, &slow, &trio)) {
         return NULL;
     }
     if (!PyCallable_Check(slow)) {
@@ -1330,6 +1343,9 @@ ready_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->take = take;
     self->slow = Py_NewRef(slow);
     self->delegate = NULL;
+    self->trio = trio == Py_None ? NULL : Py_NewRef(trio);
+    self->task = NULL;
+    self->coro = NULL;
     return (PyObject *)self;
 }
 
@@ -1341,6 +1357,9 @@ ready_traverse(ReadyIterator *self, visitproc visit, void *arg)
     Py_VISIT(self->take);
     Py_VISIT(self->slow);
     Py_VISIT(self->delegate);
+    Py_VISIT(self->trio);
+    Py_VISIT(self->task);
+    Py_VISIT(self->coro);
     return 0;
 }
 
@@ -1351,6 +1370,9 @@ ready_clear(ReadyIterator *self)
     Py_CLEAR(self->take);
     Py_CLEAR(self->slow);
     Py_CLEAR(self->delegate);
+    Py_CLEAR(self->trio);
+    Py_CLEAR(self->task);
+    Py_CLEAR(self->coro);
     return 0;
 }
 
@@ -1370,6 +1392,62 @@ ready_waiting(ReadyIterator *self)
 {
     Py_ssize_t n = PyObject_Length(self->ready);
     return n < 0 ? -1 : n > 0;
+}
+
+/* The attribute `name` of `obj` as a truth value: 1, 0, or -1 with an exception set. */
+static int
+attribute_is_true(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    int result;
+    if (value == NULL) {
+        return -1;
+    }
+    result = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return result;
+}
+
+/* On trio, whether the running task is cancelled: 1, 0, or -1 with an exception set.
+ * The task of the last test is the running one while its coroutine runs (a trio
+ * task runs alone in its thread); else it is looked up again in the run context. */
+static int
+ready_cancelled(ReadyIterator *self)
+{
+    PyObject *status;
+    int running = 0, result;
+    if (self->trio == NULL) {
+        return 0;
+    }
+    if (self->coro != NULL) {
+        running = attribute_is_true(self->coro, str_cr_running);
+        if (running < 0) {
+            return -1;
+        }
+    }
+    if (!running) {
+        PyObject *task = PyObject_GetAttr(self->trio, str_task), *coro;
+        if (task == NULL) {
+            return -1;
+        }
+        coro = PyObject_GetAttr(task, str_coro);
+        if (coro == NULL) {
+            Py_DECREF(task);
+            return -1;
+        }
+        if (!PyCoro_CheckExact(coro)) {  /* no cr_running to trust: look up each time */
+            Py_CLEAR(coro);
+        }
+        Py_XSETREF(self->task, task);
+        Py_XSETREF(self->coro, coro);
+    }
+    status = PyObject_GetAttr(self->task, str_cancel_status);
+    if (status == NULL) {
+        return -1;
+    }
+    result = attribute_is_true(status, str_effectively_cancelled);
+    Py_DECREF(status);
+    return result;
 }
 
 static PyObject *
@@ -1404,11 +1482,18 @@ ready_send(ReadyIterator *self, PyObject *arg, PyObject **result)
         if (waiting < 0) {
             return PYGEN_ERROR;
         }
-        if (waiting) {  /* the common case: taken, and the await is over */
-            *result = PyObject_CallNoArgs(self->take);
-            return *result == NULL ? PYGEN_ERROR : PYGEN_RETURN;
+        if (waiting) {
+            int cancelled = ready_cancelled(self);
+            if (cancelled < 0) {
+                return PYGEN_ERROR;
+            }
+            if (!cancelled) {  /* the common case: taken, and the await is over */
+                *result = PyObject_CallNoArgs(self->take);
+                return *result == NULL ? PYGEN_ERROR : PYGEN_RETURN;
+            }
         }
-        /* Taken by someone else between __anext__() and this await: wait for one. */
+        /* Taken by someone else between __anext__() and this await (slow() waits for
+           one), or the trio task is cancelled (slow() raises Cancelled). */
         self->delegate = PyObject_CallNoArgs(self->slow);
         if (self->delegate == NULL) {
             return PYGEN_ERROR;
@@ -1509,10 +1594,12 @@ static PyMethodDef ready_methods[] = {
 };
 
 PyDoc_STRVAR(ready_doc,
-"ReadyIterator(ready, slow)\n\n"
+"ReadyIterator(ready, slow, trio=None)\n\n"
 "An async iterator of messages: each one waiting in the deque `ready` is taken\n"
 "without suspending; when none is, it awaits the coroutine slow(), which returns\n"
-"the next message or raises StopAsyncIteration. Built by Connection.__aiter__.");
+"the next message or raises StopAsyncIteration. Given trio's run context, it\n"
+"awaits slow() too when the running trio task is cancelled. Built by\n"
+"Connection.__aiter__ and FramedStream.__aiter__.");
 
 static PyType_Slot ready_slots[] = {
     {Py_tp_new, ready_new},
@@ -1551,8 +1638,33 @@ add_type(PyObject *module, PyType_Spec *spec, const char *name)
 }
 
 static int
+intern_names(void)
+{
+    struct { PyObject **slot; const char *text; } names[] = {
+        {&str_task, "task"},
+        {&str_coro, "coro"},
+        {&str_cr_running, "cr_running"},
+        {&str_cancel_status, "_cancel_status"},
+        {&str_effectively_cancelled, "effectively_cancelled"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (*names[i].slot == NULL) {  /* kept for the life of the process */
+            *names[i].slot = PyUnicode_InternFromString(names[i].text);
+            if (*names[i].slot == NULL) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int
 speedups_exec(PyObject *module)
 {
+    if (intern_names() < 0) {
+        return -1;
+    }
     if (add_type(module, &body_spec, "BodyBuffer") < 0
             || add_type(module, &scanner_spec, "Scanner") < 0
             || add_type(module, &encoder_spec, "Encoder") < 0

@@ -52,7 +52,11 @@ class BodyBuffer:
 
 class ReadyIterator(AsyncIterator[bytes]):
     def __init__(
-        self, ready: deque[bytes], slow: Callable[[], Coroutine[Any, Any, bytes]], /
+        self,
+        ready: deque[bytes],
+        slow: Callable[[], Coroutine[Any, Any, bytes]],
+        trio: Any = None,
+        /,
     ) -> None: ...
     def __aiter__(self) -> ReadyIterator: ...
     def __anext__(self) -> Awaitable[bytes]: ...

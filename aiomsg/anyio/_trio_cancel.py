@@ -10,6 +10,8 @@ the task up again only when that task's coroutine is not the one running: a
 trio task runs alone in its thread, so when its coroutine's ``cr_running`` is
 true, the code running is that task's. When the flag is set, FramedStream
 awaits trio's own function, which raises ``Cancelled`` at a checkpoint as usual.
+``async for`` makes the same test in the C speedups (``ReadyIterator``, given the run
+context), with a cache of its own.
 
 The names used are trio's private ones: :func:`cancel_check_context` checks them
 once, and when a trio renames them it returns ``None`` and FramedStream calls

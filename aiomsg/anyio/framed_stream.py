@@ -48,12 +48,6 @@ _Deadline = Literal["message", "idle", "heartbeat", "beat"]
 ReadyIterator = None if speedups is None else speedups.ReadyIterator
 
 
-def _on_asyncio() -> bool:
-    import sniffio
-
-    return sniffio.current_async_library() == "asyncio"
-
-
 def _backend_hooks() -> tuple[Callable[[], Awaitable[None]] | None, Any, Callable[[], float]]:
     """For the running backend: what a receive() served from decoded messages awaits to be
     a cancellation point (``None``: nothing; see "Checkpoints" in FramedStream's
@@ -279,10 +273,14 @@ class FramedStream(ObjectStream[bytes]):
         return await self._receive_slow()
 
     def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
-        if ReadyIterator is not None and _on_asyncio():
-            # In C: a message already decoded costs no generator step. Only on asyncio,
-            # where receive() makes no check per message; trio's check is in _iterate.
-            return ReadyIterator(self._ready, self._next_or_end)
+        if ReadyIterator is not None:
+            if not self._checked:  # the backend's hooks, which the first read would set
+                (self._check, self._trio, self._now), self._checked = _backend_hooks(), True
+            if self._check is None or self._trio is not None:
+                # In C: a message already decoded costs no generator step. On asyncio
+                # there is no check per message; on trio the iterator makes the
+                # inline one (see _trio_cancel), so each message is a cancellation point.
+                return ReadyIterator(self._ready, self._next_or_end, self._trio)
         # An async generator: resuming it costs less than the two coroutines per
         # message of ObjectReceiveStream.__anext__ and receive().
         return self._iterate()
