@@ -453,6 +453,42 @@ async def test_small_sends_into_a_full_socket_stay_whole_and_in_order(swap: bool
         assert got == {0: list(range(per_sender)), 1: list(range(per_sender))}
 
 
+async def test_a_sender_cancelled_while_waiting_its_turn_sends_nothing() -> None:
+    # A FramedStream around anyio's socket stream; its peer, a plain socket, does not read
+    # at first. One sender holds the turn, its message only partly in the full socket; a
+    # second waits for the turn and is cancelled. Nothing of the second is sent, the
+    # first arrives whole, and the next send (the turn given back) goes out after it.
+    # (The peer is wrapped in a stream only then: on asyncio one reads all it gets.)
+    framing = aiomsg.LengthPrefixed(4)
+    big = bytes(8 << 20)  # more than loopback's socket buffers hold: the send waits
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        port = listening.getsockname()[1]
+        sender = aiomsg.FramedStream(await anyio.connect_tcp("127.0.0.1", port), framing)
+        peer, _ = listening.accept()  # the kernel completed the handshake: no wait
+    peer.setblocking(False)
+    async with sender:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sender.send, big)
+                await anyio.wait_all_tasks_blocked()  # the first sender waits on the socket
+                scope = anyio.CancelScope()
+                tg.start_soon(cancelled_send, sender, scope)
+                await anyio.wait_all_tasks_blocked()  # the second waits for its turn
+                scope.cancel()
+                await anyio.wait_all_tasks_blocked()
+                peer_stream = await anyio.abc.SocketStream.from_socket(peer)
+                receiver = aiomsg.FramedStream(peer_stream, framing)
+                assert await receiver.receive() == big
+            await sender.send(b"after")
+            assert await receiver.receive() == b"after"
+            await receiver.aclose()
+
+
+async def cancelled_send(stream: aiomsg.FramedStream, scope: anyio.CancelScope) -> None:
+    with scope:
+        await stream.send(b"never sent")
+
+
 @SWAP
 async def test_closing_a_stream_ends_the_receive_another_task_is_waiting_in(swap: bool) -> None:
     async with pair(aiomsg.Lines(), swap) as (_client, server):

@@ -161,6 +161,7 @@ class FramedStream(ObjectStream[bytes]):
         "_message_timeout",
         "_now",
         "_options",
+        "_own_pull",
         "_read_bytes",
         "_read_full",
         "_read_size",
@@ -235,8 +236,11 @@ class FramedStream(ObjectStream[bytes]):
         self._trio_coro: Any = NOT_RUNNING
         self._now: Callable[[], float] = anyio.current_time  # the backend's own, once known
         self._checked = False
+        self._own_pull = True  # _pull() is this class's (a subclass's own sets False)
+        # Senders take turns (FIFO). A semaphore of one rather than a Lock: a Lock looks up
+        # the current task on each take and release, two calls per message on asyncio.
         # fast_acquire: an uncontended send does not pay an extra event-loop round trip.
-        self._send_lock = anyio.Lock(fast_acquire=True)
+        self._send_lock = anyio.Semaphore(1, fast_acquire=True)
         # The memory budget of this event loop (see aiomsg._memory_budget): this
         # stream weighs its unfinished message after each read; paused, it reads
         # no more until there is room (its message clock keeps running).
@@ -286,9 +290,11 @@ class FramedStream(ObjectStream[bytes]):
         return self._iterate()
 
     async def _next_or_end(self) -> bytes:
-        """The C iterator's way when no message is waiting: receive(), its end as the loop's."""
+        """The C iterator's way when no message is waiting, or on trio when the task is
+        cancelled: receive()'s slow path (a coroutine fewer per read), its end as the
+        loop's. With messages queued, that path checks for cancellation first."""
         try:
-            return await self.receive()
+            return await self._receive_slow()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
 
@@ -333,7 +339,25 @@ class FramedStream(ObjectStream[bytes]):
                 error = self._error
                 if error is not None:
                     raise fresh(error) from error.__cause__
-                await self._read(since)
+                if (  # no deadline can fall in this read, no pause: read here
+                    self._message_started is None
+                    and self._idle_timeout is None
+                    and self._heartbeat is None
+                    and self._room is None
+                ):
+                    try:
+                        if self._own_pull:  # _pull() inline: a coroutine fewer per read
+                            data = await self.transport_stream.receive(self._read_size)
+                            self._read_bytes = len(data)
+                            self._took(self._decode(data))
+                        else:
+                            self._took(await self._pull())
+                    except anyio.EndOfStream:
+                        self._ended()
+                    except FramingError as exc:
+                        self._broke(exc)
+                else:
+                    await self._read(since)
                 if self._closed:  # by another task meanwhile: what was read is dropped
                     self._ready.clear()
                     raise anyio.ClosedResourceError
@@ -391,11 +415,13 @@ class FramedStream(ObjectStream[bytes]):
         """Send a heartbeat, unless another task is sending (then bytes are moving already)."""
         assert self._heartbeat is not None
         self._last_send = self._now()
-        if not self._send_lock.locked():
+        if self._send_lock.value:  # free
             async with self._send_lock:
                 await self.transport_stream.send(self._heartbeat.wire)
 
     async def _read(self, since: float) -> None:
+        """One read, under the nearest deadline (``_receive_slow`` reads itself when
+        none can fall), and waiting first for the memory budget's room."""
         try:
             while True:
                 limit = self._time_left(since)
@@ -419,18 +445,30 @@ class FramedStream(ObjectStream[bytes]):
                 await anyio.aclose_forcefully(self.transport_stream)
                 return
         except anyio.EndOfStream:
-            self._leave_budget()
-            try:
-                self._ready.extend(self._keep(self._decoder.feed_eof()))
-            except FramingError as exc:
-                self._error = detached(exc)
-                return
-            self._error = anyio.EndOfStream()
+            self._ended()
             return
         except FramingError as exc:
-            self._ready.extend(self._keep(exc.messages))
+            self._broke(exc)
+            return
+        self._took(messages)
+
+    def _ended(self) -> None:
+        """The peer closed its side: the last messages, then EndOfStream (or the error)."""
+        self._leave_budget()
+        try:
+            self._ready.extend(self._keep(self._decoder.feed_eof()))
+        except FramingError as exc:
             self._error = detached(exc)
             return
+        self._error = anyio.EndOfStream()
+
+    def _broke(self, exc: FramingError) -> None:
+        """The peer broke the framing: the good messages of the read, then the error."""
+        self._ready.extend(self._keep(exc.messages))
+        self._error = detached(exc)
+
+    def _took(self, messages: list[bytes]) -> None:
+        """After a read: the clocks, the memory budget, the read's size; queue ``messages``."""
         if (
             self._message_timeout is not None
             or self._idle_timeout is not None
@@ -456,7 +494,9 @@ class FramedStream(ObjectStream[bytes]):
         Raises ``anyio.EndOfStream`` at the end, ``FramingError`` from the decoder,
         and what the inner stream raises. A subclass reading another way (the trio
         socket in :mod:`.on_trio`) overrides this alone (and sets ``_read_bytes``, the
-        read's size, which the memory budget weighs); the clocks stay here.
+        read's size, which the memory budget weighs); the clocks stay here. Such a
+        subclass sets ``_own_pull`` to ``False``: ``_receive_slow()`` makes this read
+        inline when it is ``True``.
         """
         data = await self.transport_stream.receive(self._read_size)
         self._read_bytes = len(data)
@@ -564,10 +604,10 @@ class FramedStream(ObjectStream[bytes]):
         """Write one encoded message whole (``data``, or if ``None``, ``parts`` in turn)
         behind the other senders. A subclass writing another way overrides this alone."""
         lock = self._send_lock
-        if lock.locked():
-            await lock.acquire()
-        else:  # no other sender: anyio's acquire() would add a cancellation check
+        try:  # no other sender: anyio's acquire() would add a cancellation check
             lock.acquire_nowait()  # to the one the inner send() makes (1 us on asyncio)
+        except anyio.WouldBlock:
+            await lock.acquire()
         try:
             if data is not None:
                 await self.transport_stream.send(data)

@@ -175,6 +175,13 @@ class ConnectionFramedStream(FramedStream):
         # the coroutine per message of ObjectReceiveStream.__anext__.
         return self._iterate()
 
+    async def _next_or_end(self) -> bytes:
+        """The C iterator's way when no message is waiting: receive(), its end as the loop's."""
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
     async def _iterate(self) -> AsyncIterator[bytes]:
         take = self._take
         while True:

@@ -60,6 +60,7 @@ class TrioFramedStream(FramedStream):
         options: Options | None = None,
     ) -> None:
         super().__init__(transport_stream, framing, options=options)
+        self._own_pull = False  # reads go through _pull() below
         self._socket_stream = transport_stream
         self._sock = sock
         self._buffer = shared_read_buffer(self._read_full)
@@ -112,7 +113,7 @@ class TrioFramedStream(FramedStream):
         # the lock. A checkpoint, as trio's send is: cancelled before, nothing is sent.
         if (
             data is None
-            or self._send_lock.locked()
+            or not self._send_lock.value  # another sender holds it
             or self.transport_stream is not self._socket_stream
         ):
             await super()._send_bytes(data, parts)
