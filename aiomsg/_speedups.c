@@ -1298,6 +1298,10 @@ static PyType_Spec body_spec = {
  * message (aiomsg/anyio/_trio_cancel.py says how and why), and when the task
  * is cancelled it awaits slow() instead, whose receive() raises Cancelled at a
  * checkpoint as trio's own function does.
+ *
+ * Given `end` (anyio.EndOfStream), slow() may be the receive itself: when it
+ * raises `end`, the loop ends (StopAsyncIteration), with no Python coroutine
+ * around it to turn one into the other.
  */
 typedef struct {
     PyObject_HEAD
@@ -1308,6 +1312,7 @@ typedef struct {
     PyObject *trio;      /* trio's run context, or NULL: no test per message */
     PyObject *task;      /* the trio task of the last test, or NULL */
     PyObject *coro;      /* its coroutine, or NULL: look the task up on each test */
+    PyObject *end;       /* the exception class slow() ends with, or NULL (see below) */
 } ReadyIterator;
 
 /* Attribute names of the trio test, made once (speedups_exec). */
@@ -1317,13 +1322,17 @@ static PyObject *str_task, *str_coro, *str_cr_running, *str_cancel_status,
 static PyObject *
 ready_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    PyObject *ready, *slow, *take, *trio = Py_None;
+    PyObject *ready, *slow, *take, *trio = Py_None, *end = Py_None;
     ReadyIterator *self;
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "ReadyIterator() takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "OO|O:ReadyIterator", &ready, &slow, &trio)) {
+    if (!PyArg_ParseTuple(args, "OO|OO:ReadyIterator", &ready, &slow, &trio, &end)) {
+        return NULL;
+    }
+    if (end != Py_None && !PyExceptionClass_Check(end)) {
+        PyErr_SetString(PyExc_TypeError, "end must be an exception class or None");
         return NULL;
     }
     if (!PyCallable_Check(slow)) {
@@ -1346,6 +1355,7 @@ ready_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->trio = trio == Py_None ? NULL : Py_NewRef(trio);
     self->task = NULL;
     self->coro = NULL;
+    self->end = end == Py_None ? NULL : Py_NewRef(end);
     return (PyObject *)self;
 }
 
@@ -1360,6 +1370,7 @@ ready_traverse(ReadyIterator *self, visitproc visit, void *arg)
     Py_VISIT(self->trio);
     Py_VISIT(self->task);
     Py_VISIT(self->coro);
+    Py_VISIT(self->end);
     return 0;
 }
 
@@ -1373,6 +1384,7 @@ ready_clear(ReadyIterator *self)
     Py_CLEAR(self->trio);
     Py_CLEAR(self->task);
     Py_CLEAR(self->coro);
+    Py_CLEAR(self->end);
     return 0;
 }
 
@@ -1469,7 +1481,18 @@ ready_anext(ReadyIterator *self)
     if (waiting < 0) {
         return NULL;
     }
-    return waiting ? ready_self(self) : PyObject_CallNoArgs(self->slow);
+    /* With `end`, the wait goes through this iterator too, which turns the end. */
+    return waiting || self->end != NULL ? ready_self(self) : PyObject_CallNoArgs(self->slow);
+}
+
+/* The delegate raised: when it is `end`, the loop's end instead. */
+static void
+ready_translate_end(ReadyIterator *self)
+{
+    if (self->end != NULL && PyErr_ExceptionMatches(self->end)) {
+        PyErr_Clear();
+        PyErr_SetNone(PyExc_StopAsyncIteration);
+    }
 }
 
 static PySendResult
@@ -1492,8 +1515,9 @@ ready_send(ReadyIterator *self, PyObject *arg, PyObject **result)
                 return *result == NULL ? PYGEN_ERROR : PYGEN_RETURN;
             }
         }
-        /* Taken by someone else between __anext__() and this await (slow() waits for
-           one), or the trio task is cancelled (slow() raises Cancelled). */
+        /* None waiting (slow() waits for one; taken by someone else since __anext__(),
+           or never there when `end` is set), or the trio task is cancelled (slow()
+           raises Cancelled). */
         self->delegate = PyObject_CallNoArgs(self->slow);
         if (self->delegate == NULL) {
             return PYGEN_ERROR;
@@ -1503,6 +1527,9 @@ ready_send(ReadyIterator *self, PyObject *arg, PyObject **result)
     status = PyIter_Send(self->delegate, arg, result);
     if (status != PYGEN_NEXT) {
         Py_CLEAR(self->delegate);
+        if (status == PYGEN_ERROR) {
+            ready_translate_end(self);
+        }
     }
     return status;
 }
@@ -1569,6 +1596,7 @@ ready_throw(ReadyIterator *self, PyObject *args)
     Py_DECREF(throw);
     if (result == NULL) {  /* it ended: raised, or returned (StopIteration) */
         Py_CLEAR(self->delegate);
+        ready_translate_end(self);
     }
     return result;
 }
@@ -1594,11 +1622,12 @@ static PyMethodDef ready_methods[] = {
 };
 
 PyDoc_STRVAR(ready_doc,
-"ReadyIterator(ready, slow, trio=None)\n\n"
+"ReadyIterator(ready, slow, trio=None, end=None)\n\n"
 "An async iterator of messages: each one waiting in the deque `ready` is taken\n"
 "without suspending; when none is, it awaits the coroutine slow(), which returns\n"
 "the next message or raises StopAsyncIteration. Given trio's run context, it\n"
-"awaits slow() too when the running trio task is cancelled. Built by\n"
+"awaits slow() too when the running trio task is cancelled. Given `end`, an\n"
+"exception class, slow() raising it ends the loop (StopAsyncIteration). Built by\n"
 "Connection.__aiter__ and FramedStream.__aiter__.");
 
 static PyType_Slot ready_slots[] = {

@@ -56,6 +56,7 @@ class ReadyIterator(AsyncIterator[bytes]):
         ready: deque[bytes],
         slow: Callable[[], Coroutine[Any, Any, bytes]],
         trio: Any = None,
+        end: type[BaseException] | None = None,
         /,
     ) -> None: ...
     def __aiter__(self) -> ReadyIterator: ...

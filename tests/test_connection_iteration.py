@@ -7,6 +7,10 @@ breaking out of the loop, cancelling a task that waits in it, a second receiver,
 error, the end of the stream. CPython drives an awaitable through another door while a
 tracer is set (coverage sets one), so the last test runs the same checks in a fresh
 process without a tracer, on both loops.
+
+The anyio front's ``async for`` is the same iterator, whose slow path is the read itself
+(``anyio.EndOfStream`` ends the loop), and on trio makes trio's cancellation test before
+each message: its checks here run without a tracer too, on asyncio and trio.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import anyio
 import pytest
+import sniffio
 
 import aiomsg
 
@@ -217,12 +223,67 @@ async def test_async_for_after_the_end_of_the_stream_ends_at_once() -> None:
                 await conn.receive()
 
 
+async def framed_pair(wire: bytes, eof: bool = True) -> tuple[aiomsg.FramedStream, socket.socket]:
+    """A FramedStream around anyio's stream over a socket pair, whose peer has sent
+    ``wire`` (and half-closed, with ``eof``)."""
+    front, peer = socket.socketpair()
+    peer.sendall(wire)
+    if eof:
+        peer.shutdown(socket.SHUT_WR)
+    front.setblocking(False)
+    return aiomsg.FramedStream(await anyio.abc.SocketStream.from_socket(front), FRAMING), peer
+
+
+@pytest.mark.anyio
+async def test_framed_async_for_ends_at_the_end_of_the_stream_and_stays_ended() -> None:
+    stream, peer = await framed_pair(FRAMING.encode_many(MESSAGES))
+    with peer:
+        async with stream:
+            assert [m async for m in stream] == MESSAGES
+            assert [m async for m in stream] == []
+            with pytest.raises(anyio.EndOfStream):
+                await stream.receive()
+
+
+@pytest.mark.anyio
+async def test_framed_async_for_raises_a_framing_error_after_the_good_messages() -> None:
+    too_long = (5000).to_bytes(4, "big")  # over max_size
+    stream, peer = await framed_pair(FRAMING.encode_many(MESSAGES[:2]) + too_long)
+    received = []
+    with peer:
+        async with stream:
+            with pytest.raises(aiomsg.MessageTooLarge):
+                async for message in stream:
+                    received.append(message)
+    assert received == MESSAGES[:2]
+
+
+@pytest.mark.anyio
+async def test_framed_async_for_in_a_scope_cancelled_by_its_task() -> None:
+    """On trio the next message is a cancellation point, and it stays queued; on asyncio
+    the messages already decoded are served, and the loop is cancelled at the next read."""
+    stream, peer = await framed_pair(FRAMING.encode_many(MESSAGES), eof=False)
+    on_trio = sniffio.current_async_library() == "trio"
+    received = []
+    with peer:
+        async with stream:
+            with anyio.CancelScope() as scope:
+                async for message in stream:
+                    received.append(message)
+                    if len(received) == 3:
+                        scope.cancel()
+            assert scope.cancelled_caught
+            assert received == MESSAGES[: 3 if on_trio else len(MESSAGES)]
+            rest = [await stream.receive() for _ in range(len(MESSAGES) - len(received))]
+    assert received + rest == MESSAGES
+
+
 # The checks above, run in a process with no tracer: CPython then awaits ReadyIterator
 # through its am_send slot, not through __next__ and send() as under coverage.
 UNTRACED = textwrap.dedent(
     """
     import asyncio, sys
-    import uvloop
+    import anyio, uvloop
     sys.path.insert(0, {root!r})
     from tests import test_connection_iteration as t
 
@@ -236,11 +297,19 @@ UNTRACED = textwrap.dedent(
         t.test_async_for_raises_a_framing_error_after_the_good_messages,
         t.test_async_for_after_the_end_of_the_stream_ends_at_once,
     ]
+    FRAMED = [
+        t.test_framed_async_for_ends_at_the_end_of_the_stream_and_stays_ended,
+        t.test_framed_async_for_raises_a_framing_error_after_the_good_messages,
+        t.test_framed_async_for_in_a_scope_cancelled_by_its_task,
+    ]
     assert sys.gettrace() is None
     for run in (asyncio.run, uvloop.run):
         for check in CHECKS:
             run(asyncio.wait_for(check(), 30))
-    print("passed", len(CHECKS) * 2)
+    for backend in ("asyncio", "trio"):
+        for check in FRAMED:
+            anyio.run(check, backend=backend)
+    print("passed", len(CHECKS) * 2 + len(FRAMED) * 2)
     """
 )
 
@@ -257,4 +326,4 @@ def test_iteration_behaves_the_same_without_a_tracer() -> None:
         env=env,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["passed", "16"]
+    assert done.stdout.split() == ["passed", "22"]

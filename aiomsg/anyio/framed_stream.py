@@ -284,19 +284,13 @@ class FramedStream(ObjectStream[bytes]):
                 # In C: a message already decoded costs no generator step. On asyncio
                 # there is no check per message; on trio the iterator makes the
                 # inline one (see _trio_cancel), so each message is a cancellation point.
-                return ReadyIterator(self._ready, self._next_or_end, self._trio)
+                # Its slow path is the read itself; EndOfStream ends the loop.
+                return ReadyIterator(
+                    self._ready, self._receive_slow, self._trio, anyio.EndOfStream
+                )
         # An async generator: resuming it costs less than the two coroutines per
         # message of ObjectReceiveStream.__anext__ and receive().
         return self._iterate()
-
-    async def _next_or_end(self) -> bytes:
-        """The C iterator's way when no message is waiting, or on trio when the task is
-        cancelled: receive()'s slow path (a coroutine fewer per read), its end as the
-        loop's. With messages queued, that path checks for cancellation first."""
-        try:
-            return await self._receive_slow()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
 
     async def _iterate(self) -> AsyncIterator[bytes]:
         ready = self._ready

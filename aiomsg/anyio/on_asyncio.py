@@ -170,17 +170,10 @@ class ConnectionFramedStream(FramedStream):
 
     def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
         if ReadyIterator is not None:  # in C, as Connection's own (aclose() empties the queue)
-            return ReadyIterator(self._conn._ready, self._next_or_end)
+            return ReadyIterator(self._conn._ready, self.receive, None, anyio.EndOfStream)
         # An async generator, as Connection's own: resuming one costs less than
         # the coroutine per message of ObjectReceiveStream.__anext__.
         return self._iterate()
-
-    async def _next_or_end(self) -> bytes:
-        """The C iterator's way when no message is waiting: receive(), its end as the loop's."""
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
 
     async def _iterate(self) -> AsyncIterator[bytes]:
         take = self._take
