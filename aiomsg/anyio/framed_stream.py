@@ -278,8 +278,8 @@ class FramedStream(ObjectStream[bytes]):
 
     def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
         if ReadyIterator is not None:
-            if not self._checked:  # the backend's hooks, which the first read would set
-                (self._check, self._trio, self._now), self._checked = _backend_hooks(), True
+            if not self._checked:  # what the first read would learn
+                self._learn_backend()
             if self._check is None or self._trio is not None:
                 # In C: a message already decoded costs no generator step. On asyncio
                 # there is no check per message; on trio the iterator makes the
@@ -316,6 +316,10 @@ class FramedStream(ObjectStream[bytes]):
             check, trio_context = self._check, self._trio  # the first read sets them
             yield message
 
+    def _learn_backend(self) -> None:
+        """Take the running backend's hooks (see ``_backend_hooks``), once per stream."""
+        (self._check, self._trio, self._now), self._checked = _backend_hooks(), True
+
     async def _receive_slow(self) -> bytes:
         # A plain flag rather than anyio.ResourceGuard: this runs per message.
         if self._receiving:
@@ -327,7 +331,7 @@ class FramedStream(ObjectStream[bytes]):
             if self._ready:
                 await checkpoint_if_cancelled()
             elif not self._checked:
-                (self._check, self._trio, self._now), self._checked = _backend_hooks(), True
+                self._learn_backend()
             since = self._now()  # the clocks count only while receiving
             while not self._ready:
                 error = self._error
